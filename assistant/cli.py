@@ -1,0 +1,128 @@
+"""The `lastmile` command: a thin adapter over the library.
+
+Start-up failures (database or Chroma unreachable, model missing) print one line
+naming what failed and how to fix it, and exit non-zero — no tracebacks for
+operators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from assistant.errors import ConfigurationError, InputRejected, LastmileError
+from assistant.settings import Settings
+
+__all__ = ["main"]
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "LASTMILE_" + str(first["loc"][0]).upper() if first.get("loc") else "settings"
+        raise ConfigurationError(f"invalid {field}: {first['msg']}") from exc
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from assistant.doctor import run_checks
+
+    checks = run_checks(_settings())
+    table = Table(title="lastmile doctor", show_lines=False)
+    for column in ("check", "", "detail", "fix"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail,
+                      check.hint)
+    Console().print(table)
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from assistant.orchestrator import Assistant
+    from ui.app import build_app
+
+    settings = _settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    bot = Assistant(settings)
+    app = build_app(bot, user_id=args.user)
+    console.print(f"lastmile: serving on http://{host}:{port} with {bot.model.label}")
+    app.queue(default_concurrency_limit=4).launch(
+        server_name=host, server_port=port, show_error=True, inbrowser=False)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from assistant.orchestrator import Assistant
+
+    bot = Assistant(_settings())
+    session = args.session or uuid.uuid4().hex[:12]
+    out = Console()
+    out.print(f"[dim]session {session} · model {bot.model.label} · Ctrl-D to quit[/]")
+    while True:
+        try:
+            text = out.input("[bold]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            break
+        try:
+            stream = bot.stream(text, session_id=session, user_id=args.user)
+        except InputRejected as exc:
+            out.print(f"[yellow]{exc.user_message}[/]")
+            continue
+        out.print("[bold]bot>[/] ", end="")
+        for chunk in stream:
+            out.print(chunk, end="", markup=False, highlight=False)
+        reply = stream.reply
+        out.print()
+        if reply is not None and not reply.ok:
+            out.print(f"[red]{reply.error}[/]")
+    bot.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lastmile", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the Gradio chat UI")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    serve.add_argument("--user", default="default", help="user id the UI chats as")
+    serve.set_defaults(func=cmd_serve)
+    chat = sub.add_parser("chat", help="chat in the terminal")
+    chat.add_argument("--session", default=None, help="session id to continue")
+    chat.add_argument("--user", default="default", help="user id")
+    chat.set_defaults(func=cmd_chat)
+    doctor = sub.add_parser("doctor", help="check configuration, models and services")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except LastmileError as exc:
+        console.print(f"[red]lastmile: {escape(str(exc))}[/]", highlight=False)
+        if isinstance(exc, ConfigurationError):
+            console.print("run `lastmile doctor` for a full check")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

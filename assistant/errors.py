@@ -1,0 +1,151 @@
+"""Every error lastmile raises, in one place.
+
+Callers branch on *kind*, not on message text, so the tree separates developer
+mistakes (fix the code or config), runtime failures (retry, fall back, or tell the
+user), and control signals (not failures at all: a guard said no, a turn was
+cancelled)::
+
+    LastmileError
+    ├── ConfigurationError          developer / operator mistake; fix config, don't retry
+    │   ├── ModelFileNotFound       a GGUF or embedding model file is missing
+    │   └── UnknownProvider         LASTMILE_PROVIDERS names something we can't build
+    ├── RuntimeFailure              the world misbehaved; the turn may be retried
+    │   ├── ProviderError           a model call failed (translated from the SDK at its edge)
+    │   │   ├── ProviderUnavailable     connection refused, timeout, 5xx
+    │   │   ├── RateLimited             429 / overloaded
+    │   │   ├── AuthenticationFailed    bad or missing key
+    │   │   ├── BadProviderRequest      4xx the provider blamed on the request
+    │   │   └── StreamInterrupted       died mid-stream; partial text is kept
+    │   └── StorageError
+    │       ├── DatabaseUnavailable     the SQL database cannot be reached
+    │       └── VectorStoreUnavailable  Chroma cannot be reached
+    └── ControlSignal               not a failure: flow control surfaced to the caller
+        ├── InputRejected           a guardrail refused the input (message is user-facing)
+        └── SessionNotFound         no such session for this user
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LastmileError",
+    "ConfigurationError",
+    "ModelFileNotFound",
+    "UnknownProvider",
+    "RuntimeFailure",
+    "ProviderError",
+    "ProviderUnavailable",
+    "RateLimited",
+    "AuthenticationFailed",
+    "BadProviderRequest",
+    "StreamInterrupted",
+    "StorageError",
+    "DatabaseUnavailable",
+    "VectorStoreUnavailable",
+    "ControlSignal",
+    "InputRejected",
+    "SessionNotFound",
+]
+
+
+class LastmileError(Exception):
+    """Root of the tree: ``except LastmileError`` catches everything we raise on purpose."""
+
+    #: A line safe to show an end user (no internals, no secrets).
+    user_message: str = "Something went wrong."
+
+    def __init__(self, message: str, *, user_message: str | None = None) -> None:
+        super().__init__(message)
+        if user_message is not None:
+            self.user_message = user_message
+
+
+class ConfigurationError(LastmileError):
+    """The code or configuration is wrong; retrying will not help."""
+
+    user_message = "The assistant is misconfigured; ask the operator to run `lastmile doctor`."
+
+
+class ModelFileNotFound(ConfigurationError):
+    """A model file (GGUF, embedding weights) is not where settings say."""
+
+
+class UnknownProvider(ConfigurationError):
+    """A provider spec in ``LASTMILE_PROVIDERS`` cannot be built."""
+
+
+class RuntimeFailure(LastmileError):
+    """Something outside our code failed; the same call may succeed later."""
+
+
+class ProviderError(RuntimeFailure):
+    """A model provider failed. ``provider`` names which one."""
+
+    user_message = "The model could not answer right now. Your message is saved; please try again."
+
+    def __init__(self, message: str, *, provider: str = "", user_message: str | None = None) -> None:
+        super().__init__(message, user_message=user_message)
+        self.provider = provider
+
+
+class ProviderUnavailable(ProviderError):
+    """Connection refused, timed out, or a 5xx: worth falling back."""
+
+
+class RateLimited(ProviderError):
+    """The provider throttled us (429 / overloaded)."""
+
+
+class AuthenticationFailed(ProviderError):
+    """The provider rejected our credentials."""
+
+
+class BadProviderRequest(ProviderError):
+    """The provider rejected the request itself (4xx other than auth/rate)."""
+
+
+class StreamInterrupted(ProviderError):
+    """The stream broke after some text arrived; ``partial`` holds that text."""
+
+    user_message = "The reply was cut off. Your message is saved; please try again."
+
+    def __init__(self, message: str, *, provider: str = "", partial: str = "") -> None:
+        super().__init__(message, provider=provider)
+        self.partial = partial
+
+
+class StorageError(RuntimeFailure):
+    """A store (SQL or vector) failed."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The SQL database at ``url`` cannot be reached."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class VectorStoreUnavailable(StorageError):
+    """Chroma at ``url`` (or its data dir) cannot be reached."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ControlSignal(LastmileError):
+    """Not a failure: a decision the caller must surface."""
+
+
+class InputRejected(ControlSignal):
+    """A guardrail refused the user's input; ``user_message`` says why, kindly."""
+
+    def __init__(self, message: str, *, user_message: str | None = None, guard: str = "") -> None:
+        super().__init__(message, user_message=user_message or message)
+        self.guard = guard
+
+
+class SessionNotFound(ControlSignal):
+    """No session with that id exists for this user (other users' sessions are invisible)."""
+
+    user_message = "That conversation does not exist."

@@ -1,0 +1,96 @@
+"""The provider contract: one small class behind one method.
+
+A provider turns a list of langchain-core messages into a stream of ``ModelChunk``s.
+It imports its SDK and translates that SDK's errors into ``assistant.errors`` at this
+edge, so nothing above it ever sees an SDK type. Retrying and falling back live in
+other layers, never inside a provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+__all__ = ["ChatModel", "ModelChunk", "ModelRequest", "Usage", "approx_token_count"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token accounting for one call, as the provider reports it."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Everything a provider needs for one call."""
+
+    messages: Sequence[BaseMessage]
+    max_tokens: int = 256
+    temperature: float = 0.7
+    #: A JSON schema the reply must satisfy (grammar-constrained where the provider can).
+    response_schema: dict[str, Any] | None = None
+    stop: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ModelChunk:
+    """A piece of a streamed reply. The last chunk carries ``usage`` and ``finish_reason``."""
+
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def approx_token_count(text: str) -> int:
+    """A provider-neutral estimate (~4 chars per token) for models without a tokenizer here."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class ChatModel(ABC):
+    """A chat model. Subclasses implement ``request``; everything else has defaults."""
+
+    #: Provider family, e.g. ``"local"``, ``"openai"``; shown with each reply.
+    provider: str = "unknown"
+    #: Model name within the provider.
+    model: str = ""
+    #: Context window in tokens.
+    context_window: int = 8192
+
+    @property
+    def label(self) -> str:
+        """``provider:model`` as users see it."""
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+    @abstractmethod
+    def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
+        """Stream the reply. Raise only ``assistant.errors.ProviderError`` subclasses."""
+
+    async def arequest(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        """Async stream; by default the sync stream runs in a worker thread."""
+        iterator = iter(self.request(request))
+        sentinel = object()
+        while True:
+            chunk = await asyncio.to_thread(next, iterator, sentinel)
+            if chunk is sentinel:
+                return
+            yield chunk  # type: ignore[misc]
+
+    def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        """Prompt tokens these messages will cost. Override with the real tokenizer."""
+        return sum(approx_token_count(str(m.content)) + 4 for m in messages)
+
+    def check(self) -> str | None:
+        """Return a fix-it hint if the model cannot run here, else ``None`` (for `doctor`)."""
+        return None

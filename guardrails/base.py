@@ -1,0 +1,75 @@
+"""Guardrails are hook objects, not branches in the orchestrator.
+
+A guard overrides any of four hooks; each gets the turn's ``GuardContext`` and returns
+the (possibly rewritten) value, or raises ``InputRejected`` to stop the turn. The
+orchestrator only ever calls a ``GuardChain``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+__all__ = ["Guard", "GuardChain", "GuardContext"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class GuardContext:
+    """Who the turn belongs to; guards may leave notes for later hooks in ``notes``."""
+
+    user_id: str
+    session_id: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Guard:
+    """Base hook object: every hook passes its value through unchanged."""
+
+    name: str = "guard"
+
+    def before_input(self, ctx: GuardContext, text: str) -> str:
+        return text
+
+    def after_retrieval(self, ctx: GuardContext, items: list[T]) -> list[T]:
+        return items
+
+    def after_model(self, ctx: GuardContext, text: str) -> str:
+        return text
+
+    def before_memory_write(self, ctx: GuardContext, item: T) -> T | None:
+        """Return ``None`` to keep the item out of memory."""
+        return item
+
+
+class GuardChain(Guard):
+    """Runs guards in order; the output of one hook is the input of the next."""
+
+    name = "chain"
+
+    def __init__(self, guards: Sequence[Guard] = ()) -> None:
+        self.guards = list(guards)
+
+    def before_input(self, ctx: GuardContext, text: str) -> str:
+        for guard in self.guards:
+            text = guard.before_input(ctx, text)
+        return text
+
+    def after_retrieval(self, ctx: GuardContext, items: list[T]) -> list[T]:
+        for guard in self.guards:
+            items = guard.after_retrieval(ctx, items)
+        return items
+
+    def after_model(self, ctx: GuardContext, text: str) -> str:
+        for guard in self.guards:
+            text = guard.after_model(ctx, text)
+        return text
+
+    def before_memory_write(self, ctx: GuardContext, item: T) -> T | None:
+        for guard in self.guards:
+            if item is None:
+                return None
+            item = guard.before_memory_write(ctx, item)  # type: ignore[assignment]
+        return item

@@ -1,0 +1,217 @@
+"""The SQL conversation store: sessions, messages and provider calls for one user at a time.
+
+Every method takes ``user_id`` and filters by it; a session is addressed by the user's
+own key, so nothing here can return another user's rows. Methods return frozen
+dataclasses, never ORM objects, so callers can't lazily touch a closed session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.errors import DatabaseUnavailable, SessionNotFound
+from memory.models import Conversation, Message, ProviderCall, User, utcnow
+
+__all__ = ["ConversationStore", "SessionInfo", "StoredMessage"]
+
+DEFAULT_TITLE = "New chat"
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite drops tzinfo; every timestamp we hand out is UTC-aware."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    user_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int = 0
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    session_id: str
+    user_id: str
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+    provider: str | None = None
+    token_count: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+def _message(row: Message, key: str) -> StoredMessage:
+    return StoredMessage(
+        id=row.id, session_id=key, user_id=row.user_id, role=row.role, content=row.content,
+        status=row.status, created_at=_aware(row.created_at), provider=row.provider,  # type: ignore[arg-type]
+        token_count=row.token_count, prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens, latency_ms=row.latency_ms, error=row.error,
+    )
+
+
+def _session(row: Conversation, count: int = 0) -> SessionInfo:
+    return SessionInfo(row.key, row.user_id, row.title, _aware(row.created_at),  # type: ignore[arg-type]
+                       _aware(row.updated_at), count)  # type: ignore[arg-type]
+
+
+class ConversationStore:
+    """Durable, per-user conversation history over any SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def _db(self) -> Session:
+        return self._sessions()
+
+    def _conversation(self, db: Session, user_id: str, key: str, *, create: bool) -> Conversation:
+        row = db.scalar(select(Conversation).where(Conversation.user_id == user_id,
+                                                   Conversation.key == key))
+        if row is not None:
+            return row
+        if not create:
+            raise SessionNotFound(f"no session {key!r} for user {user_id!r}")
+        if db.get(User, user_id) is None:
+            db.add(User(id=user_id))
+            db.flush()
+        row = Conversation(user_id=user_id, key=key, title=DEFAULT_TITLE)
+        db.add(row)
+        db.flush()
+        return row
+
+    def _commit_with_retry(self, work):  # type: ignore[no-untyped-def]
+        """Run ``work(db)`` in a transaction; one retry covers a racing session create."""
+        for attempt in (1, 2):
+            try:
+                with self._db() as db, db.begin():
+                    return work(db)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+            except OperationalError as exc:
+                raise DatabaseUnavailable(f"database error: {exc.orig}") from exc
+        raise AssertionError("unreachable")
+
+    # sessions -----------------------------------------------------------------
+    def create_session(self, user_id: str, title: str | None = None) -> SessionInfo:
+        """A new session with a fresh random key."""
+        key = uuid.uuid4().hex[:12]
+
+        def work(db: Session) -> SessionInfo:
+            row = self._conversation(db, user_id, key, create=True)
+            if title:
+                row.title = title[:200]
+            return _session(row)
+
+        return self._commit_with_retry(work)
+
+    def ensure_session(self, user_id: str, key: str) -> SessionInfo:
+        return self._commit_with_retry(lambda db: _session(self._conversation(db, user_id, key, create=True)))
+
+    def list_sessions(self, user_id: str) -> list[SessionInfo]:
+        """This user's sessions, most recently active first."""
+        counts = (select(Message.conversation_id, func.count(Message.id).label("n"))
+                  .group_by(Message.conversation_id).subquery())
+        stmt = (select(Conversation, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+                .where(Conversation.user_id == user_id)
+                .order_by(Conversation.updated_at.desc(), Conversation.id.desc()))
+        with self._db() as db:
+            return [_session(row, n) for row, n in db.execute(stmt)]
+
+    def rename_session(self, user_id: str, key: str, title: str) -> SessionInfo:
+        title = title.strip()
+        if not title:
+            raise ValueError("a session title cannot be empty")
+
+        def work(db: Session) -> SessionInfo:
+            row = self._conversation(db, user_id, key, create=False)
+            row.title = title[:200]
+            return _session(row)
+
+        return self._commit_with_retry(work)
+
+    # messages -----------------------------------------------------------------
+    def add_message(self, user_id: str, key: str, role: str, content: str, **fields) -> StoredMessage:  # type: ignore[no-untyped-def]
+        """Append a message (creating the session on first use) and commit it."""
+
+        def work(db: Session) -> StoredMessage:
+            conv = self._conversation(db, user_id, key, create=True)
+            now = utcnow()
+            row = Message(conversation_id=conv.id, user_id=user_id, role=role, content=content,
+                          created_at=now, status=fields.pop("status", "ok"), **fields)
+            db.add(row)
+            conv.updated_at = now
+            if role == "user" and conv.title == DEFAULT_TITLE:
+                conv.title = " ".join(content.split())[:60] or DEFAULT_TITLE
+            db.flush()
+            return _message(row, key)
+
+        return self._commit_with_retry(work)
+
+    def history(self, user_id: str, key: str) -> list[StoredMessage]:
+        """All messages of a session, oldest first. Unknown session → ``SessionNotFound``."""
+        with self._db() as db:
+            conv = self._conversation(db, user_id, key, create=False)
+            rows = db.scalars(select(Message).where(Message.conversation_id == conv.id)
+                              .order_by(Message.id))
+            return [_message(r, key) for r in rows]
+
+    def recent(self, user_id: str, key: str, limit: int) -> list[StoredMessage]:
+        """The newest ``limit`` messages, oldest first; empty for an unknown session."""
+        with self._db() as db:
+            try:
+                conv = self._conversation(db, user_id, key, create=False)
+            except SessionNotFound:
+                return []
+            rows = db.scalars(select(Message).where(Message.conversation_id == conv.id)
+                              .order_by(Message.id.desc()).limit(limit))
+            return [_message(r, key) for r in reversed(list(rows))]
+
+    def record_call(self, user_id: str, key: str, **fields) -> None:  # type: ignore[no-untyped-def]
+        """Log one provider attempt (success or failure) for audit and cost tracking."""
+
+        def work(db: Session) -> None:
+            conv = self._conversation(db, user_id, key, create=True)
+            db.add(ProviderCall(conversation_id=conv.id, user_id=user_id, **fields))
+
+        self._commit_with_retry(work)
+
+    def provider_calls(self, user_id: str) -> list[dict]:
+        with self._db() as db:
+            rows = db.scalars(select(ProviderCall).where(ProviderCall.user_id == user_id)
+                              .order_by(ProviderCall.id))
+            return [{c.name: getattr(r, c.name) for c in ProviderCall.__table__.columns} for r in rows]
+
+    # indexing bookkeeping -----------------------------------------------------------
+    def unindexed(self, limit: int = 500) -> list[StoredMessage]:
+        """Messages not yet in the vector index (e.g. after a crash), oldest first."""
+        stmt = (select(Message, Conversation.key).join(Conversation)
+                .where(Message.indexed_at.is_(None), Message.status == "ok")
+                .order_by(Message.id).limit(limit))
+        with self._db() as db:
+            return [_message(row, key) for row, key in db.execute(stmt)]
+
+    def mark_indexed(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if ids:
+            with self._db() as db, db.begin():
+                db.execute(update(Message).where(Message.id.in_(ids)).values(indexed_at=utcnow()))
