@@ -16,14 +16,13 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from assistant.errors import ConfigurationError, InputRejected, LastmileError
 from assistant.settings import Settings
 
 __all__ = ["main"]
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _settings() -> Settings:
@@ -39,13 +38,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from assistant.doctor import run_checks
 
     checks = run_checks(_settings())
-    table = Table(title="lastmile doctor", show_lines=False)
-    for column in ("check", "", "detail", "fix"):
-        table.add_column(column)
+    out = Console(soft_wrap=True, highlight=False)
+    width = max(len(c.name) for c in checks)
     for check in checks:
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail,
-                      check.hint)
-    Console().print(table)
+        mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {check.name.ljust(width)}  {escape(check.detail)}")
+        if check.hint:
+            out.print(f"     {' ' * width}  [yellow]fix:[/] {escape(check.hint)}")
     return 0 if all(c.ok for c in checks) else 1
 
 

@@ -1,0 +1,80 @@
+"""Chroma turn index, embedded (PersistentClient) and against a real `chroma run` server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from assistant import Assistant, ScriptedModel, Settings
+from assistant.errors import VectorStoreUnavailable
+from memory.store import StoredMessage
+from memory.vectors import TurnIndex, open_chroma
+
+
+def _msg(i: int, user: str, session: str, text: str, role: str = "user") -> StoredMessage:
+    return StoredMessage(id=i, session_id=session, user_id=user, role=role, content=text,
+                         status="ok", created_at=datetime(2026, 5, i % 28 + 1, tzinfo=UTC))
+
+
+@pytest.fixture(params=["embedded", "server"])
+def client(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "embedded":
+        return open_chroma(tmp_path / "chroma")
+    return open_chroma(tmp_path / "unused", request.getfixturevalue("chroma_server"))
+
+
+def test_index_search_is_scoped_to_user_and_session(client, request) -> None:  # type: ignore[no-untyped-def]
+    name = f"turns_{request.node.callspec.id}_{id(client)}"
+    index = TurnIndex(client, collection=name)
+    index.add([
+        _msg(1, "ann", "s1", "My sister Maria lives in Lisbon"),
+        _msg(2, "ann", "s2", "I adopted a cat called Pixel"),
+        _msg(3, "ben", "s9", "My sister lives in Lisbon too, her name is Joana"),
+        _msg(4, "ann", "s1", "   "),  # blank turns are skipped, not stored
+    ])
+    hits = index.search("ann", "where does my sister live?", k=5)
+    assert [h.message_id for h in hits][0] == 1
+    assert {h.message_id for h in hits} == {1, 2}  # never ben's turn
+    assert hits[0].created_at.startswith("2026-05-02") and hits[0].session_id == "s1"
+    assert [h.message_id for h in index.search("ann", "pets", k=5, session_id="s2")] == [2]
+    assert index.search("nobody", "sister", k=5) == []
+    index.add([_msg(1, "ann", "s1", "My sister Maria lives in Lisbon")])  # idempotent
+    assert index.count("ann") == 2 and index.count("ben") == 1
+
+
+def test_collection_reopens_with_our_embedding_function(tmp_path) -> None:
+    TurnIndex(open_chroma(tmp_path / "c"), collection="turns").add([_msg(1, "u", "s", "hello world")])
+    reopened = open_chroma(tmp_path / "c").get_collection("turns")  # no embedding function given
+    result = reopened.query(query_texts=["hello"], n_results=1, where={"user_id": "u"})
+    assert result["ids"] == [["msg-1"]]
+
+
+def test_unreachable_server_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(VectorStoreUnavailable) as info:
+        open_chroma(tmp_path, "http://127.0.0.1:9")
+    assert "http://127.0.0.1:9" in str(info.value)
+    with pytest.raises(VectorStoreUnavailable, match="host:port"):
+        open_chroma(tmp_path, "chroma.example:8000")
+
+
+def test_assistant_indexes_turns_in_server_chroma(tmp_path, chroma_server: str) -> None:
+    settings = Settings(data_dir=tmp_path / "d", chroma_url=chroma_server)
+    with Assistant(settings, model=ScriptedModel(["Sounds fun!"])) as bot:
+        bot.chat("I'm learning to play the cello", session_id="music", user_id="zoe")
+        bot.flush()
+        hits = bot.recorder.index.search("zoe", "musical instrument", k=2)  # type: ignore[union-attr]
+    assert hits[0].text == "I'm learning to play the cello"
+    assert {h.role for h in hits} == {"user", "assistant"}
+    assert not (tmp_path / "d" / "chroma").exists()  # server mode stores nothing locally
+
+
+def test_turns_missed_by_the_index_are_caught_up_on_start(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path / "d")
+    with Assistant(settings.model_copy(update={"index_turns": False}),
+                   model=ScriptedModel(["answer while index was off"])) as bot:
+        bot.chat("question while index was off", session_id="s")
+    with Assistant(settings, model=ScriptedModel()) as bot:
+        bot.flush()
+        assert bot.recorder.index.count("default") == 2  # type: ignore[union-attr]
+        assert bot.store.unindexed() == []  # type: ignore[attr-defined]
