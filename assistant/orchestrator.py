@@ -170,11 +170,10 @@ class Assistant:
             stored = self.store.add_message(
                 ctx.user_id, ctx.session_id, "assistant", text, status=status, error=error,
                 provider=provider, latency_ms=latency, prompt_tokens=prompt,
-                completion_tokens=completion, token_count=cost)
-            self.store.record_call(
-                ctx.user_id, ctx.session_id, message_id=stored.id, provider=provider,
-                status=status, error=error, prompt_tokens=prompt, completion_tokens=completion,
-                latency_ms=latency, first_token_ms=first_token_ms)
+                completion_tokens=completion, token_count=cost,
+                call={"provider": provider, "status": status, "error": error,
+                      "prompt_tokens": prompt, "completion_tokens": completion,
+                      "latency_ms": latency, "first_token_ms": first_token_ms})
             if self.recorder is not None and status == "ok":
                 self.recorder.submit([user_msg, stored])
         return Reply(text=text, provider=provider, session_id=ctx.session_id,

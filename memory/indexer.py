@@ -1,16 +1,18 @@
 """Indexes stored turns into Chroma off the critical path.
 
-Embedding a turn costs a few milliseconds the user should not wait for, so turns are
-handed to one background worker. Nothing is lost if it fails or the process dies: a
-message counts as indexed only once Chroma accepted it, and ``catch_up`` re-sends the
-rest at start-up.
+Embedding and a Chroma write cost more than the rest of a turn, and the user should not
+wait for them, so turns go to one background worker that drains whatever has piled up
+into a single batch (one embedding pass, one upsert). Nothing is lost if it fails or
+the process dies: a message counts as indexed only once Chroma accepted it, and
+``catch_up`` re-sends the rest at start-up.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from memory.store import ConversationStore, StoredMessage
 from memory.vectors import TurnIndex
@@ -18,14 +20,17 @@ from memory.vectors import TurnIndex
 __all__ = ["TurnIndexer"]
 
 log = logging.getLogger(__name__)
+MAX_BATCH = 256
+_STOP = object()
 
 
 class TurnIndexer:
     def __init__(self, store: ConversationStore, index: TurnIndex) -> None:
         self.store = store
         self.index = index
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastmile-index")
-        self._pending: list[Future[bool]] = []
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name="lastmile-index", daemon=True)
+        self._worker.start()
 
     def _index(self, messages: Sequence[StoredMessage]) -> bool:
         try:
@@ -37,22 +42,37 @@ class TurnIndexer:
             return False
         return True
 
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            items = [item]
+            while len(items) < MAX_BATCH:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batch = [m for it in items if it is not _STOP for m in it]  # type: ignore[union-attr]
+            if batch:
+                self._index(batch)
+            for _ in items:
+                self._queue.task_done()
+            if any(it is _STOP for it in items):
+                return
+
     def submit(self, messages: Sequence[StoredMessage]) -> None:
         """Queue messages for indexing and return at once."""
-        self._pending = [f for f in self._pending if not f.done()]
-        self._pending.append(self._pool.submit(self._index, list(messages)))
+        self._queue.put(list(messages))
 
     def catch_up(self) -> None:
-        """Queue everything stored but not yet indexed (after a crash or outage)."""
-        while (batch := self.store.unindexed(limit=256)) and self._index(batch):
+        """Index everything stored but not yet indexed (after a crash or outage)."""
+        while (batch := self.store.unindexed(limit=MAX_BATCH)) and self._index(batch):
             pass
 
     def flush(self) -> None:
-        """Wait until everything submitted so far is indexed (tests, shutdown)."""
-        for future in list(self._pending):
-            future.result()
-        self._pending.clear()
+        """Block until everything submitted so far is indexed (tests, shutdown)."""
+        self._queue.join()
 
     def close(self) -> None:
-        self.flush()
-        self._pool.shutdown(wait=True)
+        if self._worker.is_alive():
+            self._queue.put(_STOP)
+            self._worker.join()

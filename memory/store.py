@@ -150,8 +150,13 @@ class ConversationStore:
         return self._commit_with_retry(work)
 
     # messages -----------------------------------------------------------------
-    def add_message(self, user_id: str, key: str, role: str, content: str, **fields) -> StoredMessage:  # type: ignore[no-untyped-def]
-        """Append a message (creating the session on first use) and commit it."""
+    def add_message(self, user_id: str, key: str, role: str, content: str, *,  # type: ignore[no-untyped-def]
+                    call: dict | None = None, **fields) -> StoredMessage:
+        """Append a message (creating the session on first use) and commit it.
+
+        ``call`` records the provider attempt that produced the message in the same
+        transaction, so a reply never exists without its audit row.
+        """
 
         def work(db: Session) -> StoredMessage:
             conv = self._conversation(db, user_id, key, create=True)
@@ -163,6 +168,9 @@ class ConversationStore:
             if role == "user" and conv.title == DEFAULT_TITLE:
                 conv.title = " ".join(content.split())[:60] or DEFAULT_TITLE
             db.flush()
+            if call is not None:
+                db.add(ProviderCall(conversation_id=conv.id, user_id=user_id, message_id=row.id,
+                                    **call))
             return _message(row, key)
 
         return self._commit_with_retry(work)
@@ -185,15 +193,6 @@ class ConversationStore:
             rows = db.scalars(select(Message).where(Message.conversation_id == conv.id)
                               .order_by(Message.id.desc()).limit(limit))
             return [_message(r, key) for r in reversed(list(rows))]
-
-    def record_call(self, user_id: str, key: str, **fields) -> None:  # type: ignore[no-untyped-def]
-        """Log one provider attempt (success or failure) for audit and cost tracking."""
-
-        def work(db: Session) -> None:
-            conv = self._conversation(db, user_id, key, create=True)
-            db.add(ProviderCall(conversation_id=conv.id, user_id=user_id, **fields))
-
-        self._commit_with_retry(work)
 
     def provider_calls(self, user_id: str) -> list[dict]:
         with self._db() as db:
