@@ -12,11 +12,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Generator
+from dataclasses import dataclass, field
 
-from assistant.context import build_context
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from assistant.context import ContextReport, build_context
 from assistant.errors import LastmileError, StreamInterrupted
 from assistant.protocols import MessageStore, TurnRecorder
 from assistant.providers import ChatModel, ModelRequest, Usage, build_model
+from assistant.providers.base import approx_message_tokens
 from assistant.reply import AsyncReplyStream, Reply, ReplyStream
 from assistant.settings import Settings
 from guardrails import Guard, GuardChain, GuardContext, InputLimits
@@ -26,6 +30,31 @@ __all__ = ["Assistant"]
 
 log = logging.getLogger(__name__)
 HISTORY_SCAN = 200  # newest messages considered for the window; plenty for any budget
+
+
+@dataclass
+class _Outcome:
+    """What happened at the model during one turn, filled in as the stream runs."""
+
+    provider: str = "unavailable"
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    status: str = "ok"
+    error: str | None = None
+    user_error: str | None = None
+    first_token_ms: float | None = None
+    latency_ms: float = 0.0
+    text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def fail(self, exc: LastmileError) -> None:
+        self.status = "incomplete" if self.parts else "error"
+        self.error, self.user_error = f"{type(exc).__name__}: {exc}", exc.user_message
+        self.provider = getattr(exc, "provider", "") or self.provider
+        if isinstance(exc, StreamInterrupted) and not self.parts and exc.partial:
+            self.parts.append(exc.partial)
+            self.status = "incomplete"
 
 
 class Assistant:
@@ -97,10 +126,15 @@ class Assistant:
         """Validate and store the message now; iterate the result for reply chunks.
 
         Raises ``InputRejected`` here, before anything is stored, for unusable input.
+        Everything after the message is stored ends in a stored reply, even when the
+        model cannot be loaded at all.
         """
         ctx = GuardContext(user_id=user_id, session_id=session_id)
         clean = self.guards.before_input(ctx, text)
-        tokens = self.model.count_tokens([_human(clean)])
+        try:
+            tokens: int | None = self.model.count_tokens([HumanMessage(content=clean)])
+        except LastmileError:
+            tokens = None  # the turn will report the model problem; the message is kept
         stored = self.store.add_message(user_id, session_id, "user", clean, token_count=tokens)
         return ReplyStream(self._turn(ctx, stored))
 
@@ -118,68 +152,72 @@ class Assistant:
         stream = await asyncio.to_thread(self.stream, text, session_id=session_id, user_id=user_id)
         return AsyncReplyStream(stream)
 
-    def _turn(self, ctx: GuardContext, user_msg: StoredMessage) -> Generator[str, None, Reply]:
-        settings, model = self.settings, self.model
-        budget = settings.context_budget_tokens or max(
-            64, model.context_window - settings.max_reply_tokens)
+    def _context(self, ctx: GuardContext, model: ChatModel) -> tuple[list[BaseMessage], ContextReport]:
+        budget = self.settings.context_budget_tokens or max(
+            64, model.context_window - self.settings.max_reply_tokens)
         history = self.store.recent(ctx.user_id, ctx.session_id, HISTORY_SCAN)
-        messages, report = build_context(settings.system_prompt, history, budget=budget,
-                                         count=model.count_tokens)
-        request = ModelRequest(messages, max_tokens=settings.max_reply_tokens,
-                               temperature=settings.temperature)
-        parts: list[str] = []
-        usage: Usage | None = None
-        provider = model.label
-        status, error, user_error = "ok", None, None
+        return build_context(self.settings.system_prompt, history, budget=budget,
+                             count=model.count_tokens)
+
+    def _turn(self, ctx: GuardContext, user_msg: StoredMessage) -> Generator[str, None, Reply]:
+        out = _Outcome()
+        model: ChatModel | None = None
+        messages: list[BaseMessage] = []
+        report: ContextReport | None = None
         started = time.perf_counter()
-        first_token_ms: float | None = None
         try:
+            model = self.model
+            out.provider = model.label
+            messages, report = self._context(ctx, model)
+            request = ModelRequest(messages, max_tokens=self.settings.max_reply_tokens,
+                                   temperature=self.settings.temperature)
             for chunk in model.request(request):
-                provider = chunk.extra.get("provider", provider)
-                if chunk.usage is not None:
-                    usage = chunk.usage
+                out.provider = chunk.extra.get("provider", out.provider)
+                out.usage = chunk.usage or out.usage
                 if chunk.text:
-                    if first_token_ms is None:
-                        first_token_ms = (time.perf_counter() - started) * 1000
-                    parts.append(chunk.text)
+                    if out.first_token_ms is None:
+                        out.first_token_ms = (time.perf_counter() - started) * 1000
+                    out.parts.append(chunk.text)
                     yield chunk.text
         except LastmileError as exc:
-            status = "incomplete" if parts else "error"
-            error, user_error = f"{type(exc).__name__}: {exc}", exc.user_message
-            provider = getattr(exc, "provider", "") or provider
-            if isinstance(exc, StreamInterrupted) and not parts and exc.partial:
-                parts.append(exc.partial)
-                status = "incomplete"
-            log.warning("turn failed at the model (%s): %s", provider, exc)
+            out.fail(exc)
+            log.warning("turn failed at the model (%s): %s", out.provider, exc)
         except GeneratorExit:
-            status, error, user_error = "incomplete", "cancelled", "The reply was stopped."
+            out.status, out.error, out.user_error = "incomplete", "cancelled", "The reply was stopped."
             raise
         except Exception as exc:
             # A bug, not an outage: keep the record straight, then let it surface.
-            status, error = ("incomplete" if parts else "error"), f"{type(exc).__name__}: {exc}"
+            out.status = "incomplete" if out.parts else "error"
+            out.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            latency = (time.perf_counter() - started) * 1000
-            text = "".join(parts)
-            if status == "ok":
-                text = self.guards.after_model(ctx, text)
-            # What this reply will cost when it is fed back as context (template included).
-            cost = model.count_tokens([_ai(text)])
-            completion = usage.completion_tokens if usage else cost
-            prompt = usage.prompt_tokens if usage else model.count_tokens(messages)
-            stored = self.store.add_message(
-                ctx.user_id, ctx.session_id, "assistant", text, status=status, error=error,
-                provider=provider, latency_ms=latency, prompt_tokens=prompt,
-                completion_tokens=completion, token_count=cost,
-                call={"provider": provider, "status": status, "error": error,
-                      "prompt_tokens": prompt, "completion_tokens": completion,
-                      "latency_ms": latency, "first_token_ms": first_token_ms})
-            if self.recorder is not None and status == "ok":
-                self.recorder.submit([user_msg, stored])
-        return Reply(text=text, provider=provider, session_id=ctx.session_id,
+            out.latency_ms = (time.perf_counter() - started) * 1000
+            stored = self._store_reply(ctx, user_msg, model, messages, out)
+        return Reply(text=out.text, provider=out.provider, session_id=ctx.session_id,
                      message_id=stored.id, user_message_id=user_msg.id,
-                     usage=Usage(prompt, completion), status=status, error=user_error,
-                     latency_ms=latency, context=report)
+                     usage=Usage(out.prompt_tokens, out.completion_tokens), status=out.status,
+                     error=out.user_error, latency_ms=out.latency_ms, context=report)
+
+    def _store_reply(self, ctx: GuardContext, user_msg: StoredMessage, model: ChatModel | None,
+                     messages: list[BaseMessage], out: _Outcome) -> StoredMessage:
+        out.text = "".join(out.parts)
+        if out.status == "ok":
+            out.text = self.guards.after_model(ctx, out.text)
+        count = model.count_tokens if model is not None else approx_message_tokens
+        # What this reply will cost when it is fed back as context (template included).
+        cost = count([AIMessage(content=out.text)]) if out.text else 0
+        out.completion_tokens = out.usage.completion_tokens if out.usage else cost
+        out.prompt_tokens = out.usage.prompt_tokens if out.usage else (count(messages) if messages else 0)
+        stored = self.store.add_message(
+            ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
+            provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens, token_count=cost,
+            call={"provider": out.provider, "status": out.status, "error": out.error,
+                  "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
+                  "latency_ms": out.latency_ms, "first_token_ms": out.first_token_ms})
+        if self.recorder is not None and out.status == "ok":
+            self.recorder.submit([user_msg, stored])
+        return stored
 
     # lifecycle ----------------------------------------------------------------------
     def flush(self) -> None:
@@ -198,14 +236,3 @@ class Assistant:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _human(text: str):  # type: ignore[no-untyped-def]
-    from langchain_core.messages import HumanMessage
-
-    return HumanMessage(content=text)
-
-
-def _ai(text: str):  # type: ignore[no-untyped-def]
-    from langchain_core.messages import AIMessage
-
-    return AIMessage(content=text)

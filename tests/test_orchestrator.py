@@ -173,3 +173,13 @@ def test_default_assistant_reads_settings_from_env(monkeypatch: pytest.MonkeyPat
     assert reply.text == "(scripted) you said: ping"
     assert (tmp_path / "envdata" / "lastmile.db").exists()
     assert (tmp_path / "envdata" / "chroma").is_dir()
+
+
+def test_missing_model_keeps_the_message_and_says_how_to_fix(settings: Settings, tmp_path) -> None:
+    broken = settings.model_copy(update={"local_model_path": tmp_path / "gone.gguf"})
+    with Assistant(broken) as bot:
+        reply = bot.chat("is anyone there?", session_id="s")
+    assert reply.status == "error" and "lastmile doctor" in (reply.error or "")
+    history = bot.history("s")
+    assert [(m.role, m.status) for m in history] == [("user", "ok"), ("assistant", "error")]
+    assert "gone.gguf" in (history[1].error or "")

@@ -16,7 +16,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-__all__ = ["ChatModel", "ModelChunk", "ModelRequest", "Usage", "approx_token_count"]
+__all__ = ["ChatModel", "ModelChunk", "ModelRequest", "Usage", "approx_message_tokens",
+           "approx_token_count"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ def approx_token_count(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
+def approx_message_tokens(messages: Sequence[BaseMessage]) -> int:
+    """Estimated prompt cost of messages: text plus a few tokens of role markup each."""
+    return sum(approx_token_count(str(m.content)) + 4 for m in messages)
+
+
 class ChatModel(ABC):
     """A chat model. Subclasses implement ``request``; everything else has defaults."""
 
@@ -89,7 +95,7 @@ class ChatModel(ABC):
 
     def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
         """Prompt tokens these messages will cost. Override with the real tokenizer."""
-        return sum(approx_token_count(str(m.content)) + 4 for m in messages)
+        return approx_message_tokens(messages)
 
     def check(self) -> str | None:
         """Return a fix-it hint if the model cannot run here, else ``None`` (for `doctor`)."""
