@@ -22,6 +22,7 @@ from memory.models import Conversation, Message, ProviderCall, User, utcnow
 __all__ = ["ConversationStore", "SessionInfo", "StoredMessage"]
 
 DEFAULT_TITLE = "New chat"
+MAX_ID = 128
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -58,6 +59,13 @@ class StoredMessage:
     error: str | None = None
 
 
+def _check_id(kind: str, value: str) -> None:
+    """Ids are caller-chosen strings; reject what would fail (differently) per database."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
+        raise ValueError(f"{kind} must be a non-empty string of at most {MAX_ID} characters, "
+                         f"got {value!r:.80}")
+
+
 def _message(row: Message, key: str) -> StoredMessage:
     return StoredMessage(
         id=row.id, session_id=key, user_id=row.user_id, role=row.role, content=row.content,
@@ -83,6 +91,8 @@ class ConversationStore:
         return self._sessions()
 
     def _conversation(self, db: Session, user_id: str, key: str, *, create: bool) -> Conversation:
+        _check_id("user_id", user_id)
+        _check_id("session_id", key)
         row = db.scalar(select(Conversation).where(Conversation.user_id == user_id,
                                                    Conversation.key == key))
         if row is not None:

@@ -90,3 +90,9 @@ def test_unreachable_database_names_the_url_without_password() -> None:
     assert "127.0.0.1:1/nowhere" in str(info.value)
     assert "hunter2" not in str(info.value)
     assert "hunter2" not in safe_url(url)
+
+
+@pytest.mark.parametrize("user,key", [("", "s"), ("u", ""), ("u", "x" * 129), ("u", "  ")])
+def test_bad_ids_are_a_clear_error_on_every_backend(store: ConversationStore, user: str, key: str) -> None:
+    with pytest.raises(ValueError, match="must be a non-empty string"):
+        store.add_message(user, key, "user", "hi")
