@@ -49,17 +49,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from assistant.errors import ModelFileNotFound
     from assistant.orchestrator import Assistant
-    from ui.app import build_app
+    from ui.app import build_app, launch_options
 
     settings = _settings()
     host = args.host or settings.host
     port = args.port or settings.port
     bot = Assistant(settings)
-    app = build_app(bot, user_id=args.user)
-    console.print(f"lastmile: serving on http://{host}:{port} with {bot.model.label}")
+    notice = None
+    try:
+        label = bot.model.label
+    except ModelFileNotFound as exc:  # serve anyway: the page explains the fix
+        label = "no model"
+        notice = f"the assistant cannot answer yet — {exc}; then restart `lastmile serve`."
+        console.print(f"[yellow]lastmile: {escape(str(exc))}[/]", highlight=False)
+    app = build_app(bot, user_id=args.user, notice=notice)
+    console.print(f"lastmile: serving on http://{host}:{port} with {label}")
     app.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, show_error=True, inbrowser=False)
+        server_name=host, server_port=port, show_error=True, inbrowser=False,
+        **launch_options())
     return 0
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from memory.store import SessionInfo, StoredMessage
 
-__all__ = ["CSS", "assistant_content", "chat_messages", "session_choices", "header_html",
-           "notice_markdown"]
+__all__ = ["CSS", "HEAD", "INCOMPLETE_CLASS", "PROVIDER_CLASS", "TYPING", "assistant_content",
+           "chat_messages", "header_html", "notice_markdown", "session_choices"]
 
 #: A reply's provider caption; one per finished assistant message.
 PROVIDER_CLASS = "lm-provider"
@@ -27,9 +27,25 @@ STORED_STATUS_NOTE = {
     "error": "The model could not answer this message.",
 }
 
+#: Shown in the reply bubble until the first chunk arrives (a local model may take a while).
+TYPING = ('<span class="lm-typing" role="status" aria-label="The assistant is writing">'
+          "<i></i><i></i><i></i></span>")
+
+# Gradio's per-message copy button copies the raw message, caption included; this keeps
+# the clipboard to the reply itself. Presentation only: no effect on what is stored.
+HEAD = """<script>
+(() => {
+  const clip = navigator.clipboard;
+  if (!clip || !clip.writeText) return;
+  const write = clip.writeText.bind(clip);
+  clip.writeText = (text) =>
+    write(String(text).replace(/\\s*<div class="lm-meta">[\\s\\S]*?<\\/div>\\s*$/, ""));
+})();
+</script>"""
+
 CSS = """
-.gradio-container { max-width: 1100px !important; margin: 0 auto !important; }
-#lm-header { display: flex; align-items: baseline; gap: .75rem; padding: .25rem 0 .5rem; }
+#lm-chat button[aria-label="Clear"] { display: none; }  /* history lives in the store */
+#lm-header .lm-head { display: flex; align-items: baseline; gap: .75rem; padding: .25rem 0 .5rem; }
 #lm-header .lm-brand { font-size: 1.35rem; font-weight: 700; letter-spacing: -.01em; }
 #lm-header .lm-model { font-size: .8rem; padding: .1rem .55rem; border-radius: 999px;
   background: var(--block-background-fill); border: 1px solid var(--border-color-primary);
@@ -41,14 +57,24 @@ CSS = """
 #lm-sessions .wrap { flex-direction: column; gap: 2px; }
 #lm-sessions label { width: 100%; border-radius: var(--radius-md); white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; }
+#lm-sessions label > span { overflow: hidden; text-overflow: ellipsis; }
 #lm-sessions input[type=radio] { display: none; }
-#lm-sessions label.selected { background: var(--color-accent-soft); font-weight: 600; }
+#lm-sessions label { background: transparent; border: none; box-shadow: none; }
+#lm-sessions label:hover { background: var(--background-fill-secondary); }
+#lm-sessions label.selected { background: var(--color-accent-soft);
+  color: var(--body-text-color); font-weight: 600; }
 .lm-meta { margin-top: .5rem; font-size: .75rem; color: var(--body-text-color-subdued);
   display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
 .lm-provider { font-family: var(--font-mono); }
 .lm-incomplete { color: #b45309; font-weight: 600; }
 .lm-sidebar-title { font-weight: 700; font-size: 1.1rem; }
 footer { display: none !important; }
+.lm-typing { display: inline-flex; gap: 4px; padding: .35rem 0; }
+.lm-typing i { width: 7px; height: 7px; border-radius: 50%; background: currentColor;
+  opacity: .3; animation: lm-blink 1.2s infinite ease-in-out; }
+.lm-typing i:nth-child(2) { animation-delay: .2s; }
+.lm-typing i:nth-child(3) { animation-delay: .4s; }
+@keyframes lm-blink { 0%, 80%, 100% { opacity: .25; } 40% { opacity: .9; } }
 """
 
 
@@ -56,10 +82,11 @@ def header_html(model_label: str | None) -> str:
     """The title bar: product name plus which model answers by default."""
     badge = (f'<span class="lm-model" title="default model">{html.escape(model_label)}</span>'
              if model_label else '<span class="lm-model">model unavailable</span>')
-    return f'<div class="lm-brand">lastmile</div>{badge}'
+    return f'<div class="lm-head"><span class="lm-brand">lastmile</span>{badge}</div>'
 
 
 def notice_markdown(notice: str | None) -> str:
+    """The operator's banner (e.g. how to install a missing model), or nothing."""
     return f"**Heads up:** {notice}" if notice else ""
 
 
