@@ -43,6 +43,7 @@ class _Outcome:
     error: str | None = None
     user_error: str | None = None
     first_token_ms: float | None = None
+    finish_reason: str | None = None
     latency_ms: float = 0.0
     text: str = ""
     prompt_tokens: int = 0
@@ -174,6 +175,7 @@ class Assistant:
             for chunk in model.request(request):
                 out.provider = chunk.extra.get("provider", out.provider)
                 out.usage = chunk.usage or out.usage
+                out.finish_reason = chunk.finish_reason or out.finish_reason
                 if chunk.text:
                     if out.first_token_ms is None:
                         out.first_token_ms = (time.perf_counter() - started) * 1000
@@ -196,7 +198,8 @@ class Assistant:
         return Reply(text=out.text, provider=out.provider, session_id=ctx.session_id,
                      message_id=stored.id, user_message_id=user_msg.id,
                      usage=Usage(out.prompt_tokens, out.completion_tokens), status=out.status,
-                     error=out.user_error, latency_ms=out.latency_ms, context=report)
+                     error=out.user_error, latency_ms=out.latency_ms, context=report,
+                     finish_reason=out.finish_reason)
 
     def _store_reply(self, ctx: GuardContext, user_msg: StoredMessage, model: ChatModel | None,
                      messages: list[BaseMessage], out: _Outcome) -> StoredMessage:
@@ -212,6 +215,7 @@ class Assistant:
             ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
             provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens, token_count=cost,
+            finish_reason=out.finish_reason,
             call={"provider": out.provider, "status": out.status, "error": out.error,
                   "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
                   "latency_ms": out.latency_ms, "first_token_ms": out.first_token_ms})

@@ -31,6 +31,13 @@ class Reply:
     error: str | None = None
     latency_ms: float = 0.0
     context: ContextReport | None = None
+    #: ``stop`` or ``length`` (hit ``max_reply_tokens``), as the provider reported it.
+    finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The reply is whole as far as it goes but stopped at the token limit."""
+        return self.finish_reason == "length"
 
     @property
     def ok(self) -> bool:

@@ -183,3 +183,11 @@ def test_missing_model_keeps_the_message_and_says_how_to_fix(settings: Settings,
     history = bot.history("s")
     assert [(m.role, m.status) for m in history] == [("user", "ok"), ("assistant", "error")]
     assert "gone.gguf" in (history[1].error or "")
+
+
+def test_reply_cut_at_the_token_limit_is_flagged(settings: Settings) -> None:
+    model = ScriptedModel(["one two three four five six"])
+    with Assistant(settings.model_copy(update={"max_reply_tokens": 3}), model=model) as bot:
+        reply = bot.chat("count", session_id="s")
+    assert reply.ok and reply.text == "one two three " and reply.truncated
+    assert bot.history("s")[-1].finish_reason == "length"

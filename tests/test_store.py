@@ -20,7 +20,7 @@ def test_migrations_create_every_table_at_head(database_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"users", "conversations", "messages", "provider_calls", "alembic_version"} <= tables
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     open_engine(database_url)  # migrating again is a no-op, not an error
 
 
@@ -96,3 +96,22 @@ def test_unreachable_database_names_the_url_without_password() -> None:
 def test_bad_ids_are_a_clear_error_on_every_backend(store: ConversationStore, user: str, key: str) -> None:
     with pytest.raises(ValueError, match="must be a non-empty string"):
         store.add_message(user, key, "user", "hi")
+
+
+def test_upgrade_from_first_revision_keeps_rows(database_url: str) -> None:
+    from memory.db import migrate
+
+    engine = open_engine(database_url, run_migrations=False)
+    migrate(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, created_at) VALUES ('u', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO conversations (user_id, key, title, created_at, updated_at) "
+                          "VALUES ('u', 's', 't', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO messages (conversation_id, user_id, role, content, status, "
+                          "created_at) SELECT id, 'u', 'user', 'old row', 'ok', CURRENT_TIMESTAMP "
+                          "FROM conversations"))
+    store = ConversationStore(open_engine(database_url))  # upgrades to head
+    old = store.history("u", "s")[0]
+    assert old.content == "old row" and old.finish_reason is None
+    store.add_message("u", "s", "assistant", "cut", finish_reason="length")
+    assert store.history("u", "s")[1].finish_reason == "length"

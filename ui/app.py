@@ -125,7 +125,8 @@ def build_app(bot: Assistant, *, user_id: str = "default", notice: str | None = 
             raise gr.Error(exc.user_message) from exc
         reply = stream.reply
         assert reply is not None
-        done = views.assistant_content(reply.text, reply.provider, reply.status, reply.error)
+        done = views.assistant_content(reply.text, reply.provider, reply.status, reply.error,
+                                       reply.finish_reason)
         yield gr.skip(), [*chat, {"role": "assistant", "content": done}]
 
     with gr.Blocks(title="lastmile", analytics_enabled=False, fill_height=True) as app:

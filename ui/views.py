@@ -17,6 +17,8 @@ __all__ = ["CSS", "HEAD", "INCOMPLETE_CLASS", "PROVIDER_CLASS", "TYPING", "assis
 
 #: A reply's provider caption; one per finished assistant message.
 PROVIDER_CLASS = "lm-provider"
+#: The marker on a reply that ended at the token limit.
+TRUNCATED_CLASS = "lm-truncated"
 #: The marker on a reply whose status is not ``ok``.
 INCOMPLETE_CLASS = "lm-incomplete"
 
@@ -96,9 +98,11 @@ def _close_fence(text: str) -> str:
 
 
 def assistant_content(text: str, provider: str | None, status: str = "ok",
-                      note: str | None = None) -> str:
+                      note: str | None = None, finish_reason: str | None = None) -> str:
     """A finished reply: its text, then a caption naming the provider (and any problem)."""
     parts = [f'<span class="{PROVIDER_CLASS}">{html.escape(provider or "unknown")}</span>']
+    if status == "ok" and finish_reason == "length":
+        parts.append(f'<span class="{TRUNCATED_CLASS}">· stopped at the reply length limit</span>')
     if status != "ok":
         label = "Incomplete" if status == "incomplete" else "No reply"
         sentence = note or STORED_STATUS_NOTE.get(status, "")
@@ -117,7 +121,8 @@ def chat_messages(history: Iterable[StoredMessage]) -> list[dict[str, str]]:
             out.append({"role": "user", "content": msg.content})
         elif msg.role == "assistant":
             out.append({"role": "assistant",
-                        "content": assistant_content(msg.content, msg.provider, msg.status)})
+                        "content": assistant_content(msg.content, msg.provider, msg.status,
+                                                    finish_reason=msg.finish_reason)})
     return out
 
 
