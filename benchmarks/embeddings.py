@@ -4,7 +4,8 @@ Why: embedding speed bounds how fast memory can be indexed; this catches
 regressions in the hand-written forward pass. Texts are synthetic and
 deterministic, so no downloads are needed and runs are comparable.
 
-    python benchmarks/embeddings.py [--short 2000] [--paragraphs 200] [--min-short-per-s 300]
+    python benchmarks/embeddings.py [--short 2000] [--paragraphs 200] [--repeat 3]
+                                    [--min-short-per-s 300] [--min-paragraph-per-s 10]
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ def paragraphs(n: int, seed: int = 1) -> list[str]:
     return out
 
 
-def _rate(encoder: MiniLMEncoder, texts: list[str], batch_size: int) -> tuple[float, float]:
-    start = time.perf_counter()
-    encoder.encode(texts, batch_size=batch_size)
-    seconds = time.perf_counter() - start
+def _rate(encoder: MiniLMEncoder, texts: list[str], batch_size: int, repeat: int) -> tuple[float, float]:
+    """Best of `repeat` runs: on a shared 2-core box the minimum is the stable figure."""
+    seconds = float("inf")
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        encoder.encode(texts, batch_size=batch_size)
+        seconds = min(seconds, time.perf_counter() - start)
     return len(texts) / seconds, seconds
 
 
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", type=int, default=2000, help="number of short sentences")
     parser.add_argument("--paragraphs", type=int, default=200, help="number of 100-200 word paragraphs")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the fastest counts")
     parser.add_argument("--min-short-per-s", type=float, default=0.0, help="fail below this rate")
     parser.add_argument("--min-paragraph-per-s", type=float, default=0.0, help="fail below this rate")
     args = parser.parse_args(argv)
@@ -89,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - start
     short, paras = short_sentences(args.short), paragraphs(args.paragraphs)
     encoder.encode(short[:256] + paras[:16], batch_size=args.batch_size)  # warm-up
-    short_rate, short_s = _rate(encoder, short, args.batch_size)
-    para_rate, para_s = _rate(encoder, paras, args.batch_size)
-    single_rate, single_s = _rate(encoder, short[:1], 1)
+    short_rate, short_s = _rate(encoder, short, args.batch_size, args.repeat)
+    para_rate, para_s = _rate(encoder, paras, args.batch_size, args.repeat)
+    single_rate, single_s = _rate(encoder, short[:1], 1, 10 * args.repeat)
 
     _print_table([
         ("load weights", "-", f"{load_s:.2f}", "-"),

@@ -10,10 +10,14 @@ import sys
 import threading
 from pathlib import Path
 
+import chromadb
 import numpy as np
 import pytest
+from chromadb.api.client import SharedSystemClient
+from chromadb.config import Settings
 
-from memory.minilm import MiniLMEncoder, default_model_dir, gelu, get_encoder
+from memory.embedding_function import MiniLMEmbeddingFunction
+from memory.minilm import MiniLMEncoder, _attention, _Workspace, default_model_dir, gelu, get_encoder
 
 __all__: list[str] = []
 
@@ -80,6 +84,31 @@ def test_gelu_uses_an_accurate_erf() -> None:
     assert float((err / np.maximum(1.0, np.abs(ref))).max()) < 3e-6
 
 
+@pytest.mark.parametrize("length", [5, 60])  # strided-view and split-copy layouts
+@pytest.mark.parametrize("shift", [0.0, 3.0])  # logits overflowing / underflowing exp()
+def test_attention_matches_float64_at_extreme_logits(length: int, shift: float) -> None:
+    batch, heads, hd = 2, 12, 32
+    rng = np.random.default_rng(length)
+    scale = 1.0 if shift else 4.0
+    raw = (rng.standard_normal((batch * length, 3 * heads * hd)) * scale).astype(np.float32)
+    bias = np.zeros((3, 1, heads, 1, hd), dtype=np.float32)
+    bias[0], bias[1] = shift, -shift  # q.k gains -shift^2 * hd: every logit very negative
+    mask = np.ones((batch, length), dtype=bool)
+    mask[1, length // 2:] = False
+    ws = _Workspace(batch, length, heads * hd, heads, 4 * heads * hd)
+    ws.qkv_raw[...] = raw
+    _attention(ws, bias, np.where(mask, np.float32(0), np.float32(-1e9))[:, None, None, :])
+
+    qkv = raw.astype(np.float64).reshape(batch, length, 3, heads, hd).transpose(2, 0, 3, 1, 4) + bias
+    scores = qkv[0] @ qkv[1].transpose(0, 1, 3, 2) + np.where(mask, 0.0, -np.inf)[:, None, None, :]
+    assert scores.max() > 100 if shift == 0 else scores.max() < -100
+    probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    expected = (probs @ qkv[2]).transpose(0, 2, 1, 3).reshape(batch * length, heads * hd)
+    assert np.isfinite(ws.merged).all()
+    np.testing.assert_allclose(ws.merged, expected, atol=2e-3)
+
+
 def test_get_encoder_loads_once_across_threads() -> None:
     seen: list[MiniLMEncoder] = []
     threads = [threading.Thread(target=lambda: seen.append(get_encoder())) for _ in range(8)]
@@ -92,13 +121,6 @@ def test_get_encoder_loads_once_across_threads() -> None:
 
 
 # --- Chroma -----------------------------------------------------------------
-
-chromadb = pytest.importorskip("chromadb")
-from chromadb.api.client import SharedSystemClient  # noqa: E402
-from chromadb.config import Settings  # noqa: E402
-
-from memory.embedding_function import MiniLMEmbeddingFunction  # noqa: E402
-
 
 def _client(path: Path):  # type: ignore[no-untyped-def]
     return chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
@@ -135,7 +157,8 @@ def test_chroma_persist_and_reopen_without_embedding_function(tmp_path: Path, en
     stored = col.get(ids=["rocket"], include=["embeddings"])["embeddings"][0]
     np.testing.assert_allclose(stored, encoder.encode([DOCS["rocket"]])[0], atol=1e-6)
 
-    persisted = json.dumps([col.configuration_json, col._model.serialized_schema])
+    persisted = json.dumps([col.configuration_json, col.schema.serialize_to_json()])
+    assert "lastmile-minilm" in persisted and '"all-MiniLM-L6-v2"' in persisted
     assert str(tmp_path) not in persisted and "site-packages" not in persisted
     assert str(default_model_dir()) not in persisted
     assert col.configuration_json["embedding_function"]["name"] == "lastmile-minilm"

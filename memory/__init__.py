@@ -1,0 +1,24 @@
+"""Conversation memory: storage, vector index and the local MiniLM embeddings.
+
+Exports resolve lazily so ``import memory.models`` (e.g. from migrations)
+does not pay for numpy, tokenizers or chromadb.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["MiniLMEmbeddingFunction", "MiniLMEncoder", "get_encoder"]
+
+_EXPORTS = {
+    "MiniLMEncoder": "memory.minilm",
+    "get_encoder": "memory.minilm",
+    "MiniLMEmbeddingFunction": "memory.embedding_function",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'memory' has no attribute {name!r}")
