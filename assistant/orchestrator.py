@@ -21,7 +21,7 @@ from assistant.errors import LastmileError, StreamInterrupted
 from assistant.protocols import MessageStore, TurnRecorder
 from assistant.providers import ChatModel, ModelRequest, Usage, build_model
 from assistant.providers.base import approx_message_tokens
-from assistant.reply import AsyncReplyStream, Reply, ReplyStream
+from assistant.reply import AsyncReplyStream, Reply, ReplyStream, Restart
 from assistant.settings import Settings
 from guardrails import Guard, GuardChain, GuardContext, InputLimits
 from memory.store import SessionInfo, StoredMessage
@@ -44,6 +44,7 @@ class _Outcome:
     user_error: str | None = None
     first_token_ms: float | None = None
     finish_reason: str | None = None
+    restarts: int = 0
     latency_ms: float = 0.0
     text: str = ""
     prompt_tokens: int = 0
@@ -174,6 +175,13 @@ class Assistant:
                                    temperature=self.settings.temperature)
             for chunk in model.request(request):
                 out.provider = chunk.extra.get("provider", out.provider)
+                if chunk.extra.get("restart"):
+                    # A fallback moved on mid-reply: the next provider starts from scratch.
+                    out.parts.clear()
+                    out.restarts += 1
+                    yield Restart(discarded=str(chunk.extra.get("discarded", "")),
+                                  reason=str(chunk.extra.get("reason", "")), provider=out.provider)
+                    continue
                 out.usage = chunk.usage or out.usage
                 out.finish_reason = chunk.finish_reason or out.finish_reason
                 if chunk.text:

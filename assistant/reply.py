@@ -10,7 +10,26 @@ from dataclasses import dataclass
 from assistant.context import ContextReport
 from assistant.providers.base import Usage
 
-__all__ = ["Reply", "ReplyStream", "AsyncReplyStream"]
+__all__ = ["Reply", "ReplyStream", "AsyncReplyStream", "Restart"]
+
+
+class Restart(str):
+    """An empty chunk meaning "forget the text streamed so far": a provider failed
+    mid-reply and the next one starts over.
+
+    It is a ``str`` (and empty) so ``"".join(stream)`` stays right for consumers that
+    don't care; a UI checks ``isinstance(chunk, Restart)`` to clear its partial text and
+    tell the user why.
+    """
+
+    discarded: str
+    reason: str
+    provider: str
+
+    def __new__(cls, *, discarded: str = "", reason: str = "", provider: str = "") -> Restart:
+        chunk = super().__new__(cls, "")
+        chunk.discarded, chunk.reason, chunk.provider = discarded, reason, provider
+        return chunk
 
 
 @dataclass(frozen=True)

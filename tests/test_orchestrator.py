@@ -191,3 +191,28 @@ def test_reply_cut_at_the_token_limit_is_flagged(settings: Settings) -> None:
         reply = bot.chat("count", session_id="s")
     assert reply.ok and reply.text == "one two three " and reply.truncated
     assert bot.history("s")[-1].finish_reason == "length"
+
+
+class _RestartingModel(ScriptedModel):
+    """Streams a partial reply, then signals a mid-stream fallback, then the real one."""
+
+    def request(self, request):  # type: ignore[no-untyped-def]
+        from assistant.providers import ModelChunk
+
+        self.requests.append(request)
+        yield ModelChunk(text="half an ", extra={"provider": "first"})
+        yield ModelChunk(extra={"restart": True, "discarded": "half an ", "provider": "second",
+                                "reason": "StreamInterrupted: boom"})
+        yield ModelChunk(text="whole answer", extra={"provider": "second"})
+
+
+def test_restart_chunk_discards_partial_text(bot: Assistant, settings: Settings) -> None:
+    from assistant.reply import Restart
+
+    with Assistant(settings, model=_RestartingModel()) as restarting:
+        stream = restarting.stream("q", session_id="r")
+        chunks = list(stream)
+    assert any(isinstance(c, Restart) and c.discarded == "half an " for c in chunks)
+    assert stream.reply is not None and stream.reply.text == "whole answer"
+    assert stream.reply.provider == "second"
+    assert restarting.history("r")[-1].content == "whole answer"

@@ -20,6 +20,7 @@ import gradio as gr  # noqa: E402
 
 from assistant.errors import LastmileError  # noqa: E402
 from assistant.orchestrator import Assistant  # noqa: E402
+from assistant.reply import Restart  # noqa: E402
 from ui import views  # noqa: E402
 
 __all__ = ["build_app", "launch_options"]
@@ -119,6 +120,11 @@ def build_app(bot: Assistant, *, user_id: str = "default", notice: str | None = 
             yield "", [*chat, {"role": "assistant", "content": views.TYPING}]
             partial = ""
             for chunk in stream:
+                if isinstance(chunk, Restart):  # a provider failed mid-reply; next one starts over
+                    gr.Info(f"The reply was restarted on {chunk.provider} "
+                            "(the previous provider failed mid-answer).")
+                    partial = ""
+                    continue
                 partial += chunk
                 yield gr.skip(), [*chat, {"role": "assistant", "content": partial}]
         except LastmileError as exc:
