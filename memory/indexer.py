@@ -1,8 +1,10 @@
 """Indexes stored turns into Chroma off the critical path.
 
 Embedding and a Chroma write cost more than the rest of a turn, and the user should not
-wait for them, so turns go to one background worker that drains whatever has piled up
-into a single batch (one embedding pass, one upsert). Nothing is lost if it fails or
+wait for them, so turns go to one background worker. It lingers until turns stop
+arriving for a moment (or a batch is full) and then indexes them in one embedding pass
+and one upsert: on two cores, embedding *during* a burst of turns would slow every
+turn down for no gain. Nothing is lost if it fails or
 the process dies: a message counts as indexed only once Chroma accepted it, and
 ``catch_up`` re-sends the rest at start-up.
 """
@@ -21,13 +23,17 @@ __all__ = ["TurnIndexer"]
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
+LINGER_S = 0.25
 _STOP = object()
 
 
 class TurnIndexer:
-    def __init__(self, store: ConversationStore, index: TurnIndex) -> None:
+    def __init__(self, store: ConversationStore, index: TurnIndex, *,
+                 linger_s: float = LINGER_S) -> None:
         self.store = store
         self.index = index
+        self.linger_s = linger_s
+        self._flushing = threading.Event()
         self._queue: queue.Queue[object] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="lastmile-index", daemon=True)
         self._worker.start()
@@ -46,9 +52,10 @@ class TurnIndexer:
         while True:
             item = self._queue.get()
             items = [item]
-            while len(items) < MAX_BATCH:
+            while len(items) < MAX_BATCH and items[-1] is not _STOP:
                 try:
-                    items.append(self._queue.get_nowait())
+                    wait = 0 if self._flushing.is_set() else self.linger_s
+                    items.append(self._queue.get(timeout=wait) if wait else self._queue.get_nowait())
                 except queue.Empty:
                     break
             batch = [m for it in items if it is not _STOP for m in it]  # type: ignore[union-attr]
@@ -70,9 +77,14 @@ class TurnIndexer:
 
     def flush(self) -> None:
         """Block until everything submitted so far is indexed (tests, shutdown)."""
-        self._queue.join()
+        self._flushing.set()
+        try:
+            self._queue.join()
+        finally:
+            self._flushing.clear()
 
     def close(self) -> None:
         if self._worker.is_alive():
+            self._flushing.set()
             self._queue.put(_STOP)
             self._worker.join()
