@@ -14,11 +14,8 @@ import argparse
 import random
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from memory.minilm import MiniLMEncoder  # noqa: E402
+from memory.minilm import MiniLMEncoder
 
 __all__ = ["main", "paragraphs", "short_sentences"]
 
