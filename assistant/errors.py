@@ -12,7 +12,7 @@ cancelled)::
     ├── RuntimeFailure              the world misbehaved; the turn may be retried
     │   ├── ProviderError           a model call failed (translated from the SDK at its edge)
     │   │   ├── ProviderUnavailable     connection refused, timeout, 5xx
-    │   │   ├── RateLimited             429 / overloaded
+    │   │   ├── RateLimited             429; ``retry_after`` seconds when the server said
     │   │   ├── AuthenticationFailed    bad or missing key
     │   │   ├── BadProviderRequest      4xx the provider blamed on the request
     │   │   └── StreamInterrupted       died mid-stream; partial text is kept
@@ -92,7 +92,11 @@ class ProviderUnavailable(ProviderError):
 
 
 class RateLimited(ProviderError):
-    """The provider throttled us (429 / overloaded)."""
+    """The provider throttled us (429). ``retry_after``: seconds it asked us to wait."""
+
+    def __init__(self, message: str, *, provider: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.retry_after = retry_after
 
 
 class AuthenticationFailed(ProviderError):

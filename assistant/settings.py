@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
     )
+    provider_connect_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds to open a connection to a remote provider."
+    )
+    provider_read_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds a remote provider may go silent mid-reply before we give up."
+    )
 
     @field_validator("providers")
     @classmethod

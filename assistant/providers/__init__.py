@@ -32,8 +32,16 @@ def build_provider(spec: str, settings: Settings) -> ChatModel:
         return LocalModel.from_settings(settings, model_path=model or None)
     if name == "scripted":
         return ScriptedModel(fn=lambda messages: f"(scripted) you said: {messages[-1].content}")
+    if name == "openai":
+        from assistant.providers.openai import OpenAIModel
+
+        return OpenAIModel.from_settings(settings, model=model.strip() or "gpt-4o-mini")
+    if name == "anthropic":
+        from assistant.providers.anthropic import AnthropicModel
+
+        return AnthropicModel.from_settings(settings, model=model.strip() or "claude-sonnet-4-5")
     raise UnknownProvider(
-        f"provider {spec!r} is not available in this build; known: local, scripted",
+        f"provider {spec!r} is not available in this build; known: local, scripted, openai, anthropic",
         user_message="The assistant is misconfigured; run `lastmile doctor`.",
     )
 

@@ -9,15 +9,25 @@ other layers, never inside a provider.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from assistant.errors import (
+    AuthenticationFailed,
+    BadProviderRequest,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+
 __all__ = ["ChatModel", "ModelChunk", "ModelRequest", "Usage", "approx_message_tokens",
-           "approx_token_count"]
+           "approx_token_count", "error_for_status", "parse_retry_after"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,35 @@ class ModelChunk:
 def approx_token_count(text: str) -> int:
     """A provider-neutral estimate (~4 chars per token) for models without a tokenizer here."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(ms) / 1000)
+        if (value := headers.get("retry-after")) is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def error_for_status(status: int, message: str, label: str,
+                     headers: Mapping[str, str] | None = None) -> ProviderError:
+    """The error-tree class for an HTTP status, the same for every HTTP provider."""
+    if status == 429:
+        return RateLimited(message, provider=label, retry_after=parse_retry_after(headers))
+    if status in (401, 403):
+        return AuthenticationFailed(message, provider=label)
+    if 400 <= status < 500 and status != 408:
+        return BadProviderRequest(message, provider=label)
+    return ProviderUnavailable(message, provider=label)  # 5xx, 529 overloaded, 408
 
 
 def approx_message_tokens(messages: Sequence[BaseMessage]) -> int:

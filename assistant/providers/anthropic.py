@@ -1,0 +1,226 @@
+"""The `anthropic` provider: Claude over the Messages API.
+
+Only this module imports the ``anthropic`` SDK; every SDK error is translated here, and
+the SDK's own retries are off (``max_retries=0``; retrying lives in one layer above).
+System messages travel as ``system=``, as the API wants. Usage comes from the stream:
+input tokens in ``message_start``, output tokens in the last ``message_delta``. A stream
+that ends without a stop reason is a provider failure, never a silently short answer.
+
+``response_schema``: the Messages API's native JSON-schema output is not available on
+every model or every Anthropic-compatible server, so we ask for JSON in the system
+prompt, buffer the reply, and check it parses (stripping a Markdown fence). That
+guarantees well-formed JSON, not conformance to the schema; a reply that does not
+parse is ``ProviderUnavailable``.
+
+``temperature`` is not sent: the Messages API this SDK speaks (anthropic 2.x,
+``anthropic-version: 2026-10-21``) no longer takes it, and ``create()`` rejects it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import anthropic
+from langchain_core.messages import BaseMessage, convert_to_openai_messages
+
+from assistant.errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderUnavailable,
+    StreamInterrupted,
+)
+from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage, error_for_status
+from assistant.settings import Settings
+
+__all__ = ["DEFAULT_MODEL", "AnthropicModel", "translate"]
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+KEY_HINT = "ANTHROPIC_API_KEY is not set; export it (or add it to .env) to use the anthropic provider"
+JSON_INSTRUCTION = ("Reply with a single JSON value and nothing else (no prose, no Markdown) "
+                    "that satisfies this JSON schema:\n{schema}")
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The SDK lets transport errors escape mid-stream (httpx2 now, httpx in older SDKs)."""
+    errors: list[type[Exception]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+SDK_ERRORS: tuple[type[Exception], ...] = (anthropic.AnthropicError, ValueError, *_transport_errors())
+
+
+def translate(exc: BaseException, label: str, partial: str = "") -> ProviderError:
+    """Map an SDK (or transport, or parse) failure to the error tree."""
+    if partial:
+        return StreamInterrupted(f"stream broke after {len(partial)} chars: {exc}",
+                                 provider=label, partial=partial)
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, anthropic.APIStatusError):
+        status, message = exc.status_code, f"HTTP {exc.status_code} from {label}: {exc.message}"
+        return error_for_status(status, message, label, exc.response.headers)
+    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
+        return ProviderUnavailable(f"cannot reach {label} (or it went silent): {exc}", provider=label)
+    return ProviderUnavailable(f"unusable reply from {label}: {type(exc).__name__}: {exc}",
+                               provider=label)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def to_anthropic(messages: Sequence[BaseMessage]) -> tuple[str, list[dict[str, str]]]:
+    """``(system, messages)``: system text pulled out; empty turns dropped (the API rejects them)."""
+    system: list[str] = []
+    turns: list[dict[str, str]] = []
+    for message in convert_to_openai_messages(list(messages)):
+        text = _text(message.get("content"))
+        if message["role"] in ("system", "developer"):
+            system.append(text)
+        elif text:
+            turns.append({"role": "assistant" if message["role"] == "assistant" else "user",
+                          "content": text})
+    return "\n\n".join(s for s in system if s), turns
+
+
+class _Reply:
+    """Folds stream events into text, a stop reason and usage; rejects nonsense."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.parts: list[str] = []
+        self.stop: str | None = None
+        self.prompt_tokens = self.completion_tokens = 0
+
+    def _fail(self, what: str) -> ProviderUnavailable:
+        return ProviderUnavailable(f"{self.label} sent {what}", provider=self.label)
+
+    def feed(self, event: Any) -> str:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            usage = getattr(getattr(event, "message", None), "usage", None)
+            self.prompt_tokens = getattr(usage, "input_tokens", 0) or 0
+            self.completion_tokens = getattr(usage, "output_tokens", 0) or 0
+        elif kind == "content_block_delta":
+            delta = getattr(event, "delta", None)
+            if getattr(delta, "type", None) == "text_delta":
+                text = getattr(delta, "text", None)
+                if not isinstance(text, str):
+                    raise self._fail("a text delta without text")
+                if text:
+                    self.parts.append(text)
+                return text
+        elif kind == "message_delta":
+            self.stop = getattr(getattr(event, "delta", None), "stop_reason", None) or self.stop
+            usage = getattr(event, "usage", None)
+            self.completion_tokens = getattr(usage, "output_tokens", None) or self.completion_tokens
+            self.prompt_tokens = getattr(usage, "input_tokens", None) or self.prompt_tokens
+        if not isinstance(self.prompt_tokens, int) or not isinstance(self.completion_tokens, int):
+            raise self._fail("a malformed usage block")
+        return ""
+
+    def last_chunk(self) -> ModelChunk:
+        if self.stop is None:
+            raise self._fail("a reply without a stop reason (empty, or a truncated stream)")
+        return ModelChunk(usage=Usage(self.prompt_tokens, self.completion_tokens),
+                          finish_reason=_FINISH.get(self.stop, self.stop))
+
+    def json_text(self) -> str:
+        """The buffered reply as JSON text, or ProviderUnavailable if it does not parse."""
+        text = "".join(self.parts).strip()
+        if text.startswith("```"):
+            text = text.split("\n", 1)[-1].rsplit("```", 1)[0].strip()
+        try:
+            json.loads(text)
+        except ValueError:
+            raise self._fail("a reply that is not the JSON asked for") from None
+        return text
+
+
+class AnthropicModel(ChatModel):
+    """Claude over the official SDK, streamed, with usage from the stream events."""
+
+    provider = "anthropic"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, api_key: str | None, base_url: str | None = None,
+                 connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
+                 context_window: int = 200_000) -> None:
+        if not api_key:
+            raise ConfigurationError(KEY_HINT)
+        self.model = model
+        self.context_window = context_window
+        self._options: dict[str, Any] = {
+            "api_key": api_key, "base_url": base_url or None, "max_retries": 0,
+            "timeout": anthropic.Timeout(read_timeout_s, connect=connect_timeout_s)}
+        self._client = anthropic.Anthropic(**self._options)
+        # httpx async clients are bound to the event loop that first used them.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = (
+            weakref.WeakKeyDictionary())
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, model: str | None = None) -> AnthropicModel:
+        key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+        return cls(model or DEFAULT_MODEL, api_key=key, base_url=settings.anthropic_base_url,
+                   connect_timeout_s=settings.provider_connect_timeout_s,
+                   read_timeout_s=settings.provider_read_timeout_s)
+
+    def check(self) -> str | None:
+        return None if self._options.get("api_key") else KEY_HINT
+
+    def _params(self, request: ModelRequest) -> dict[str, Any]:
+        system, messages = to_anthropic(request.messages)
+        if request.response_schema is not None:
+            instruction = JSON_INSTRUCTION.format(schema=json.dumps(request.response_schema))
+            system = f"{system}\n\n{instruction}" if system else instruction
+        params: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
+                                  "max_tokens": request.max_tokens}
+        if system:
+            params["system"] = system
+        if request.stop:
+            params["stop_sequences"] = list(request.stop)
+        return params
+
+    def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
+        reply, buffered = _Reply(self.label), request.response_schema is not None
+        try:
+            with self._client.messages.create(**self._params(request)) as stream:
+                for event in stream:
+                    if (text := reply.feed(event)) and not buffered:
+                        yield ModelChunk(text=text)
+            last = reply.last_chunk()
+        except (*SDK_ERRORS, ProviderError) as exc:
+            raise translate(exc, self.label, "".join(reply.parts)) from exc
+        if buffered:
+            yield ModelChunk(text=reply.json_text())
+        yield last
+
+    async def arequest(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = anthropic.AsyncAnthropic(**self._options)
+        reply, buffered = _Reply(self.label), request.response_schema is not None
+        try:
+            stream = await client.messages.create(**self._params(request))
+            async with stream:
+                async for event in stream:
+                    if (text := reply.feed(event)) and not buffered:
+                        yield ModelChunk(text=text)
+            last = reply.last_chunk()
+        except (*SDK_ERRORS, ProviderError) as exc:
+            raise translate(exc, self.label, "".join(reply.parts)) from exc
+        if buffered:
+            yield ModelChunk(text=reply.json_text())
+        yield last

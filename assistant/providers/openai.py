@@ -1,0 +1,180 @@
+"""The `openai` provider: OpenAI chat completions, or any server that speaks them.
+
+Only this module imports the ``openai`` SDK, and every SDK error is translated here
+(see ``translate``), so the layers above branch on ``assistant.errors`` kinds only.
+The SDK's own retries are off (``max_retries=0``): retrying lives in exactly one
+layer above this one, and a second layer here would multiply waits and requests.
+A reply that ends without a finish reason (no choices, cut stream, garbage) is a
+provider failure, never a crash and never a silently short answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import openai
+from langchain_core.messages import convert_to_openai_messages
+
+from assistant.errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderUnavailable,
+    StreamInterrupted,
+)
+from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage, error_for_status
+from assistant.settings import Settings
+
+__all__ = ["DEFAULT_MODEL", "OpenAIModel", "translate"]
+
+DEFAULT_MODEL = "gpt-4o-mini"
+KEY_HINT = "OPENAI_API_KEY is not set; export it (or add it to .env) to use the openai provider"
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Transport errors some SDK versions let escape mid-stream (httpx2 now, httpx before)."""
+    errors: list[type[Exception]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+#: What may escape the SDK: its own errors, transport errors, and JSON/validation
+#: errors (ValueError) from a body that is not what the API promises.
+SDK_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, ValueError, *_transport_errors())
+
+
+def translate(exc: BaseException, label: str, partial: str = "") -> ProviderError:
+    """Map an SDK (or transport, or parse) failure to the error tree."""
+    if partial:
+        return StreamInterrupted(f"stream broke after {len(partial)} chars: {exc}",
+                                 provider=label, partial=partial)
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, openai.APIStatusError):
+        status, message = exc.status_code, f"HTTP {exc.status_code} from {label}: {exc.message}"
+        return error_for_status(status, message, label, exc.response.headers)
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderUnavailable(f"{label} timed out: {exc}", provider=label)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderUnavailable(f"cannot reach {label}: {exc}", provider=label)
+    return ProviderUnavailable(f"unusable reply from {label}: {type(exc).__name__}: {exc}",
+                               provider=label)
+
+
+class _Reply:
+    """Folds stream chunks into text deltas, a finish reason and usage; rejects nonsense."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.parts: list[str] = []
+        self.finish: str | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: Any) -> str:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            prompt, completion = getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0)
+            if not isinstance(prompt, int) or not isinstance(completion, int):
+                raise ProviderUnavailable(f"{self.label} sent a malformed usage block", provider=self.label)
+            self.usage = Usage(prompt, completion)
+        choices = getattr(chunk, "choices", None) or []
+        if not isinstance(choices, list):
+            raise ProviderUnavailable(f"{self.label} sent choices that are not a list", provider=self.label)
+        text = ""
+        for choice in choices:
+            if getattr(choice, "index", 0) != 0:
+                continue
+            content = getattr(getattr(choice, "delta", None), "content", None)
+            if content is not None and not isinstance(content, str):
+                raise ProviderUnavailable(f"{self.label} sent non-text content", provider=self.label)
+            text += content or ""
+            self.finish = getattr(choice, "finish_reason", None) or self.finish
+        if text:
+            self.parts.append(text)
+        return text
+
+    def last_chunk(self) -> ModelChunk:
+        if self.finish is None:
+            raise ProviderUnavailable(f"{self.label} ended the reply without a finish reason "
+                                      "(no choices, or a truncated stream)", provider=self.label)
+        return ModelChunk(usage=self.usage, finish_reason=self.finish)
+
+
+class OpenAIModel(ChatModel):
+    """Chat completions over the official SDK, streamed, with usage in the last chunk."""
+
+    provider = "openai"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, api_key: str | None, base_url: str | None = None,
+                 connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
+                 context_window: int = 128_000) -> None:
+        if not api_key:
+            raise ConfigurationError(KEY_HINT)
+        self.model = model
+        self.context_window = context_window
+        self._options: dict[str, Any] = {
+            "api_key": api_key, "base_url": base_url or None, "max_retries": 0,
+            "timeout": openai.Timeout(read_timeout_s, connect=connect_timeout_s)}
+        self._client = openai.OpenAI(**self._options)
+        # httpx async clients are bound to the event loop that first used them.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary())
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, model: str | None = None) -> OpenAIModel:
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return cls(model or DEFAULT_MODEL, api_key=key, base_url=settings.openai_base_url,
+                   connect_timeout_s=settings.provider_connect_timeout_s,
+                   read_timeout_s=settings.provider_read_timeout_s)
+
+    def check(self) -> str | None:
+        return None if self._options.get("api_key") else KEY_HINT
+
+    def _params(self, request: ModelRequest) -> dict[str, Any]:
+        """The request body. ``max_tokens`` (not ``max_completion_tokens``): every
+        OpenAI-compatible server understands it."""
+        params: dict[str, Any] = {
+            "model": self.model, "messages": convert_to_openai_messages(list(request.messages)),
+            "max_tokens": request.max_tokens, "temperature": request.temperature,
+            "stream": True, "stream_options": {"include_usage": True}}
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.response_schema is not None:
+            params["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": request.response_schema, "strict": False}}
+        return params
+
+    def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
+        reply = _Reply(self.label)
+        try:
+            with self._client.chat.completions.create(**self._params(request)) as stream:
+                for chunk in stream:
+                    if text := reply.feed(chunk):
+                        yield ModelChunk(text=text)
+            last = reply.last_chunk()
+        except (*SDK_ERRORS, ProviderError) as exc:
+            raise translate(exc, self.label, "".join(reply.parts)) from exc
+        yield last
+
+    async def arequest(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = openai.AsyncOpenAI(**self._options)
+        reply = _Reply(self.label)
+        try:
+            stream = await client.chat.completions.create(**self._params(request))
+            async with stream:
+                async for chunk in stream:
+                    if text := reply.feed(chunk):
+                        yield ModelChunk(text=text)
+            last = reply.last_chunk()
+        except (*SDK_ERRORS, ProviderError) as exc:
+            raise translate(exc, self.label, "".join(reply.parts)) from exc
+        yield last
