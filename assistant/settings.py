@@ -68,7 +68,8 @@ class Settings(BaseSettings):
         None, ge=64, description="Prompt token budget; default model context minus reply reserve."
     )
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt for every turn.")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+    temperature: float = Field(
+        0.2, ge=0.0, le=2.0, description="Sampling temperature (low: small models ramble when hot).")
     max_message_chars: int = Field(20_000, ge=1, description="Longest user message accepted.")
     index_turns: bool = Field(True, description="Index every turn in Chroma for later recall.")
     host: str = Field("127.0.0.1", description="`lastmile serve` bind address.")

@@ -48,7 +48,7 @@ class ModelRequest:
 
     messages: Sequence[BaseMessage]
     max_tokens: int = 256
-    temperature: float = 0.7
+    temperature: float = 0.2
     #: A JSON schema the reply must satisfy (grammar-constrained where the provider can).
     response_schema: dict[str, Any] | None = None
     stop: Sequence[str] = ()
