@@ -12,6 +12,7 @@ cancelled)::
     ├── RuntimeFailure              the world misbehaved; the turn may be retried
     │   ├── ProviderError           a model call failed (translated from the SDK at its edge)
     │   │   ├── ProviderUnavailable     connection refused, timeout, 5xx
+    │   │   │   └── CircuitOpen         we stopped calling it for a while (breaker open)
     │   │   ├── RateLimited             429; ``retry_after`` seconds when the server said
     │   │   ├── AuthenticationFailed    bad or missing key
     │   │   ├── BadProviderRequest      4xx the provider blamed on the request
@@ -34,6 +35,7 @@ __all__ = [
     "RuntimeFailure",
     "ProviderError",
     "ProviderUnavailable",
+    "CircuitOpen",
     "RateLimited",
     "AuthenticationFailed",
     "BadProviderRequest",
@@ -44,6 +46,7 @@ __all__ = [
     "ControlSignal",
     "InputRejected",
     "SessionNotFound",
+    "FALLBACK_KINDS",
 ]
 
 
@@ -89,6 +92,11 @@ class ProviderError(RuntimeFailure):
 
 class ProviderUnavailable(ProviderError):
     """Connection refused, timed out, or a 5xx: worth falling back."""
+
+
+class CircuitOpen(ProviderUnavailable):
+    """The provider's circuit breaker is open: it failed repeatedly, so we skip it
+    until a half-open probe shows it is back."""
 
 
 class RateLimited(ProviderError):
@@ -153,3 +161,13 @@ class SessionNotFound(ControlSignal):
     """No session with that id exists for this user (other users' sessions are invisible)."""
 
     user_message = "That conversation does not exist."
+
+
+#: Names for ``LASTMILE_FALLBACK_ON``: which provider failures move on to the next provider.
+FALLBACK_KINDS: dict[str, type[ProviderError]] = {
+    "unavailable": ProviderUnavailable,
+    "rate_limited": RateLimited,
+    "interrupted": StreamInterrupted,
+    "bad_request": BadProviderRequest,
+    "auth": AuthenticationFailed,
+}

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="`lastmile serve` bind address.")
     port: int = Field(7860, ge=1, le=65535, description="`lastmile serve` port.")
 
+    retry_attempts: int = Field(3, ge=1, le=10, description="Tries per remote provider call.")
+    retry_initial_wait_s: float = Field(0.5, ge=0, le=60, description="First retry backoff.")
+    retry_max_wait_s: float = Field(
+        8.0, ge=0, le=300, description="Longest backoff; a longer Retry-After falls back at once.")
+    breaker_failure_threshold: int = Field(
+        3, ge=1, le=100, description="Consecutive failures that open a provider's circuit.")
+    breaker_reset_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Open circuit waits this long before a half-open probe.")
+    fallback_on: str = Field(
+        "unavailable,rate_limited,interrupted,bad_request",
+        description="Error kinds that move on to the next provider (auth errors surface).")
+
     openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
     anthropic_api_key: SecretStr | None = Field(
@@ -95,6 +107,16 @@ class Settings(BaseSettings):
     def _providers_not_empty(cls, value: str) -> str:
         if not [p for p in value.split(",") if p.strip()]:
             raise ValueError("LASTMILE_PROVIDERS must name at least one provider, e.g. 'local'")
+        return value
+
+    @field_validator("fallback_on")
+    @classmethod
+    def _known_error_kinds(cls, value: str) -> str:
+        from assistant.errors import FALLBACK_KINDS
+
+        unknown = {k.strip() for k in value.split(",") if k.strip()} - set(FALLBACK_KINDS)
+        if unknown:
+            raise ValueError(f"unknown error kind(s) {sorted(unknown)}; known: {sorted(FALLBACK_KINDS)}")
         return value
 
     @property

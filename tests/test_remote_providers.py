@@ -205,7 +205,7 @@ def test_assistant_end_to_end_through_build_provider(tmp_path: Path, fs: FaultSe
     keys = ({"openai_api_key": "sk-test", "openai_base_url": fs.url + "/v1"} if kind == "openai"
             else {"anthropic_api_key": "sk-test", "anthropic_base_url": fs.url})
     settings = Settings(data_dir=tmp_path, providers=f"{kind}:test-model", index_turns=False,
-                        provider_read_timeout_s=READ_TIMEOUT, **keys)  # type: ignore[arg-type]
+                        provider_read_timeout_s=READ_TIMEOUT, retry_attempts=1, **keys)  # type: ignore[arg-type]
     fs.enqueue(Fault.ok("stored reply", prompt_tokens=30, completion_tokens=2), Fault.error(500))
     with Assistant(settings) as assistant:
         session = assistant.new_session().session_id

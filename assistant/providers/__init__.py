@@ -46,6 +46,43 @@ def build_provider(spec: str, settings: Settings) -> ChatModel:
     )
 
 
+REMOTE = ("openai", "anthropic")
+
+
+def _resilient(model: ChatModel, settings: Settings) -> ChatModel:
+    """Remote providers get retry (inside) and a circuit breaker (outside).
+
+    The local model is not wrapped: retrying an in-process call that failed gains
+    nothing, and there is nothing to stop calling when it is down.
+    """
+    from assistant.errors import AuthenticationFailed, BadProviderRequest
+    from assistant.resilience import BreakerModel, CircuitBreaker, RetryingModel, RetryPolicy
+
+    if model.provider not in REMOTE:
+        return model
+    policy = RetryPolicy(attempts=settings.retry_attempts,
+                         initial_wait_s=settings.retry_initial_wait_s,
+                         max_wait_s=settings.retry_max_wait_s)
+    # Auth failures don't trip the breaker: an open circuit would hide them behind
+    # silent fallback, and a wrong key must be seen and fixed.
+    breaker = CircuitBreaker(model.label, failure_threshold=settings.breaker_failure_threshold,
+                             reset_timeout_s=settings.breaker_reset_timeout_s,
+                             ignore=(BadProviderRequest, AuthenticationFailed))
+    return BreakerModel(RetryingModel(model, policy), breaker)
+
+
 def build_model(settings: Settings) -> ChatModel:
-    """The model for the configured chain (the first provider, until fallback lands)."""
-    return build_provider(settings.provider_specs[0], settings)
+    """The configured chain: each provider made resilient, then a fallback across them.
+
+    Every spec is built up front, so an unknown name or a missing key fails at start
+    with one line naming it, not at the first outage.
+    """
+    from assistant.errors import FALLBACK_KINDS
+    from assistant.providers.fallback import FallbackModel
+
+    members = [_resilient(build_provider(spec, settings), settings)
+               for spec in settings.provider_specs]
+    if len(members) == 1:
+        return members[0]
+    kinds = [k.strip() for k in settings.fallback_on.split(",") if k.strip()]
+    return FallbackModel(members, fallback_on=tuple(FALLBACK_KINDS[k] for k in kinds))

@@ -126,11 +126,18 @@ class ChatModel(ABC):
         """Async stream; by default the sync stream runs in a worker thread."""
         iterator = iter(self.request(request))
         sentinel = object()
-        while True:
-            chunk = await asyncio.to_thread(next, iterator, sentinel)
-            if chunk is sentinel:
-                return
-            yield chunk  # type: ignore[misc]
+        try:
+            while True:
+                chunk = await asyncio.to_thread(next, iterator, sentinel)
+                if chunk is sentinel:
+                    return
+                yield chunk  # type: ignore[misc]
+        finally:
+            # A consumer that stops early must still release the provider (connection,
+            # breaker probe slot, llama.cpp lock).
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
     def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
         """Prompt tokens these messages will cost. Override with the real tokenizer."""

@@ -1,0 +1,118 @@
+"""Fall back along an ordered list of models, while streaming.
+
+A member that fails before its first text is skipped silently: the user saw nothing.
+A member that fails mid-reply has shown text that the next member will not continue,
+so we first yield a *restart* control chunk (``extra["restart"]``, ``"discarded"``,
+``"provider"``, ``"reason"``) telling the orchestrator and UI to drop that text and
+say why, then stream the next member from scratch. Every chunk names who produced it
+in ``extra["provider"]``; the last chunk carries ``extra["attempts"]`` for the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from langchain_core.messages import BaseMessage
+
+from assistant.errors import (BadProviderRequest, ProviderError, ProviderUnavailable, RateLimited,
+                              StreamInterrupted)
+from assistant.providers.base import ChatModel, ModelChunk, ModelRequest
+
+__all__ = ["DEFAULT_FALLBACK_ON", "FallbackModel"]
+
+log = logging.getLogger(__name__)
+
+#: Errors that move on to the next member. ``BadProviderRequest`` is included because a
+#: request one model rejects (e.g. too long for its context) may suit a bigger one.
+#: ``AuthenticationFailed`` is not: a wrong key must surface, not hide behind a fallback.
+DEFAULT_FALLBACK_ON: tuple[type[ProviderError], ...] = (
+    ProviderUnavailable, RateLimited, StreamInterrupted, BadProviderRequest)
+
+
+class FallbackModel(ChatModel):
+    """Tries ``models`` in order; the first that completes a reply answers."""
+
+    provider = "fallback"
+
+    def __init__(self, models: Sequence[ChatModel], *,
+                 fallback_on: tuple[type[ProviderError], ...] = DEFAULT_FALLBACK_ON) -> None:
+        if not models:
+            raise ValueError("FallbackModel needs at least one model")
+        self.models = list(models)
+        self.fallback_on = tuple(fallback_on)
+        self.model = ",".join(m.label for m in self.models)
+
+    @property
+    def label(self) -> str:
+        return f"fallback({self.model})"
+
+    @property  # type: ignore[override]
+    def context_window(self) -> int:
+        """The smallest member's: the context must fit whichever member ends up answering."""
+        return min(m.context_window for m in self.models)
+
+    def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        """Counted with the first member's tokenizer: it answers in the normal case, and
+        the budget from the smallest window leaves slack for a fallback's tokenizer."""
+        return self.models[0].count_tokens(messages)
+
+    def check(self) -> str | None:
+        hints = [f"{m.label}: {hint}" for m in self.models if (hint := m.check())]
+        return "; ".join(hints) or None
+
+    def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
+        attempts: list[tuple[str, str]] = []
+        failures: list[tuple[str, ProviderError]] = []
+        sent: list[str] = []
+        for index, member in enumerate(self.models):
+            sent = []
+            held: ModelChunk | None = None  # a text-less chunk, held back in case it is the last
+            iterator = iter(member.request(request))
+            try:
+                for chunk in iterator:
+                    if held is not None:
+                        yield held
+                        held = None
+                    chunk = replace(chunk, extra={"provider": member.label, **chunk.extra})
+                    if chunk.text:
+                        sent.append(chunk.text)
+                        yield chunk
+                    else:
+                        held = chunk
+            except ProviderError as exc:
+                attempts.append((member.label, type(exc).__name__))
+                if not isinstance(exc, self.fallback_on):
+                    exc.attempts = list(attempts)  # type: ignore[attr-defined]
+                    raise
+                failures.append((member.label, exc))
+                log.warning("%s failed (%s: %s)%s", member.label, type(exc).__name__, exc,
+                            " mid-reply" if sent else "")
+                if sent and index + 1 < len(self.models):
+                    yield ModelChunk(extra={
+                        "restart": True, "discarded": "".join(sent),
+                        "provider": self.models[index + 1].label,
+                        "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+            attempts.append((member.label, "ok"))
+            last = held or ModelChunk(extra={"provider": member.label})
+            yield replace(last, extra={**last.extra, "attempts": list(attempts)})
+            return
+        raise self._all_failed(failures, attempts, partial=bool(sent)) from failures[-1][1]
+
+    def _all_failed(self, failures: list[tuple[str, ProviderError]], attempts: list[tuple[str, str]],
+                    *, partial: bool) -> ProviderUnavailable:
+        """One error naming every member's failure (the caller chains the last one)."""
+        detail = "; ".join(f"{label}: {type(exc).__name__}: {exc}" for label, exc in failures)
+        error = ProviderUnavailable(
+            f"all providers failed: {detail}", provider=self.label,
+            # The last member's partial text stays on screen: say it was cut off.
+            user_message=StreamInterrupted.user_message if partial else None)
+        error.attempts = list(attempts)  # type: ignore[attr-defined]
+        error.failures = list(failures)  # type: ignore[attr-defined]
+        return error
