@@ -79,20 +79,23 @@ def _chroma(settings: Settings) -> Check:
 
 
 def _providers(settings: Settings) -> list[Check]:
+    keys = {"openai": (settings.openai_api_key, "OPENAI_API_KEY", settings.openai_base_url),
+            "anthropic": (settings.anthropic_api_key, "ANTHROPIC_API_KEY",
+                          settings.anthropic_base_url)}
     checks = []
-    keys = {"openai": settings.openai_api_key, "anthropic": settings.anthropic_api_key}
     for spec in settings.provider_specs:
         name = spec.split(":", 1)[0].lower()
         if name in ("local", "scripted"):
             checks.append(Check(f"provider {spec}", True, "no key needed"))
         elif name in keys:
-            has_key = keys[name] is not None
-            checks.append(Check(f"provider {spec}", False,
-                                f"key {'set' if has_key else 'missing'}; provider not in this build yet",
-                                "use LASTMILE_PROVIDERS=local for now"))
+            key, env, base_url = keys[name]
+            where = f" at {base_url}" if base_url else ""
+            checks.append(Check(f"provider {spec}", key is not None,
+                                f"key {'set' if key else 'missing'}{where}",
+                                "" if key else f"set {env} (or drop '{spec}' from LASTMILE_PROVIDERS)"))
         else:
             checks.append(Check(f"provider {spec}", False, "unknown provider",
-                                "LASTMILE_PROVIDERS takes local, scripted"))
+                                "LASTMILE_PROVIDERS takes openai, anthropic, local, scripted"))
     return checks
 
 
