@@ -171,8 +171,11 @@ class Assistant:
             model = self.model
             out.provider = model.label
             messages, report = self._context(ctx, model)
-            request = ModelRequest(messages, max_tokens=self.settings.max_reply_tokens,
-                                   temperature=self.settings.temperature)
+            request = ModelRequest(
+                messages, max_tokens=self.settings.max_reply_tokens,
+                temperature=self.settings.temperature,
+                metadata={"purpose": "chat", "user_id": ctx.user_id,
+                          "session_id": ctx.session_id, "turn_id": user_msg.id})
             for chunk in model.request(request):
                 out.provider = chunk.extra.get("provider", out.provider)
                 if chunk.extra.get("restart"):

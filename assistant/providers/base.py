@@ -52,6 +52,9 @@ class ModelRequest:
     #: A JSON schema the reply must satisfy (grammar-constrained where the provider can).
     response_schema: dict[str, Any] | None = None
     stop: Sequence[str] = ()
+    #: Who and what the call is for (``purpose``, ``user_id``, ``session_id``, ``turn_id``):
+    #: read by accounting layers, never sent to the provider.
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
