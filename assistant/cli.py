@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from assistant.errors import ConfigurationError, InputRejected, LastmileError
-from assistant.settings import Settings
+from assistant.settings import Settings, quiet_third_parties
 
 __all__ = ["main"]
 
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_third_parties()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -8,17 +8,29 @@ usual names so existing setups just work.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "packaged_file"]
+__all__ = ["Settings", "packaged_file", "quiet_third_parties"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful, honest assistant. Answer concisely. "
     "If you do not know something, say so."
 )
+
+
+def quiet_third_parties() -> None:
+    """Keep libraries from phoning home (Gradio analytics, Chroma telemetry, HF hub).
+
+    They read these at import time, so this runs before they are imported; values a
+    user set explicitly win.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def packaged_file(package: str, relative: str) -> Path | None:

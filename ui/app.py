@@ -7,14 +7,15 @@ exactly what was saved. The only per-tab state is which session is open; all log
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 
-# Besides Blocks(analytics_enabled=False), some Gradio telemetry calls read only this
-# variable. The UI must never phone home.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from assistant.settings import quiet_third_parties
+
+# Besides Blocks(analytics_enabled=False), some Gradio telemetry reads only the
+# environment, at import time. The UI must never phone home.
+quiet_third_parties()
 
 import gradio as gr  # noqa: E402
 
