@@ -22,7 +22,8 @@ cancelled)::
     │       └── VectorStoreUnavailable  Chroma cannot be reached
     └── ControlSignal               not a failure: flow control surfaced to the caller
         ├── InputRejected           a guardrail refused the input (message is user-facing)
-        └── SessionNotFound         no such session for this user
+        ├── SessionNotFound         no such session for this user
+        └── BudgetExceeded          a spend cap refused a paid call before it was made
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "ControlSignal",
     "InputRejected",
     "SessionNotFound",
+    "BudgetExceeded",
     "FALLBACK_KINDS",
 ]
 
@@ -163,11 +165,25 @@ class SessionNotFound(ControlSignal):
     user_message = "That conversation does not exist."
 
 
-#: Names for ``LASTMILE_FALLBACK_ON``: which provider failures move on to the next provider.
-FALLBACK_KINDS: dict[str, type[ProviderError]] = {
+class BudgetExceeded(ControlSignal):
+    """A daily spend cap (``scope``: ``user:<id>`` or ``global``) refused a paid call
+    before it reached the provider. Not an outage: a free provider later in the chain
+    may still answer (fallback kind ``budget``)."""
+
+    user_message = ("The assistant has reached its spending limit for today. "
+                    "Your message is saved; please try again tomorrow.")
+
+    def __init__(self, message: str, *, provider: str = "", scope: str = "") -> None:
+        super().__init__(message)
+        self.provider, self.scope = provider, scope
+
+
+#: Names for ``LASTMILE_FALLBACK_ON``: which failures move on to the next provider.
+FALLBACK_KINDS: dict[str, type[LastmileError]] = {
     "unavailable": ProviderUnavailable,
     "rate_limited": RateLimited,
     "interrupted": StreamInterrupted,
     "bad_request": BadProviderRequest,
     "auth": AuthenticationFailed,
+    "budget": BudgetExceeded,
 }

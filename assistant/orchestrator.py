@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from assistant.accounting import LedgerModel, open_accounting
 from assistant.context import ContextReport, build_context
 from assistant.errors import LastmileError, StreamInterrupted
 from assistant.protocols import MessageStore, TurnRecorder
@@ -86,6 +87,10 @@ class Assistant:
         if recorder is None and self.settings.index_turns:
             recorder = self._default_recorder()
         self.recorder = recorder
+        # The cost ledger and budgets live in the store's database (none without one).
+        self.ledger, self.budget = open_accounting(getattr(store, "engine", None), self.settings)
+        if model is not None and self.ledger is not None:
+            model = LedgerModel(model, self.ledger, self.budget)  # one row per call it makes
         self._model = model
         self.guards = GuardChain(
             guards if guards is not None else [InputLimits(self.settings.max_message_chars)]
@@ -96,7 +101,7 @@ class Assistant:
         """The configured model, built on first use (so a UI can start and explain a
         missing model file instead of crashing)."""
         if self._model is None:
-            self._model = build_model(self.settings)
+            self._model = build_model(self.settings, self.ledger, self.budget)
         return self._model
 
     def _default_recorder(self) -> TurnRecorder:
@@ -226,19 +231,18 @@ class Assistant:
             ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
             provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens, token_count=cost,
-            finish_reason=out.finish_reason,
-            call={"provider": out.provider, "status": out.status, "error": out.error,
-                  "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
-                  "latency_ms": out.latency_ms, "first_token_ms": out.first_token_ms})
+            finish_reason=out.finish_reason)
         if self.recorder is not None and out.status == "ok":
             self.recorder.submit([user_msg, stored])
         return stored
 
     # lifecycle ----------------------------------------------------------------------
     def flush(self) -> None:
-        """Wait for background work (turn indexing) to finish."""
+        """Wait for background work (turn indexing, budget alert webhooks) to finish."""
         if self.recorder is not None:
             self.recorder.flush()
+        if self.budget is not None:
+            self.budget.flush()
 
     def close(self) -> None:
         for owned in self._owned:

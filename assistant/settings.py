@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     breaker_reset_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="Open circuit waits this long before a half-open probe.")
     fallback_on: str = Field(
-        "unavailable,rate_limited,interrupted,bad_request",
+        "unavailable,rate_limited,interrupted,bad_request,budget",
         description="Error kinds that move on to the next provider (auth errors surface).")
 
     openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
@@ -113,6 +113,36 @@ class Settings(BaseSettings):
     provider_read_timeout_s: float = Field(
         60.0, gt=0, description="Seconds a remote provider may go silent mid-reply before we give up."
     )
+
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="JSON {'provider:model-glob': [usd_in, usd_out] per 1M tokens}; over built-ins.")
+    budget_user_daily_usd: float | None = Field(
+        None, ge=0, le=1_000_000, description="Daily spend cap per user (UTC day); unset: none.")
+    budget_global_daily_usd: float | None = Field(
+        None, ge=0, le=10_000_000, description="Daily spend cap across all users; unset: none.")
+    budget_soft_fraction: float = Field(
+        0.8, gt=0, le=1, description="Fraction of a cap that raises a soft-limit alert.")
+    budget_alert_webhook: str | None = Field(
+        None, description="http(s) URL that receives a JSON POST per budget alert.")
+
+    @field_validator("prices")
+    @classmethod
+    def _sane_prices(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for key, (price_in, price_out) in value.items():
+            if ":" not in key:
+                raise ValueError(f"price key {key!r} must be 'provider:model' (globs allowed)")
+            if not (0 <= price_in <= 10_000 and 0 <= price_out <= 10_000):
+                raise ValueError(f"prices for {key!r} must be USD per 1M tokens in [0, 10000], "
+                                 f"got {[price_in, price_out]}")
+        return value
+
+    @field_validator("budget_alert_webhook")
+    @classmethod
+    def _webhook_is_http(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"the budget alert webhook must be an http(s) URL, got {value!r:.80}")
+        return value or None
 
     @field_validator("providers")
     @classmethod

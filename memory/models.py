@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -21,7 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "User", "Conversation", "Message", "ProviderCall", "utcnow"]
+__all__ = ["Base", "BudgetAlert", "BudgetCounter", "User", "Conversation", "Message", "ProviderCall",
+           "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -80,13 +82,16 @@ class Message(Base):
 
 
 class ProviderCall(Base):
-    """One attempt at one provider: the audit trail for cost, latency and outages."""
+    """One attempt at one provider (retries and fallbacks each get a row): the ledger for
+    cost, latency and outages. ``turn_id`` is the user message the call served;
+    ``conversation_id`` is empty for calls outside a conversation (e.g. summaries)."""
 
     __tablename__ = "provider_calls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(String(128), index=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     provider: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16))
@@ -96,3 +101,42 @@ class ProviderCall(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     first_token_ms: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    purpose: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    session_key: Mapped[str | None] = mapped_column(String(128))
+    turn_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    error_kind: Mapped[str | None] = mapped_column(String(64))
+    #: UTC ``YYYY-MM-DD`` of ``started_at``: the budget day, and a portable GROUP BY key.
+    day: Mapped[str | None] = mapped_column(String(10), index=True)
+
+
+class BudgetCounter(Base):
+    """Spend against one cap on one UTC day, in nano-USD (integers: exact, no float drift).
+
+    ``reserved`` holds estimates of calls in flight; a call is admitted only by an
+    ``UPDATE ... WHERE reserved + spent + :x <= :cap``, which is atomic on every database.
+    """
+
+    __tablename__ = "budget_counters"
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetAlert(Base):
+    """A budget crossed its soft limit (``level="soft"``) or refused a call (``"hard"``),
+    at most once per scope, day and level: what a dashboard shows."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (UniqueConstraint("scope", "day", "level", name="uq_budget_alerts_scope_day_level"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(160))
+    day: Mapped[str] = mapped_column(String(10))
+    level: Mapped[str] = mapped_column(String(8))
+    spent_usd: Mapped[float] = mapped_column(Float)
+    cap_usd: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -5,10 +5,16 @@ Only each provider's own module imports its SDK (llama-cpp, openai, anthropic).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from assistant.errors import UnknownProvider
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage
 from assistant.providers.scripted import ScriptedModel, ScriptedReply
 from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from memory.budget import Budget
+    from memory.ledger import Ledger
 
 __all__ = [
     "ChatModel",
@@ -49,15 +55,21 @@ def build_provider(spec: str, settings: Settings) -> ChatModel:
 REMOTE = ("openai", "anthropic")
 
 
-def _resilient(model: ChatModel, settings: Settings) -> ChatModel:
+def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = None,
+               budget: Budget | None = None) -> ChatModel:
     """Remote providers get retry (inside) and a circuit breaker (outside).
 
     The local model is not wrapped: retrying an in-process call that failed gains
-    nothing, and there is nothing to stop calling when it is down.
+    nothing, and there is nothing to stop calling when it is down. With a ledger, the
+    provider itself is wrapped in ``LedgerModel`` innermost, so every attempt is a row
+    (and a budget check) of its own.
     """
+    from assistant.accounting import LedgerModel
     from assistant.errors import AuthenticationFailed, BadProviderRequest
     from assistant.resilience import BreakerModel, CircuitBreaker, RetryingModel, RetryPolicy
 
+    if ledger is not None:
+        model = LedgerModel(model, ledger, budget)
     if model.provider not in REMOTE:
         return model
     policy = RetryPolicy(attempts=settings.retry_attempts,
@@ -71,7 +83,8 @@ def _resilient(model: ChatModel, settings: Settings) -> ChatModel:
     return BreakerModel(RetryingModel(model, policy), breaker)
 
 
-def build_model(settings: Settings) -> ChatModel:
+def build_model(settings: Settings, ledger: Ledger | None = None,
+                budget: Budget | None = None) -> ChatModel:
     """The configured chain: each provider made resilient, then a fallback across them.
 
     Every spec is built up front, so an unknown name or a missing key fails at start
@@ -80,7 +93,7 @@ def build_model(settings: Settings) -> ChatModel:
     from assistant.errors import FALLBACK_KINDS
     from assistant.providers.fallback import FallbackModel
 
-    members = [_resilient(build_provider(spec, settings), settings)
+    members = [_resilient(build_provider(spec, settings), settings, ledger, budget)
                for spec in settings.provider_specs]
     if len(members) == 1:
         return members[0]

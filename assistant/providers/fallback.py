@@ -16,8 +16,15 @@ from dataclasses import replace
 
 from langchain_core.messages import BaseMessage
 
-from assistant.errors import (BadProviderRequest, ProviderError, ProviderUnavailable, RateLimited,
-                              StreamInterrupted)
+from assistant.errors import (
+    BadProviderRequest,
+    BudgetExceeded,
+    LastmileError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    StreamInterrupted,
+)
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest
 
 __all__ = ["DEFAULT_FALLBACK_ON", "FallbackModel"]
@@ -27,8 +34,9 @@ log = logging.getLogger(__name__)
 #: Errors that move on to the next member. ``BadProviderRequest`` is included because a
 #: request one model rejects (e.g. too long for its context) may suit a bigger one.
 #: ``AuthenticationFailed`` is not: a wrong key must surface, not hide behind a fallback.
-DEFAULT_FALLBACK_ON: tuple[type[ProviderError], ...] = (
-    ProviderUnavailable, RateLimited, StreamInterrupted, BadProviderRequest)
+#: ``BudgetExceeded`` is: a spend cap refused a paid member, a free one may still answer.
+DEFAULT_FALLBACK_ON: tuple[type[LastmileError], ...] = (
+    ProviderUnavailable, RateLimited, StreamInterrupted, BadProviderRequest, BudgetExceeded)
 
 
 class FallbackModel(ChatModel):
@@ -37,7 +45,7 @@ class FallbackModel(ChatModel):
     provider = "fallback"
 
     def __init__(self, models: Sequence[ChatModel], *,
-                 fallback_on: tuple[type[ProviderError], ...] = DEFAULT_FALLBACK_ON) -> None:
+                 fallback_on: tuple[type[LastmileError], ...] = DEFAULT_FALLBACK_ON) -> None:
         if not models:
             raise ValueError("FallbackModel needs at least one model")
         self.models = list(models)
@@ -64,7 +72,7 @@ class FallbackModel(ChatModel):
 
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
         attempts: list[tuple[str, str]] = []
-        failures: list[tuple[str, ProviderError]] = []
+        failures: list[tuple[str, LastmileError]] = []
         sent: list[str] = []
         for index, member in enumerate(self.models):
             sent = []
@@ -81,7 +89,7 @@ class FallbackModel(ChatModel):
                         yield chunk
                     else:
                         held = chunk
-            except ProviderError as exc:
+            except (ProviderError, BudgetExceeded) as exc:
                 attempts.append((member.label, type(exc).__name__))
                 if not isinstance(exc, self.fallback_on):
                     exc.attempts = list(attempts)  # type: ignore[attr-defined]
@@ -105,11 +113,20 @@ class FallbackModel(ChatModel):
             return
         raise self._all_failed(failures, attempts, partial=bool(sent)) from failures[-1][1]
 
-    def _all_failed(self, failures: list[tuple[str, ProviderError]], attempts: list[tuple[str, str]],
-                    *, partial: bool) -> ProviderUnavailable:
-        """One error naming every member's failure (the caller chains the last one)."""
+    def _all_failed(self, failures: list[tuple[str, LastmileError]], attempts: list[tuple[str, str]],
+                    *, partial: bool) -> LastmileError:
+        """One error naming every member's failure (the caller chains the last one).
+
+        When every member was refused by a budget, that (not an outage) is what the user
+        is told.
+        """
         detail = "; ".join(f"{label}: {type(exc).__name__}: {exc}" for label, exc in failures)
-        error = ProviderUnavailable(
+        if all(isinstance(exc, BudgetExceeded) for _, exc in failures):
+            refused = BudgetExceeded(f"every provider refused by budget: {detail}",
+                                     provider=self.label, scope=getattr(failures[-1][1], "scope", ""))
+            refused.attempts = list(attempts)  # type: ignore[attr-defined]
+            return refused
+        error: LastmileError = ProviderUnavailable(
             f"all providers failed: {detail}", provider=self.label,
             # The last member's partial text stays on screen: say it was cut off.
             user_message=StreamInterrupted.user_message if partial else None)
