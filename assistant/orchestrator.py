@@ -20,11 +20,11 @@ from assistant.accounting import LedgerModel, open_accounting
 from assistant.context import ContextReport, build_context
 from assistant.errors import LastmileError, StreamInterrupted
 from assistant.protocols import MessageStore, TurnRecorder
-from assistant.providers import ChatModel, ModelRequest, Usage, build_model
+from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage, build_model
 from assistant.providers.base import approx_message_tokens
 from assistant.reply import AsyncReplyStream, Reply, ReplyStream, Restart
 from assistant.settings import Settings
-from guardrails import Guard, GuardChain, GuardContext, InputLimits
+from guardrails import Guard, GuardChain, GuardContext, default_pipeline
 from memory.store import SessionInfo, StoredMessage
 
 __all__ = ["Assistant"]
@@ -92,9 +92,9 @@ class Assistant:
         if model is not None and self.ledger is not None:
             model = LedgerModel(model, self.ledger, self.budget)  # one row per call it makes
         self._model = model
-        self.guards = GuardChain(
-            guards if guards is not None else [InputLimits(self.settings.max_message_chars)]
-        )
+        self.guards = GuardChain(guards if guards is not None else default_pipeline(
+            max_chars=self.settings.max_message_chars, pii_modes=self.settings.pii_mode,
+            pii_always=self.settings.pii_always, injection_input=self.settings.injection_input))
 
     @property
     def model(self) -> ChatModel:
@@ -136,7 +136,8 @@ class Assistant:
         Everything after the message is stored ends in a stored reply, even when the
         model cannot be loaded at all.
         """
-        ctx = GuardContext(user_id=user_id, session_id=session_id)
+        ctx = GuardContext(user_id=user_id, session_id=session_id,
+                           notes={"destination": self._destination()})
         clean = self.guards.before_input(ctx, text)
         try:
             tokens: int | None = self.model.count_tokens([HumanMessage(content=clean)])
@@ -158,6 +159,21 @@ class Assistant:
     async def astream(self, text: str, *, session_id: str, user_id: str = "default") -> AsyncReplyStream:
         stream = await asyncio.to_thread(self.stream, text, session_id=session_id, user_id=user_id)
         return AsyncReplyStream(stream)
+
+    def _destination(self) -> str:
+        """``remote`` when the first provider in the chain sends text off this machine
+        (PII guards redact then); ``local`` otherwise."""
+        try:
+            model: object = self.model
+        except LastmileError:
+            return "local"
+        while True:
+            if isinstance(members := getattr(model, "models", None), list) and members:
+                model = members[0]
+            elif (inner := getattr(model, "inner", None)) is not None:
+                model = inner
+            else:
+                return "remote" if getattr(model, "provider", "") in REMOTE else "local"
 
     def _context(self, ctx: GuardContext, model: ChatModel) -> tuple[list[BaseMessage], ContextReport]:
         budget = self.settings.context_budget_tokens or max(

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         "unavailable,rate_limited,interrupted,bad_request,budget",
         description="Error kinds that move on to the next provider (auth errors surface).")
 
+    pii_mode: str = Field(
+        "redact", description="PII handling: a mode, or per kind like 'card=block,default=redact'.")
+    pii_always: bool = Field(
+        False, description="Redact PII on every input, not only what goes to a remote provider.")
+    injection_input: str = Field(
+        "flag", pattern="^(flag|block)$", description="Prompt injection in user input: flag or block.")
+
     openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
     anthropic_api_key: SecretStr | None = Field(
@@ -149,6 +156,14 @@ class Settings(BaseSettings):
     def _providers_not_empty(cls, value: str) -> str:
         if not [p for p in value.split(",") if p.strip()]:
             raise ValueError("LASTMILE_PROVIDERS must name at least one provider, e.g. 'local'")
+        return value
+
+    @field_validator("pii_mode")
+    @classmethod
+    def _valid_pii_mode(cls, value: str) -> str:
+        from guardrails.pii import parse_modes
+
+        parse_modes(value)  # raises ValueError naming the bad kind or mode
         return value
 
     @field_validator("fallback_on")
