@@ -1,0 +1,250 @@
+"""Hybrid memory retrieval and the LoCoMo evaluation, on real Chroma and real MiniLM."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from memory.lexical import LexicalIndex, tokenize
+from memory.locomo import LocomoFormatError, evaluate, load_locomo
+from memory.memblock import approx_tokens, render_block
+from memory.retrieval import HybridRetriever, MemoryItem, RetrievalConfig, is_temporal
+from memory.vectors import open_chroma
+
+TEXTS = [
+    "I adopted a kitten last week and named her Pixel",
+    "My sister Maria moved to Lisbon in the spring",
+    "The quarterly budget review for Zephyrine Logistics is on Thursday",
+    "I cooked a big pot of pasta for dinner",
+    "It rained all weekend so we stayed inside",
+    "I started learning the guitar with online lessons",
+    "My car needs new tires before the road trip",
+    "We watched a documentary about deep sea creatures",
+    "My doctor told me to sleep more and drink water",
+    "The neighbours' dog barks every morning at six",
+]
+MAY = datetime(2023, 5, 8, 13, 56)
+SINGLE = RetrievalConfig(neighbours=0)
+LEXICAL = replace(SINGLE, dense_weight=0)
+DENSE = replace(SINGLE, lexical_weight=0)
+
+
+def _items(prefix: str, texts: list[str], session: str = "s1", when: datetime | None = MAY) -> list[MemoryItem]:
+    return [MemoryItem(f"{prefix}{i}", t, session_id=session, speaker="Ann", timestamp=when, seq=i)
+            for i, t in enumerate(texts)]
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory: pytest.TempPathFactory) -> HybridRetriever:
+    r = HybridRetriever(open_chroma(tmp_path_factory.mktemp("chroma")), collection="memories")
+    r.add("ann", _items("a", TEXTS))
+    r.add("ben", _items("b", TEXTS))  # the very same words, another user
+    r.add("ben", [MemoryItem(f"b-extra{i}", f"Zephyrine Logistics budget review moved to Friday{tail}",
+                             session_id="s9", seq=i)
+                  for i, tail in enumerate(("", " morning", " afternoon", " at noon"))])
+    return r
+
+
+def _top1(r: HybridRetriever, config: RetrievalConfig, cases: dict[str, str]) -> int:
+    return sum(bool(h := r.search("ann", q, k=1, config=config)) and h[0].item.source_id == want
+               for q, want in cases.items())
+
+
+def test_hybrid_beats_or_equals_each_single_retriever(retriever: HybridRetriever) -> None:
+    cases = {
+        "what instrument am I studying": "a5",  # paraphrase: no shared word, BM25 finds nothing
+        "which family member lives abroad?": "a1",  # paraphrase again
+        "Zephyrine": "a2",  # a rare name: MiniLM ranks the dinner turn first
+    }
+    lexical, dense, hybrid = (_top1(retriever, c, cases) for c in (LEXICAL, DENSE, SINGLE))
+    assert lexical < len(cases) and dense < len(cases)  # each single retriever misses one
+    assert hybrid >= max(lexical, dense)
+    assert hybrid == len(cases)
+
+
+@pytest.mark.parametrize("config", [SINGLE, LEXICAL, DENSE, RetrievalConfig()],
+                         ids=["hybrid", "lexical", "dense", "hybrid+neighbours"])
+def test_a_query_never_returns_another_users_items(retriever: HybridRetriever,
+                                                   config: RetrievalConfig) -> None:
+    for query in ("Zephyrine Logistics budget review", "kitten Pixel", "sister in Lisbon"):
+        hits = retriever.search("ann", query, k=50, config=config)
+        assert hits, query
+        shown = {sid for h in hits for sid in h.source_ids}
+        assert shown <= {f"a{i}" for i in range(len(TEXTS))}, shown
+    assert retriever.search("nobody", "Zephyrine", k=5, config=config) == []
+    assert retriever.lexical.search("ann", "friday", 10) == []  # only ben said "Friday"
+    assert len(retriever.lexical.search("ben", "friday", 10)) == 4
+
+
+def test_the_user_filter_is_applied_inside_chroma_not_after_it(retriever: HybridRetriever) -> None:
+    # Ben's four turns are the nearest to this query; were Chroma asked without the user
+    # filter, the 3 candidates would all be his and Ann would get nothing.
+    hits = retriever.search("ann", "Zephyrine Logistics budget review moved to Friday", k=3,
+                            config=replace(DENSE, candidates=3))
+    assert len(hits) == 3 and all(h.item.source_id.startswith("a") for h in hits)
+
+
+def test_items_survive_a_new_process_and_upserts_are_idempotent(tmp_path: Path) -> None:
+    r = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem")
+    r.add("ann", _items("a", TEXTS[:3]))
+    r.add("ann", _items("a", TEXTS[:3]))
+    reopened = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem")
+    assert reopened.count("ann") == 3 and reopened.count("ben") == 0
+    hit = reopened.search("ann", "Zephyrine", k=1, config=LEXICAL)[0]  # BM25 rebuilt from Chroma
+    assert hit.item.source_id == "a2" and hit.date == MAY and hit.item.seq == 2
+
+
+def test_neighbour_expansion_brings_adjacent_turns_of_the_same_session(retriever: HybridRetriever) -> None:
+    hit = retriever.search("ann", "Zephyrine", k=1, config=RetrievalConfig(neighbours=1))[0]
+    assert hit.item.source_id == "a2"
+    assert hit.source_ids == ["a1", "a2", "a3"]  # conversation order, same session only
+    two = retriever.search("ann", "Zephyrine", k=1, config=RetrievalConfig(neighbours=2))[0]
+    assert two.source_ids == ["a0", "a1", "a2", "a3", "a4"]
+    assert retriever.search("ann", "Zephyrine", k=1, config=SINGLE)[0].context == ()
+    assert [i.source_id for i in retriever.neighbours("ann", "a0")] == ["a1"]  # session start
+    # A turn already shown as a hit is not repeated as another hit's context.
+    hits = retriever.search("ann", "kitten Pixel sister Lisbon", k=2, config=RetrievalConfig(neighbours=1))
+    shown = [sid for h in hits for sid in h.source_ids]
+    assert len(shown) == len(set(shown))
+
+
+def test_memory_block_fits_its_budget_and_names_source_and_date(retriever: HybridRetriever) -> None:
+    def words(text: str) -> int:
+        return len(text.split())
+
+    full = retriever.memory_block("ann", "Zephyrine budget", k=5, token_budget=10_000,
+                                  count_tokens=words, config=SINGLE)
+    assert "[a2 | 8 May 2023, 1:56 pm] The quarterly budget review for Zephyrine" in full
+    assert len(full.splitlines()) == 6  # header + 5 items
+    small = retriever.memory_block("ann", "Zephyrine budget", k=5, token_budget=40,
+                                   count_tokens=words, config=SINGLE)
+    assert words(small) <= 40 and "a2 |" in small  # the best item stays...
+    assert 1 < len(small.splitlines()) < len(full.splitlines())  # ...the lowest ones went
+    assert full.startswith(small)  # a prefix of the ranking survives
+    assert retriever.memory_block("ann", "Zephyrine", k=5, token_budget=5, count_tokens=words) == ""
+    default = retriever.memory_block("ann", "Zephyrine budget", k=10, token_budget=120)
+    assert 0 < approx_tokens(default) <= 120
+
+
+def test_when_questions_put_dated_memories_first_and_show_dates(tmp_path: Path) -> None:
+    r = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem")
+    r.add("ann", [MemoryItem("fact-1", "Ann adopted a kitten called Pixel", kind="fact")])  # undated
+    r.add("ann", _items("t", ["I adopted a kitten called Pixel yesterday"], when=datetime(2023, 6, 2, 9, 5)))
+    r.add("ann", _items("u", ["Pixel the kitten knocked over my plant"], session="s2",
+                        when=datetime(2023, 3, 1, 20, 0)))
+    assert is_temporal("When did Ann adopt the kitten?") and not is_temporal("What is Ann's cat called?")
+    hits = r.search("ann", "When did Ann adopt the kitten Pixel?", k=3, config=SINGLE)
+    assert hits[-1].item.source_id == "fact-1" and all(h.date for h in hits[:2])
+    block = r.memory_block("ann", "When did Ann adopt the kitten Pixel?", k=3, config=SINGLE)
+    lines = block.splitlines()
+    assert "read relative times" in lines[1]
+    assert lines[2].startswith("- [u0 | 1 March 2023, 8:00 pm]")  # oldest first for "when"
+    assert lines[3].startswith("- [t0 | 2 June 2023, 9:05 am]")
+    assert lines[4].startswith("- [fact-1 | undated]")
+
+
+def test_lexical_tokens_drop_question_words_and_stem() -> None:
+    assert tokenize("When did Caroline go to the LGBTQ support groups?") == \
+        ["carolin", "go", "lgbtq", "support", "group"]
+    index = LexicalIndex()
+    index.add("u", [("1", "support group on Friday"), ("2", "")])
+    assert index.search("u", "when?", 5) == [] and index.search("v", "support", 5) == []
+    assert [s for s, _ in index.search("u", "supporting", 5)] == ["1"]
+
+
+# -- LoCoMo -------------------------------------------------------------------------------
+
+def _turn(speaker: str, dia: str, text: str, **extra: str) -> dict:
+    return {"speaker": speaker, "dia_id": dia, "text": text, **extra}
+
+
+def _locomo() -> list[dict]:
+    return [{
+        "sample_id": "tiny-1",
+        "conversation": {
+            "speaker_a": "Alice", "speaker_b": "Bob",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": [
+                _turn("Alice", "D1:1", "I finally adopted a golden retriever puppy named Biscuit!"),
+                _turn("Bob", "D1:2", "Congrats! I spent the weekend repairing my grandfather's sailboat."),
+                _turn("Alice", "D1:3", "Look what I made at my Tuesday class.",
+                      blip_caption="a photo of a clay pottery vase"),
+            ],
+            "session_2_date_time": "10:00 am on 2 June, 2023",
+            "session_2": [
+                _turn("Bob", "D2:1", "The sailboat is finished, we took it out on Lake Tahoe."),
+                _turn("Alice", "D2:2", "Biscuit learned to fetch frisbees at the park."),
+                _turn("Bob", "D2:3", "I am reading a thrilling novel about volcanoes."),
+            ],
+        },
+        "qa": [
+            {"question": "What is the name of Alice's puppy?", "answer": "Biscuit",
+             "evidence": ["D1:1"], "category": 4},
+            {"question": "When did Bob take the sailboat to Lake Tahoe?", "answer": "2 June 2023",
+             "evidence": ["D2:1"], "category": 2},
+            {"question": "What did Alice make in her pottery class and what is Bob reading?",
+             "answer": "a vase; a novel about volcanoes", "evidence": ["D1:3; D2:3", "D9:9"],
+             "category": 1},
+            {"question": "What is Bob's cat called?", "adversarial_answer": "Tom", "evidence": [],
+             "category": 5},
+        ],
+    }]
+
+
+def test_tiny_locomo_fixture_evaluates_to_a_known_recall(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(_locomo()))
+    [conv] = load_locomo(path)
+    assert conv.turns[2].memory_text() == ("Alice: Look what I made at my Tuesday class. "
+                                           "[shares a photo: a clay pottery vase]")
+    assert conv.turns[3].timestamp == datetime(2023, 6, 2, 10, 0)
+    multi = conv.questions[2]
+    assert multi.evidence == ("D1:3", "D2:3") and multi.dropped == ("D9:9",)
+    r = HybridRetriever(open_chroma(tmp_path / "c"), collection="locomo")
+    result = evaluate(r, [conv], ks=(1, 6), config=SINGLE)
+    # k=1: the two single-evidence questions are found, the two-turn one at best half.
+    assert result["recall"]["1"] == {"1": 0.5, "2": 1.0, "3": 0.0, "4": 1.0, "all": pytest.approx(2.5 / 3)}
+    assert result["recall"]["6"]["all"] == 1.0  # six turns: everything is retrieved
+    assert set(result) == {"recall", "memory_tokens", "latency_ms"}
+    assert result["memory_tokens"]["mean"] > 0 and result["latency_ms"]["p95"] >= result["latency_ms"]["p50"] > 0
+    # With +-1 neighbours a hit shows up to three turns: recall can only grow, and so does the block.
+    narrow = evaluate(r, [conv], ks=(1,), config=SINGLE, ingested=True)
+    wide = evaluate(r, [conv], ks=(1,), config=RetrievalConfig(neighbours=1), ingested=True)
+    assert narrow["recall"]["1"] == result["recall"]["1"]
+    assert wide["recall"]["1"]["all"] >= narrow["recall"]["1"]["all"]
+    assert wide["memory_tokens"]["mean"] > 1.5 * narrow["memory_tokens"]["mean"]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d[0]["conversation"]["session_1"][1].pop("speaker"),
+     r"\[0\] \(tiny-1\)\.conversation\.session_1\[1\]: missing key 'speaker'"),
+    (lambda d: d[0].pop("qa"), r"\[0\] \(tiny-1\): missing key 'qa'"),
+    (lambda d: d[0]["qa"][1].pop("evidence"), r"qa\[1\]: missing key 'evidence'"),
+    (lambda d: d[0]["qa"][0].update(category="4"), r"qa\[0\]\.category: expected int, got str"),
+    (lambda d: d[0]["conversation"].update(session_2="oops"), r"session_2: expected a list of turns"),
+    (lambda d: d[0]["conversation"]["session_2"][0].update(dia_id="D1:1"), r"duplicate dia_id 'D1:1'"),
+    (lambda d: d[0].pop("sample_id"), r"\[0\]: missing key 'sample_id'"),
+])
+def test_locomo_loader_names_the_bad_key(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    data = _locomo()
+    mutate(data)
+    with pytest.raises(LocomoFormatError, match=message):
+        load_locomo(data)
+
+
+def test_locomo_loader_rejects_files_that_are_not_locomo(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_locomo(bad)
+    bad.write_text(json.dumps({"sample_id": "x"}))
+    with pytest.raises(LocomoFormatError, match="top level: expected a list"):
+        load_locomo(bad)
+
+
+def test_render_block_with_no_hits_is_empty() -> None:
+    assert render_block([], token_budget=100) == ""
