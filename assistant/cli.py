@@ -123,12 +123,12 @@ def cmd_usage(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"lastmile usage{' since ' + args.since if args.since else ''}")
     for name in [*group_by, "calls", "tokens in", "tokens out", "cost USD", "failed", "refused"]:
-        table.add_column(name, justify="left" if name in group_by else "right")
+        table.add_column(name, justify="left" if name in group_by else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(escape(str(row[g] if row[g] is not None else "-")) for g in group_by),
                       str(row["calls"]), str(row["prompt_tokens"]), str(row["completion_tokens"]),
                       f"{row['cost_usd']:.6f}", str(row["failures"]), str(row["refused"]))
-    out = Console(soft_wrap=True, highlight=False)
+    out = Console(highlight=False, width=max(Console().width, 140))  # a report, not a TUI
     out.print(table)
     out.print(f"total: ${total:.6f}")
     return 0
