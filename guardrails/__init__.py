@@ -3,12 +3,15 @@ before a memory write. ``default_pipeline`` is what an ``Assistant`` runs unless
 otherwise."""
 
 from guardrails.base import Guard, GuardChain, GuardContext
+from guardrails.citations import CitationReport, CitedSentence, verify_citations
 from guardrails.injection import InjectionGuard, scan
 from guardrails.input import InputLimits
 from guardrails.normalize import Normalize
 from guardrails.pii import PIIFinding, PIIGuard, detect, parse_modes, redact
 
 __all__ = [
+    "CitationReport",
+    "CitedSentence",
     "Guard",
     "GuardChain",
     "GuardContext",
@@ -22,6 +25,7 @@ __all__ = [
     "parse_modes",
     "redact",
     "scan",
+    "verify_citations",
 ]
 
 

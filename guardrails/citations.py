@@ -1,0 +1,186 @@
+"""Runtime citation verification: does each cited sentence of an answer follow from the
+sources it cites? No LLM call -- lexical checks plus MiniLM similarity.
+
+Rules, per sentence of the answer (see ``guardrails.claims`` for the helpers):
+
+* cites an id missing from ``sources``      -> ``invalid_citation`` (score 0)
+* cites nothing, and is a factual claim      -> ``uncited`` (score 0, flagged)
+* cites nothing, and is not a claim (greeting, question, "Here is what I found:",
+  "I hope this helps")                       -> ``uncited`` with ``claim=False``,
+  score 1, *not* flagged and left out of ``groundedness``
+* cites valid ids: the cited sources are cut into windows (each sentence and each pair
+  of adjacent sentences; with several ids, also the union of each source's best window).
+  For each window: ``soft = W_COS * cosine(claim, window) + (1 - W_COS) * coverage`` where
+  coverage is the share of the claim's content words (light stemming) found in the
+  window. Hard checks: every number in the claim must be in the window ("1,000" = "1000",
+  "5%" = "5 percent", "two" = 2; within 5% after "about"), every capitalised name must
+  appear, negation must agree with the window sentence that best matches the claim, and
+  no antonym swap ("rose" vs "fell"). A window failing a hard check scores
+  ``soft * HARD_PENALTY``. The best window is the evidence; ``supported`` if its score is
+  at least ``THRESHOLD`` else ``unsupported``.
+
+``W_COS`` and ``THRESHOLD`` were calibrated on the dev split of
+``tests/data/citation_cases.jsonl`` (``python benchmarks/citations.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from guardrails.claims import (
+    content_stems,
+    entities,
+    has_antonym_clash,
+    is_claim,
+    name_stems,
+    negated,
+    numbers_match,
+    parse_markers,
+    split_sentences,
+    stem,
+    tokens,
+)
+
+__all__ = ["THRESHOLD", "CitationReport", "CitedSentence", "verify_citations"]
+
+VERDICTS = ("supported", "unsupported", "uncited", "invalid_citation")
+W_COS = 0.7
+THRESHOLD = 0.55
+HARD_PENALTY = 0.4
+_PREFILTER = 3  # lexically best windows per cited source that get embedded
+
+
+@dataclass
+class CitedSentence:
+    text: str  # the sentence without its citation markers
+    cited: list[str]
+    verdict: str
+    score: float
+    claim: bool = True
+    evidence: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CitationReport:
+    sentences: list[CitedSentence]
+
+    @property
+    def flagged(self) -> list[CitedSentence]:
+        """Sentences that need attention: not supported, and a claim."""
+        return [s for s in self.sentences if s.verdict != "supported" and s.claim]
+
+    @property
+    def groundedness(self) -> float:
+        """Share of claim sentences that are supported (1.0 when there are none)."""
+        claims = [s for s in self.sentences if s.claim]
+        return 1.0 if not claims else sum(s.verdict == "supported" for s in claims) / len(claims)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"groundedness": self.groundedness, "flagged": len(self.flagged),
+                "sentences": [asdict(s) for s in self.sentences]}
+
+
+def _windows(text: str) -> list[str]:
+    sents = split_sentences(text) or [text]
+    return sents + [f"{a} {b}" for a, b in pairwise(sents)]
+
+
+def _coverage(claim_stems: set[str], window: str) -> float:
+    return 1.0 if not claim_stems else len(claim_stems & content_stems(window)) / len(claim_stems)
+
+
+def _hard_failures(claim: str, window: str, known: set[str], lead: str = "") -> list[str]:
+    """Why ``window`` cannot support ``claim``; names may also come from ``lead`` (the cited
+    sources' first sentences), since later sentences say "she" / "it" for the subject."""
+    reasons = []
+    if not numbers_match(claim, window):
+        reasons.append("number")
+    have = {stem(t) for t in tokens(window + " " + lead)}
+    prefixes = {h[:4] for h in have if len(h) >= 4}  # "Chinese" ~ "China", "Nepali" ~ "Nepal"
+    missing = sorted(e for e in entities(claim, known) if e not in have and e[:4] not in prefixes)
+    if missing:
+        reasons.append("entity:" + ",".join(missing))
+    cstems = content_stems(claim)
+    best = max(split_sentences(window) or [window], key=lambda s: _coverage(cstems, s))
+    if negated(claim) != negated(best):
+        reasons.append("negation")
+    if has_antonym_clash(claim, window):
+        reasons.append("antonym")
+    return reasons
+
+
+def _encoder() -> Any:
+    from memory.minilm import get_encoder
+
+    return get_encoder()
+
+
+def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = None,
+                     threshold: float | None = None) -> CitationReport:
+    """Check every sentence of ``answer`` against the sources it cites (ids as strings)."""
+    threshold = THRESHOLD if threshold is None else threshold
+    srcs = {str(k): v for k, v in sources.items()}
+    windows = {k: _windows(v) for k, v in srcs.items()}
+    items: list[CitedSentence] = []
+    pending: list[tuple[CitedSentence, list[str]]] = []  # (item, candidate windows)
+    for raw in split_sentences(answer):
+        text, cited = parse_markers(raw)
+        if not text and not cited:
+            continue
+        if not cited:
+            claim = is_claim(text)
+            items.append(CitedSentence(text, [], "uncited", 0.0 if claim else 1.0, claim))
+            continue
+        bad = [c for c in cited if c not in srcs]
+        if bad:
+            items.append(CitedSentence(text, cited, "invalid_citation", 0.0,
+                                       reasons=["unknown id:" + ",".join(bad)]))
+            continue
+        stems = content_stems(text)
+        cands: list[str] = []
+        tops = []
+        for c in cited:
+            ranked = sorted(windows[c], key=lambda w: (-(_coverage(stems, w) + numbers_match(text, w)),
+                                                       len(w)))
+            cands += ranked[:_PREFILTER]
+            tops.append(ranked[0])
+        if len(cited) > 1:
+            cands.append(" ".join(tops))
+        item = CitedSentence(text, cited, "unsupported", 0.0)
+        items.append(item)
+        pending.append((item, list(dict.fromkeys(cands))))
+    if pending:
+        known = set().union(*(name_stems(v) for v in srcs.values()))
+        leads = {k: (split_sentences(v) or [""])[0] for k, v in srcs.items()}
+        _score(pending, encoder or _encoder(), threshold, known, leads)
+    return CitationReport(items)
+
+
+def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, threshold: float,
+           known: set[str], leads: Mapping[str, str]) -> None:
+    """One batched encode for all claims and candidate windows of the answer."""
+    texts = list(dict.fromkeys([i.text for i, _ in pending] + [w for _, ws in pending for w in ws]))
+    index = {t: n for n, t in enumerate(texts)}
+    vecs = np.asarray(encoder.encode(texts), dtype=np.float32)
+    for item, cands in pending:
+        stems = content_stems(item.text)
+        q = vecs[index[item.text]]
+        lead = " ".join(leads[c] for c in item.cited)
+        best: tuple[float, str, list[str]] = (-1.0, "", [])
+        for w in cands:
+            cos = float(vecs[index[w]] @ q)
+            soft = W_COS * cos + (1 - W_COS) * _coverage(stems, w)
+            reasons = _hard_failures(item.text, w, known, lead)
+            score = soft * HARD_PENALTY if reasons else soft
+            if score > best[0]:
+                best = (score, w, reasons)
+        item.score, item.evidence, item.reasons = round(best[0], 4), best[1], best[2]
+        item.verdict = "supported" if best[0] >= threshold else "unsupported"
+        if item.verdict == "unsupported" and not item.reasons:
+            item.reasons = ["low similarity"]

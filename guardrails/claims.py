@@ -1,0 +1,215 @@
+"""Lexical helpers for citation checks: sentence splitting, citation markers, content
+words, numbers, negation and entities. Pure Python, no model.
+
+Why a separate module: these rules are the cheap, explainable half of
+``guardrails.citations``; keeping them apart keeps both files small and testable.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["content_stems", "entities", "has_antonym_clash", "is_claim", "name_stems", "negated",
+           "numbers", "numbers_match", "parse_markers", "split_sentences", "stem", "tokens"]
+
+# Citation markers: [1], [1][2], [1, 2], [1-3], [S1]; ids are kept as strings.
+_MARKER = re.compile(r"\[\s*([A-Za-z_]*\d+(?:\s*[,;\-–]\s*[A-Za-z_]*\d+)*)\s*\]")
+_MARKERS_RUN = re.compile(r"(?:\s*\[\s*[A-Za-z_]*\d+(?:\s*[,;\-–]\s*[A-Za-z_]*\d+)*\s*\])+")
+_ABBREV = {"e.g", "i.e", "dr", "mr", "mrs", "ms", "prof", "st", "vs", "etc", "inc", "ltd", "jr",
+           "sr", "co", "corp", "approx", "no", "fig", "al", "u.s", "u.k", "mt", "ca", "cf", "ft",
+           "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
+_NEVER_END = {"e.g", "i.e", "dr", "mr", "mrs", "ms", "prof", "st", "vs", "cf", "mt", "approx", "fig"}
+_END = re.compile(r"[.!?]+[\"'”’)]*")
+
+
+def parse_markers(text: str) -> tuple[str, list[str]]:
+    """Remove citation markers from ``text``; return (clean text, ids in order, unique)."""
+    ids: list[str] = []
+    for m in _MARKER.finditer(text):
+        for part in re.split(r"\s*[,;]\s*", m.group(1)):
+            rng = re.fullmatch(r"(\d+)\s*[\-–]\s*(\d+)", part)
+            if rng and 0 <= int(rng.group(2)) - int(rng.group(1)) < 50:
+                ids += [str(i) for i in range(int(rng.group(1)), int(rng.group(2)) + 1)]
+            else:
+                ids += [p.strip() for p in re.split(r"\s*[\-–]\s*", part)]
+    clean = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", text))
+    return re.sub(r"\s{2,}", " ", clean).strip(), list(dict.fromkeys(ids))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split into sentences, keeping citation markers with the sentence they follow.
+
+    A boundary is ``.``/``!``/``?`` followed by whitespace (or end) and then an uppercase
+    letter, digit, quote, bracket or bullet -- so decimals (3.5), "e.g. x", "Dr. Smith"
+    and initials stay inside. Markers placed after the period ("... 1953. [2] Next")
+    belong to the sentence before. Newlines always end a sentence.
+    """
+    out: list[str] = []
+    for block in re.split(r"\n\s*", text):
+        block = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", block)  # bullet / list prefix
+        start = 0
+        for m in _END.finditer(block):
+            end = m.end()
+            run = _MARKERS_RUN.match(block, end)
+            if run:
+                end = run.end()
+            rest = block[end:]
+            if rest and not rest[0].isspace():
+                continue
+            nxt = rest.lstrip()[:1]
+            word = re.search(r"([A-Za-z][A-Za-z.]*)$", block[start:m.start()])
+            w = word.group(1).lower() if word else ""
+            if nxt and not (nxt.isupper() or nxt.isdigit() or nxt in "\"'“‘([*-•"):
+                continue
+            abbrev = w in _NEVER_END or (len(w) == 1 and nxt.isupper()) or (w in _ABBREV and not nxt.isupper())
+            if m.group(0) == "." and nxt and not run and abbrev:
+                continue
+            piece = block[start:end].strip()
+            if piece:
+                out.append(piece)
+            start = end
+        piece = block[start:].strip()
+        if piece:
+            if out and _MARKERS_RUN.fullmatch(piece):
+                out[-1] += " " + piece
+            else:
+                out.append(piece)
+    return out
+
+
+_STOP_WORDS = """a an the and or but if then than that this these those is are was were be been being am
+do does did doing have has had having of in on at to for from by with about as into
+onto over under up down out off again further once here there when where why how all
+any both each few more most other some such only own same so too very can will just
+should would could may might must shall it its it's they them their theirs we us our
+you your he him his she her hers i me my mine what which who whom whose also while
+during before after between through per via around roughly about approximately nearly
+almost some many much like just still yet"""
+_STOP = frozenset(_STOP_WORDS.split())
+_NEG = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|without|instead of|rather than|lack(?:s|ed)?|fail(?:s|ed)? to|"
+                  r"unable|nobody|nothing|nowhere|isn't|aren't|wasn't|weren't|don't|doesn't|"
+                  r"didn't|won't|can't|couldn't|shouldn't|hasn't|haven't|hadn't)\b|n't\b|n’t\b", re.IGNORECASE)
+_WORDNUM = {w: i for i, w in enumerate(["zero", "_", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])
+            if w != "_"}
+_WORDNUM.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+                 "ninety": 90, "hundred": 100, "thousand": 1000, "twice": 2, "double": 2, "half": 0.5,
+                 "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+                 "eighth": 8, "ninth": 9, "tenth": 10, "dozen": 12, "thirds": 3})
+_SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9,
+          "b": 1e9, "trillion": 1e12, "tn": 1e12}
+_NUM = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(?:\s*(st|nd|rd|th|s)\b)?"
+                  r"(?:\s*(thousand|million|billion|trillion)\b|(bn|mn|tn|k)\b)?", re.IGNORECASE)
+_HEDGE = re.compile(r"\b(about|around|roughly|approximately|nearly|almost|over|some|more than|"
+                    r"less than|under|up to|close to|just over|just under|~)\s*[$€£]?\s*$", re.IGNORECASE)
+_ANTONYMS = [("increase", "decrease"), ("rise", "fall"), ("rose", "fell"), ("raise", "lower"),
+             ("higher", "lower"), ("more", "less"), ("gain", "loss"), ("before", "after"),
+             ("above", "below"), ("larger", "smaller"), ("maximum", "minimum"), ("first", "last"),
+             ("increased", "decreased"), ("raised", "lowered"), ("approved", "rejected"),
+             ("allowed", "banned"), ("win", "lose"), ("won", "lost"), ("absorb", "reflect"),
+             ("absorbs", "reflects"), ("lowest", "highest"), ("greater", "lower"), ("increases", "declines"),
+             ("increases", "decreases"), ("rises", "falls"), ("north", "south"), ("east", "west"),
+             ("male", "female"), ("few", "most"), ("few", "many"), ("true", "false"), ("open", "closed"),
+             ("safe", "unsafe"), ("legal", "illegal"), ("public", "private"), ("inside", "outside"),
+             ("cheaper", "costlier"), ("faster", "slower"), ("early", "late"), ("earlier", "later"),
+             ("always", "never"), ("all", "none"), ("minimum", "maximum"), ("start", "end")]
+_FILLER = re.compile(r"^(?:hi|hello|hey|thanks|thank you|sure|certainly|of course|great question|good question|"
+                     r"here(?:'s| is| are)|below|the following|i hope|hope|let me|feel free|please|happy to|"
+                     r"glad to|i'm not|i am not|in short|in summary|to summari[sz]e|enjoy|ok|okay|"
+                     r"that's|what a|would you|do you|good luck|i think|i believe|in my (?:view|opinion))\b", re.IGNORECASE)
+_OPINION = re.compile(r"\b(?:in my (?:view|opinion)|i think|i believe|i feel|personally)\b", re.IGNORECASE)
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"[A-Za-zÀ-ÿ0-9]+(?:[’'][A-Za-z]+)?", text)
+
+
+def stem(word: str) -> str:
+    """Very light English stemmer: lowercase, drop possessive and common suffixes."""
+    w = re.sub(r"[’']s$", "", word.lower())
+    for suf, rep, min_len in (("ies", "y", 5), ("ing", "", 6), ("ied", "y", 5), ("ed", "", 5),
+                              ("es", "", 5), ("s", "", 4), ("ly", "", 5)):
+        if w.endswith(suf) and len(w) >= min_len and not w.endswith("ss"):
+            return w[: len(w) - len(suf)] + rep
+    return w
+
+
+def content_stems(text: str) -> set[str]:
+    return {stem(t) for t in tokens(text) if t.lower() not in _STOP and not t.isdigit()}
+
+
+def numbers(text: str) -> list[tuple[float, bool]]:
+    """Numbers in ``text`` as (value, hedged); "1,000"=1000, "5%"="5 percent", "two"=2."""
+    out: list[tuple[float, bool]] = []
+    for m in _NUM.finditer(text):
+        val = float(m.group(1).replace(",", ""))
+        scale = (m.group(3) or m.group(4) or "").lower()
+        out.append((val * _SCALE.get(scale, 1.0), bool(_HEDGE.search(text[: m.start()]))))
+    for m in re.finditer(r"\b(" + "|".join(_WORDNUM) + r")\b", text, re.IGNORECASE):
+        w = m.group(1).lower()
+        val = float(_WORDNUM[w])
+        nxt = re.match(r"\s+(thousand|million|billion|trillion)\b", text[m.end():], re.IGNORECASE)
+        if nxt and w not in ("thousand",):
+            val *= _SCALE[nxt.group(1).lower()]
+        out.append((val, bool(_HEDGE.search(text[: m.start()]))))
+    return out
+
+
+def negated(text: str) -> int:
+    """How many negation cues ("not", "never", "without", "n't", ...) the text has."""
+    return len(_NEG.findall(text))
+
+
+def entities(text: str, known: set[str] = frozenset()) -> set[str]:
+    """Stems of capitalised tokens that are not the sentence's first word. The first word
+    counts when it is an acronym or one of the ``known`` names (stems of words written
+    capitalised mid-sentence in the sources), e.g. "Tesla sold ..."."""
+    toks = tokens(text)
+    out = set()
+    for i, t in enumerate(toks):
+        if t.lower() in _STOP or t.lower() == "i" or t.isdigit():
+            continue
+        if not (t[0].isupper() or any(c.isupper() for c in t[1:])):
+            continue
+        if i == 0 and not (t.isupper() and len(t) > 1) and stem(t) not in known:
+            continue
+        out.add(stem(t))
+    return out
+
+
+def name_stems(text: str) -> set[str]:
+    """Stems of the capitalised words in ``text`` (stopwords aside): names the sources use."""
+    return {stem(t) for t in tokens(text) if t[0].isupper() and t.lower() not in _STOP}
+
+
+def has_antonym_clash(claim: str, evidence: str) -> bool:
+    """The claim uses one side of an antonym pair, the evidence only the other side."""
+    c = {t.lower() for t in tokens(claim)}
+    e = {t.lower() for t in tokens(evidence)}
+    for a, b in _ANTONYMS:
+        for x, y in ((a, b), (b, a)):
+            if x in c and x not in e and y in e and y not in c:
+                return True
+    return False
+
+
+def is_claim(text: str) -> bool:
+    """Does an uncited sentence assert something checkable? Questions and filler do not."""
+    t = text.strip()
+    if t.endswith("?") or not tokens(t):
+        return False
+    has_num = bool(_NUM.search(t))
+    if (_FILLER.match(t) or _OPINION.search(t)) and not has_num:
+        return False
+    if has_num or entities(t):
+        return True
+    return len(content_stems(t)) >= 5 and not t.endswith(("!", ":"))
+
+
+def numbers_match(claim: str, evidence: str) -> bool:
+    """Every number in the claim occurs in the evidence (within 5% when hedged: "about")."""
+    have = [v for v, _ in numbers(evidence)]
+    for val, hedged in numbers(claim):
+        tol = 0.05 * abs(val) if hedged else 1e-9 * max(1.0, abs(val))
+        if not any(abs(val - h) <= tol for h in have):
+            return False
+    return True
