@@ -162,27 +162,21 @@ class ConversationStore:
         return self._commit_with_retry(work)
 
     # messages -----------------------------------------------------------------
-    def add_message(self, user_id: str, key: str, role: str, content: str, *,  # type: ignore[no-untyped-def]
-                    call: dict | None = None, **fields) -> StoredMessage:
-        """Append a message (creating the session on first use) and commit it.
-
-        ``call`` records the provider attempt that produced the message in the same
-        transaction, so a reply never exists without its audit row.
-        """
+    def add_message(self, user_id: str, key: str, role: str, content: str,  # type: ignore[no-untyped-def]
+                    **fields) -> StoredMessage:
+        """Append a message (creating the session on first use) and commit it."""
+        fields.setdefault("status", "ok")
 
         def work(db: Session) -> StoredMessage:
             conv = self._conversation(db, user_id, key, create=True)
             now = utcnow()
             row = Message(conversation_id=conv.id, user_id=user_id, role=role, content=content,
-                          created_at=now, status=fields.pop("status", "ok"), **fields)
+                          created_at=now, **fields)
             db.add(row)
             conv.updated_at = now
             if role == "user" and conv.title == DEFAULT_TITLE:
                 conv.title = " ".join(content.split())[:60] or DEFAULT_TITLE
             db.flush()
-            if call is not None:
-                db.add(ProviderCall(conversation_id=conv.id, user_id=user_id, message_id=row.id,
-                                    **call))
             return _message(row, key)
 
         return self._commit_with_retry(work)
