@@ -41,11 +41,11 @@ def build_provider(spec: str, settings: Settings) -> ChatModel:
     if name == "openai":
         from assistant.providers.openai import OpenAIModel
 
-        return OpenAIModel.from_settings(settings, model=model.strip() or "gpt-4o-mini")
+        return OpenAIModel.from_settings(settings, model=model.strip() or None)
     if name == "anthropic":
         from assistant.providers.anthropic import AnthropicModel
 
-        return AnthropicModel.from_settings(settings, model=model.strip() or "claude-sonnet-4-5")
+        return AnthropicModel.from_settings(settings, model=model.strip() or None)
     raise UnknownProvider(
         f"provider {spec!r} is not available in this build; known: local, scripted, openai, anthropic",
         user_message="The assistant is misconfigured; run `lastmile doctor`.",

@@ -18,9 +18,7 @@ parse is ``ProviderUnavailable``.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -28,13 +26,12 @@ import anthropic
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
 from assistant.errors import (
-    ConfigurationError,
     ProviderError,
     ProviderUnavailable,
     StreamInterrupted,
 )
-from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage, error_for_status
-from assistant.settings import Settings
+from assistant.providers.base import ModelChunk, ModelRequest, Usage, error_for_status
+from assistant.providers.sdk import SDKChatModel
 
 __all__ = ["DEFAULT_MODEL", "AnthropicModel", "translate"]
 
@@ -149,35 +146,23 @@ class _Reply:
         return text
 
 
-class AnthropicModel(ChatModel):
+class AnthropicModel(SDKChatModel):
     """Claude over the official SDK, streamed, with usage from the stream events."""
 
     provider = "anthropic"
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, api_key: str | None, base_url: str | None = None,
-                 connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
-                 context_window: int = 200_000) -> None:
-        if not api_key:
-            raise ConfigurationError(KEY_HINT)
-        self.model = model
-        self.context_window = context_window
-        self._options: dict[str, Any] = {
-            "api_key": api_key, "base_url": base_url or None, "max_retries": 0,
-            "timeout": anthropic.Timeout(read_timeout_s, connect=connect_timeout_s)}
-        self._client = anthropic.Anthropic(**self._options)
-        # httpx async clients are bound to the event loop that first used them.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = (
-            weakref.WeakKeyDictionary())
+    default_model = DEFAULT_MODEL
+    settings_prefix = "anthropic"
+    key_hint = KEY_HINT
 
-    @classmethod
-    def from_settings(cls, settings: Settings, *, model: str | None = None) -> AnthropicModel:
-        key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
-        return cls(model or DEFAULT_MODEL, api_key=key, base_url=settings.anthropic_base_url,
-                   connect_timeout_s=settings.provider_connect_timeout_s,
-                   read_timeout_s=settings.provider_read_timeout_s)
+    def __init__(self, model: str | None = None, *, context_window: int = 200_000, **kwargs: Any) -> None:
+        super().__init__(model, context_window=context_window, **kwargs)
 
-    def check(self) -> str | None:
-        return None if self._options.get("api_key") else KEY_HINT
+    def _timeout(self, read_s: float, connect_s: float) -> Any:
+        return anthropic.Timeout(read_s, connect=connect_s)
+
+    def _new_client(self, *, asynchronous: bool) -> Any:
+        return (anthropic.AsyncAnthropic if asynchronous else anthropic.Anthropic)(**self._options)
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         system, messages = to_anthropic(request.messages)
@@ -207,10 +192,7 @@ class AnthropicModel(ChatModel):
         yield last
 
     async def arequest(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = self._async_clients[loop] = anthropic.AsyncAnthropic(**self._options)
+        client = self._async_client()
         reply, buffered = _Reply(self.label), request.response_schema is not None
         try:
             stream = await client.messages.create(**self._params(request))

@@ -10,8 +10,6 @@ provider failure, never a crash and never a silently short answer.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,13 +17,12 @@ import openai
 from langchain_core.messages import convert_to_openai_messages
 
 from assistant.errors import (
-    ConfigurationError,
     ProviderError,
     ProviderUnavailable,
     StreamInterrupted,
 )
-from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage, error_for_status
-from assistant.settings import Settings
+from assistant.providers.base import ModelChunk, ModelRequest, Usage, error_for_status
+from assistant.providers.sdk import SDKChatModel
 
 __all__ = ["DEFAULT_MODEL", "OpenAIModel", "translate"]
 
@@ -106,35 +103,23 @@ class _Reply:
         return ModelChunk(usage=self.usage, finish_reason=self.finish)
 
 
-class OpenAIModel(ChatModel):
+class OpenAIModel(SDKChatModel):
     """Chat completions over the official SDK, streamed, with usage in the last chunk."""
 
     provider = "openai"
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, api_key: str | None, base_url: str | None = None,
-                 connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
-                 context_window: int = 128_000) -> None:
-        if not api_key:
-            raise ConfigurationError(KEY_HINT)
-        self.model = model
-        self.context_window = context_window
-        self._options: dict[str, Any] = {
-            "api_key": api_key, "base_url": base_url or None, "max_retries": 0,
-            "timeout": openai.Timeout(read_timeout_s, connect=connect_timeout_s)}
-        self._client = openai.OpenAI(**self._options)
-        # httpx async clients are bound to the event loop that first used them.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary())
+    default_model = DEFAULT_MODEL
+    settings_prefix = "openai"
+    key_hint = KEY_HINT
 
-    @classmethod
-    def from_settings(cls, settings: Settings, *, model: str | None = None) -> OpenAIModel:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        return cls(model or DEFAULT_MODEL, api_key=key, base_url=settings.openai_base_url,
-                   connect_timeout_s=settings.provider_connect_timeout_s,
-                   read_timeout_s=settings.provider_read_timeout_s)
+    def __init__(self, model: str | None = None, *, context_window: int = 128_000, **kwargs: Any) -> None:
+        super().__init__(model, context_window=context_window, **kwargs)
 
-    def check(self) -> str | None:
-        return None if self._options.get("api_key") else KEY_HINT
+    def _timeout(self, read_s: float, connect_s: float) -> Any:
+        return openai.Timeout(read_s, connect=connect_s)
+
+    def _new_client(self, *, asynchronous: bool) -> Any:
+        return (openai.AsyncOpenAI if asynchronous else openai.OpenAI)(**self._options)
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         """The request body. ``max_tokens`` (not ``max_completion_tokens``): every
@@ -163,10 +148,7 @@ class OpenAIModel(ChatModel):
         yield last
 
     async def arequest(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = self._async_clients[loop] = openai.AsyncOpenAI(**self._options)
+        client = self._async_client()
         reply = _Reply(self.label)
         try:
             stream = await client.chat.completions.create(**self._params(request))

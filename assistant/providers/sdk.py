@@ -1,0 +1,66 @@
+"""Plumbing shared by the SDK-backed remote providers (openai, anthropic).
+
+Both need the same things around their SDK: refuse to start without a key, turn the
+SDK's own retries off (retry lives in ``assistant.resilience`` only), apply our connect
+and read timeouts, and keep one async client per event loop (SDK async clients are
+bound to the loop that first used them). Subclasses say which SDK classes to build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any, ClassVar
+
+from assistant.errors import ConfigurationError
+from assistant.providers.base import ChatModel
+from assistant.settings import Settings
+
+__all__ = ["SDKChatModel"]
+
+
+class SDKChatModel(ChatModel):
+    #: Default model name when the spec gives none.
+    default_model: ClassVar[str] = ""
+    #: Prefix of the Settings fields ``<prefix>_api_key`` and ``<prefix>_base_url``.
+    settings_prefix: ClassVar[str] = ""
+    #: The one-line fix shown when the key is missing.
+    key_hint: ClassVar[str] = ""
+
+    def __init__(self, model: str | None = None, *, api_key: str | None, base_url: str | None = None,
+                 connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
+                 context_window: int = 128_000) -> None:
+        if not api_key:
+            raise ConfigurationError(self.key_hint)
+        self.model = model or self.default_model
+        self.context_window = context_window
+        self._options: dict[str, Any] = {
+            "api_key": api_key, "base_url": base_url or None, "max_retries": 0,
+            "timeout": self._timeout(read_timeout_s, connect_timeout_s)}
+        self._client = self._new_client(asynchronous=False)
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, model: str | None = None) -> SDKChatModel:
+        key = getattr(settings, f"{cls.settings_prefix}_api_key")
+        return cls(model, api_key=key.get_secret_value() if key else None,
+                   base_url=getattr(settings, f"{cls.settings_prefix}_base_url"),
+                   connect_timeout_s=settings.provider_connect_timeout_s,
+                   read_timeout_s=settings.provider_read_timeout_s)
+
+    def check(self) -> str | None:
+        return None if self._options.get("api_key") else self.key_hint
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = self._new_client(asynchronous=True)
+        return client
+
+    def _timeout(self, read_s: float, connect_s: float) -> Any:
+        raise NotImplementedError
+
+    def _new_client(self, *, asynchronous: bool) -> Any:
+        raise NotImplementedError
