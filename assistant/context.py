@@ -31,10 +31,13 @@ class ContextReport:
     history_messages: int
     dropped_messages: int
     message_ids: list[int] = field(default_factory=list)
+    #: The recalled-memory block (added to the system message) and the turns it shows.
+    memory_tokens: int = 0
+    memory_ids: list[int] = field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
-        return self.system_tokens + self.history_tokens
+        return self.system_tokens + self.history_tokens + self.memory_tokens
 
 
 def to_langchain(message: StoredMessage) -> BaseMessage:

@@ -12,14 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from assistant.accounting import LedgerModel, open_accounting
 from assistant.context import ContextReport, build_context
 from assistant.errors import LastmileError, StreamInterrupted
-from assistant.protocols import MessageStore, TurnRecorder
+from assistant.protocols import MessageStore, Recall, TurnRecorder
 from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage, build_model
 from assistant.providers.base import approx_message_tokens
 from assistant.reply import AsyncReplyStream, Reply, ReplyStream, Restart
@@ -74,6 +74,7 @@ class Assistant:
         model: ChatModel | None = None,
         store: MessageStore | None = None,
         recorder: TurnRecorder | None = None,
+        memory: Recall | None = None,
         guards: list[Guard] | None = None,
     ) -> None:
         self.settings = settings or Settings()
@@ -84,6 +85,7 @@ class Assistant:
 
             store = ConversationStore(open_engine(self.settings.resolved_database_url))
         self.store = store
+        self.memory = memory
         if recorder is None and self.settings.index_turns:
             recorder = self._default_recorder()
         self.recorder = recorder
@@ -105,11 +107,18 @@ class Assistant:
         return self._model
 
     def _default_recorder(self) -> TurnRecorder:
+        """Turns are indexed (in the background) into the hybrid retriever they are
+        recalled from."""
         from memory.indexer import TurnIndexer
-        from memory.vectors import TurnIndex, open_chroma
+        from memory.recall import TurnMemory
+        from memory.retrieval import HybridRetriever
+        from memory.vectors import open_chroma
 
         client = open_chroma(self.settings.chroma_path, self.settings.chroma_url)
-        indexer = TurnIndexer(self.store, TurnIndex(client))  # type: ignore[arg-type]
+        turns = TurnMemory(HybridRetriever(client), k=self.settings.recall_k)
+        if self.memory is None:
+            self.memory = turns
+        indexer = TurnIndexer(self.store, turns)  # type: ignore[arg-type]
         indexer.catch_up()
         self._owned.append(indexer)
         return indexer
@@ -175,12 +184,34 @@ class Assistant:
             else:
                 return "remote" if getattr(model, "provider", "") in REMOTE else "local"
 
-    def _context(self, ctx: GuardContext, model: ChatModel) -> tuple[list[BaseMessage], ContextReport]:
-        budget = self.settings.context_budget_tokens or max(
-            64, model.context_window - self.settings.max_reply_tokens)
+    def _context(self, ctx: GuardContext, model: ChatModel,
+                 query: str) -> tuple[list[BaseMessage], ContextReport]:
+        """Recent turns within the budget, then recalled memories within their share."""
+        settings = self.settings
+        budget = settings.context_budget_tokens or max(
+            64, model.context_window - settings.max_reply_tokens)
+        memory_budget = min(settings.memory_budget_tokens, budget // 3) if self.memory else 0
         history = self.store.recent(ctx.user_id, ctx.session_id, HISTORY_SCAN)
-        return build_context(self.settings.system_prompt, history, budget=budget,
-                             count=model.count_tokens)
+        messages, report = build_context(settings.system_prompt, history,
+                                         budget=budget - memory_budget, count=model.count_tokens)
+        if memory_budget <= 0 or self.memory is None:
+            return messages, report
+        try:
+            recalled = self.memory.recall(
+                ctx.user_id, query, token_budget=memory_budget, exclude=report.message_ids,
+                count_tokens=lambda text: model.count_tokens([SystemMessage(content=text)]))
+        except Exception:  # noqa: BLE001 - recall is a bonus; a turn never fails for it
+            log.warning("memory recall failed; answering from the recent window", exc_info=True)
+            return messages, report
+        if not recalled.text:
+            return messages, report
+        system = f"{settings.system_prompt}\n\n{recalled.text}".strip()
+        if messages and isinstance(messages[0], SystemMessage):
+            messages[0] = SystemMessage(content=system)
+        else:
+            messages.insert(0, SystemMessage(content=system))
+        used = model.count_tokens([SystemMessage(content=system)]) - report.system_tokens
+        return messages, replace(report, memory_tokens=used, memory_ids=recalled.message_ids)
 
     def _turn(self, ctx: GuardContext, user_msg: StoredMessage) -> Generator[str, None, Reply]:
         out = _Outcome()
@@ -191,7 +222,7 @@ class Assistant:
         try:
             model = self.model
             out.provider = model.label
-            messages, report = self._context(ctx, model)
+            messages, report = self._context(ctx, model, user_msg.content)
             request = ModelRequest(
                 messages, max_tokens=self.settings.max_reply_tokens,
                 temperature=self.settings.temperature,

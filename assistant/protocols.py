@@ -6,12 +6,12 @@ are the defaults, not requirements.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from memory.store import SessionInfo, StoredMessage
 
-__all__ = ["MessageStore", "TurnRecorder"]
+__all__ = ["MessageStore", "Recall", "Recalled", "TurnRecorder"]
 
 
 class MessageStore(Protocol):
@@ -28,3 +28,16 @@ class TurnRecorder(Protocol):
 
     def submit(self, messages: Sequence[StoredMessage]) -> None: ...
     def flush(self) -> None: ...
+
+
+class Recalled(Protocol):
+    text: str
+    message_ids: list[int]
+
+
+class Recall(Protocol):
+    """Finds what this user said before that bears on ``query``, as a prompt block."""
+
+    def recall(self, user_id: str, query: str, *, token_budget: int,
+               exclude: Collection[int] = (),
+               count_tokens: Callable[[str], int] = ...) -> Recalled: ...

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     context_budget_tokens: int | None = Field(
         None, ge=64, description="Prompt token budget; default model context minus reply reserve."
     )
+    memory_budget_tokens: int = Field(
+        400, ge=0, description="Prompt tokens for recalled memories (at most a third of the budget).")
+    recall_k: int = Field(6, ge=1, le=50, description="Most memories recalled per turn.")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt for every turn.")
     temperature: float = Field(
         0.2, ge=0.0, le=2.0, description="Sampling temperature (low: small models ramble when hot).")

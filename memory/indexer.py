@@ -15,9 +15,9 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 from memory.store import ConversationStore, StoredMessage
-from memory.vectors import TurnIndex
 
 __all__ = ["TurnIndexer"]
 
@@ -27,8 +27,14 @@ LINGER_S = 0.25
 _STOP = object()
 
 
+class Index(Protocol):
+    """Where turns go: anything that can take a batch of stored messages (idempotently)."""
+
+    def add(self, messages: Sequence[StoredMessage]) -> None: ...
+
+
 class TurnIndexer:
-    def __init__(self, store: ConversationStore, index: TurnIndex, *,
+    def __init__(self, store: ConversationStore, index: Index, *,
                  linger_s: float = LINGER_S) -> None:
         self.store = store
         self.index = index

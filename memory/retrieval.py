@@ -8,10 +8,11 @@ the same session along as context (neighbour expansion; optionally they can also
 share of its score and enter the ranking themselves). Turns are embedded with the turn
 before them, since a reply ("Yes, last Friday!") means little alone.
 
-User scoping: every Chroma query carries ``where={"user_id": ...}`` and BM25 is one index
-per user, so neither path can return another user's item. Items are cached in memory
-per user (loaded lazily from Chroma, the source of truth); one process should own the
-writes for a user, or call ``refresh(user_id)`` after another process wrote.
+User scoping: dense search runs over one in-memory vector matrix per user
+(``memory.dense``) and BM25 is one index per user, so neither path can return another
+user's item. Items and vectors are cached in memory per user (loaded lazily from Chroma,
+the source of truth, filtered by ``user_id``); one process should own the writes for a
+user, or call ``refresh(user_id)`` after another process wrote.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import datetime
 from chromadb.api import ClientAPI
 
 from assistant.errors import VectorStoreUnavailable
+from memory.dense import DenseIndex, QueryEmbeddingCache, chroma_dense, load_vectors
 from memory.embedding_function import MiniLMEmbeddingFunction
 from memory.lexical import LexicalIndex
 from memory.memblock import approx_tokens, render_block
@@ -121,6 +123,8 @@ class HybridRetriever:
             collection, embedding_function=MiniLMEmbeddingFunction(),
             configuration={"hnsw": {"space": "cosine"}})
         self.lexical = LexicalIndex()
+        self.dense = DenseIndex()  # per-user vectors, served instead of Chroma's query
+        self.query_cache = QueryEmbeddingCache(1024)
         self._items: dict[str, dict[str, MemoryItem]] = {}  # user -> source id -> item
         self._by_pos: dict[str, dict[tuple[str, int], str]] = {}  # user -> (session, seq) -> id
         self._lock = threading.RLock()
@@ -147,6 +151,7 @@ class HybridRetriever:
         with self._lock:
             for item in items:
                 self._remember(user_id, item)
+            self.dense.upsert(user_id, [i.source_id for i in items], vectors)
         self.lexical.add(user_id, [(i.source_id, i.text) for i in items])
 
     def _embed_text(self, user_id: str, item: MemoryItem, batch: Sequence[MemoryItem]) -> str:
@@ -190,20 +195,21 @@ class HybridRetriever:
         with self._lock:
             self._items.pop(user_id, None)
             self._by_pos.pop(user_id, None)
+            self.dense.drop(user_id)
 
     def count(self, user_id: str) -> int:
         return len(self._load(user_id))
 
     # -- reading ---------------------------------------------------------------------
-    def _dense(self, user_id: str, query: str, n: int) -> list[str]:
-        vector = get_encoder().encode([query])[0]
-        try:
-            result = self.collection.query(query_embeddings=[vector], n_results=n,
-                                           where={"user_id": user_id}, include=["metadatas"])
-        except Exception as exc:
-            raise VectorStoreUnavailable(f"memory search failed: {exc}") from exc
-        return [str(m["source_id"]) for m in result["metadatas"][0]
-                if m.get("user_id") == user_id]  # belt and braces: never another user's item
+    def _dense(self, user_id: str, query: str, n: int, *, via_chroma: bool = False) -> list[str]:
+        """Top-n source ids by cosine; ``via_chroma`` asks Chroma instead (same ranking)."""
+        vector = self.query_cache.get(query, get_encoder().encode)
+        if via_chroma:
+            return chroma_dense(self.collection, user_id, vector, n)
+        with self._lock:
+            if not self.dense.loaded(user_id):  # first search of this user: read the vectors
+                self.dense.load(user_id, *load_vectors(self.collection, user_id))
+        return [sid for sid, _ in self.dense.search(user_id, vector, n)]
 
     def search(self, user_id: str, query: str, *, k: int = 10,
                config: RetrievalConfig | None = None) -> list[MemoryHit]:

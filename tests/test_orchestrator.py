@@ -138,17 +138,20 @@ def test_history_survives_restart(settings: Settings) -> None:
         assert [s.session_id for s in again.sessions()] == ["keep"]
 
 
-def test_turns_are_indexed_in_chroma_per_user(bot: Assistant, model: ScriptedModel) -> None:
-    model.enqueue("Lovely, Kyoto in spring is beautiful.", "Noted.")
+def test_earlier_turns_are_recalled_across_sessions_per_user(bot: Assistant, model: ScriptedModel) -> None:
+    model.enqueue("Lovely, Kyoto in spring is beautiful.", "Noted.", "Have fun!", "Sure.")
     bot.chat("I am travelling to Kyoto in April", session_id="s", user_id="ann")
-    bot.chat("I like hiking in the Alps", session_id="t", user_id="ben")
+    bot.chat("I am travelling to the Alps in April", session_id="t", user_id="ben")
     bot.flush()
-    index = bot.recorder.index  # type: ignore[union-attr]
-    hits = index.search("ann", "trip to Japan", k=5)
-    assert hits and "Kyoto" in hits[0].text
-    assert all(h.session_id == "s" for h in hits)
-    assert index.count("ann") == 2 and index.count("ben") == 2
-    assert all("Alps" not in h.text for h in hits)
+    reply = bot.chat("Which city am I travelling to?", session_id="new", user_id="ann")
+    system = model.requests[-1].messages[0].content
+    assert "Kyoto in April" in system and "Alps" not in system
+    assert reply.context is not None and reply.context.memory_tokens > 0
+    assert reply.context.memory_ids and reply.context.memory_tokens <= bot.settings.memory_budget_tokens
+    # What is already in the recent window is not repeated as a memory.
+    bot.chat("And when?", session_id="s", user_id="ann")
+    same_session = model.requests[-1]
+    assert [m.content for m in same_session.messages].count("I am travelling to Kyoto in April") == 1
 
 
 async def test_async_chat_and_stream(bot: Assistant, model: ScriptedModel) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from memory.dense import QueryEmbeddingCache
 from memory.lexical import LexicalIndex, tokenize
 from memory.locomo import LocomoFormatError, evaluate, load_locomo
 from memory.memblock import approx_tokens, render_block
+from memory.minilm import get_encoder
 from memory.retrieval import HybridRetriever, MemoryItem, RetrievalConfig, is_temporal
 from memory.vectors import open_chroma
 
@@ -145,6 +149,83 @@ def test_when_questions_put_dated_memories_first_and_show_dates(tmp_path: Path) 
     assert lines[2].startswith("- [u0 | 1 March 2023, 8:00 pm]")  # oldest first for "when"
     assert lines[3].startswith("- [t0 | 2 June 2023, 9:05 am]")
     assert lines[4].startswith("- [fact-1 | undated]")
+
+
+
+# -- in-memory dense path ----------------------------------------------------------------
+
+DENSE_QUERIES = ("what instrument am I studying", "which family member lives abroad?", "pets",
+                 "Zephyrine Logistics budget review moved to Friday", "weather", "health advice")
+
+
+def test_in_memory_dense_ranking_matches_chromas(retriever: HybridRetriever) -> None:
+    for user, n in (("ann", len(TEXTS)), ("ben", len(TEXTS) + 4), ("ann", 3)):
+        for query in DENSE_QUERIES:
+            fast = retriever._dense(user, query, n)
+            assert fast == retriever._dense(user, query, n, via_chroma=True), (user, query)
+            assert len(fast) == n
+
+
+def test_dense_matrix_is_per_user(tmp_path: Path) -> None:
+    r = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem", embed_context=0)
+    r.add("ann", [MemoryItem("m1", "I adopted a kitten named Pixel")])  # same id, other words
+    r.add("ben", [MemoryItem("m1", "The quarterly budget review is on Thursday"),
+                  MemoryItem("m2", "Budget meeting moved to Friday")])
+    assert r._dense("ann", "budget review", 10) == ["m1"]  # loads Ann's matrix: one row
+    [(sid, score)] = r.dense.search("ann", r.query_cache.get("budget review", get_encoder().encode), 10)
+    assert sid == "m1" and score < 0.5  # Ann's own kitten vector, not Ben's budget one
+    assert r._dense("ben", "budget review", 10) == ["m1", "m2"]
+    assert r._dense("nobody", "budget review", 10) == []
+    hits = r.search("ann", "budget review Friday", k=10, config=DENSE)
+    assert [h.item.text for h in hits] == ["I adopted a kitten named Pixel"]
+
+
+def test_dense_matrix_loads_lazily_appends_on_add_and_reloads_on_refresh(tmp_path: Path) -> None:
+    r = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem")
+    r.add("ann", _items("a", TEXTS[:3]))
+    assert not r.dense.loaded("ann")  # writing alone does not load vectors
+    assert r.search("ann", "kitten", k=1, config=DENSE)[0].item.source_id == "a0"
+    assert r.dense.loaded("ann")
+    r.add("ann", [MemoryItem("new", "I bought a saxophone yesterday")])  # appended in memory
+    assert r.search("ann", "musical instrument purchase", k=1, config=DENSE)[0].item.source_id == "new"
+    r.add("ann", [MemoryItem("new", "I sold my saxophone to a friend")])  # upsert replaces the row
+    assert r._dense("ann", "sold to a friend", 10).count("new") == 1
+    other = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem")  # another process writes
+    other.add("ann", [MemoryItem("ext", "The volcano erupted near our hotel")])
+    assert "ext" not in r._dense("ann", "volcano eruption", 10)
+    r.refresh("ann")
+    assert not r.dense.loaded("ann")
+    assert r.search("ann", "volcano eruption", k=1, config=DENSE)[0].item.source_id == "ext"
+    assert r._dense("ann", "volcano eruption", 5) == r._dense("ann", "volcano eruption", 5, via_chroma=True)
+
+
+def test_repeated_queries_are_embedded_once(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return get_encoder().encode(texts)
+
+    cache = QueryEmbeddingCache(maxsize=2)
+    first = cache.get("kitten", encode)
+    assert np.array_equal(cache.get("kitten", encode), first) and calls == [["kitten"]]
+    with pytest.raises(ValueError):
+        first[0] = 1.0  # cached vectors are read-only
+    cache.get("dog", encode)
+    cache.get("kitten", encode)  # refreshes "kitten": "dog" is now the oldest
+    cache.get("cat", encode)
+    assert len(cache) == 2 and len(calls) == 3
+    cache.get("dog", encode)  # evicted: embedded again
+    assert len(calls) == 4
+    with ThreadPoolExecutor(4) as pool:
+        vectors = list(pool.map(lambda q: cache.get(q, encode), ["a", "b", "a", "b"] * 8))
+    assert len(cache) == 2 and all(v.shape == (384,) for v in vectors)
+    r = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem")
+    r.add("ann", _items("a", TEXTS[:3]))
+    r.search("ann", "Zephyrine budget", k=2)
+    misses = r.query_cache.misses
+    r.search("ann", "Zephyrine budget", k=2)
+    assert r.query_cache.misses == misses and r.query_cache.hits >= 1
 
 
 def test_lexical_tokens_drop_question_words_and_stem() -> None:

@@ -9,7 +9,11 @@ import pytest
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.errors import VectorStoreUnavailable
 from memory.store import StoredMessage
-from memory.vectors import TurnIndex, open_chroma
+from chromadb.api.shared_system_client import SharedSystemClient
+
+from memory.recall import TurnMemory
+from memory.retrieval import HybridRetriever
+from memory.vectors import open_chroma
 
 
 def _msg(i: int, user: str, session: str, text: str, role: str = "user") -> StoredMessage:
@@ -24,30 +28,32 @@ def client(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped
     return open_chroma(tmp_path / "unused", request.getfixturevalue("chroma_server"))
 
 
-def test_index_search_is_scoped_to_user_and_session(client, request) -> None:  # type: ignore[no-untyped-def]
-    name = f"turns_{request.node.callspec.id}_{id(client)}"
-    index = TurnIndex(client, collection=name)
-    index.add([
+def test_turn_memory_recall_is_scoped_to_user(client, request) -> None:  # type: ignore[no-untyped-def]
+    name = f"mem_{request.node.callspec.id}_{id(client)}"
+    memory = TurnMemory(HybridRetriever(client, collection=name), k=5)
+    memory.add([
         _msg(1, "ann", "s1", "My sister Maria lives in Lisbon"),
         _msg(2, "ann", "s2", "I adopted a cat called Pixel"),
         _msg(3, "ben", "s9", "My sister lives in Lisbon too, her name is Joana"),
         _msg(4, "ann", "s1", "   "),  # blank turns are skipped, not stored
     ])
-    hits = index.search("ann", "where does my sister live?", k=5)
-    assert [h.message_id for h in hits][0] == 1
-    assert {h.message_id for h in hits} == {1, 2}  # never ben's turn
-    assert hits[0].created_at.startswith("2026-05-02") and hits[0].session_id == "s1"
-    assert [h.message_id for h in index.search("ann", "pets", k=5, session_id="s2")] == [2]
-    assert index.search("nobody", "sister", k=5) == []
-    index.add([_msg(1, "ann", "s1", "My sister Maria lives in Lisbon")])  # idempotent
-    assert index.count("ann") == 2 and index.count("ben") == 1
+    recalled = memory.recall("ann", "where does my sister live?", token_budget=300)
+    assert recalled.message_ids[0] == 1 and 3 not in recalled.message_ids
+    assert "[msg-1 | 2 May 2026" in recalled.text and "User: My sister Maria" in recalled.text
+    assert "Joana" not in recalled.text  # never ben's turn
+    assert memory.recall("ann", "sister", token_budget=300, exclude=[1]).message_ids[:1] != [1]
+    assert memory.recall("nobody", "sister", token_budget=300).text == ""
+    memory.add([_msg(1, "ann", "s1", "My sister Maria lives in Lisbon")])  # idempotent
+    assert memory.retriever.count("ann") == 2 and memory.retriever.count("ben") == 1
 
 
 def test_collection_reopens_with_our_embedding_function(tmp_path) -> None:
-    TurnIndex(open_chroma(tmp_path / "c"), collection="turns").add([_msg(1, "u", "s", "hello world")])
+    TurnMemory(HybridRetriever(open_chroma(tmp_path / "c"), collection="turns")).add(
+        [_msg(1, "u", "s", "hello world")])
+    SharedSystemClient.clear_system_cache()  # a really new client, as after a restart
     reopened = open_chroma(tmp_path / "c").get_collection("turns")  # no embedding function given
     result = reopened.query(query_texts=["hello"], n_results=1, where={"user_id": "u"})
-    assert result["ids"] == [["msg-1"]]
+    assert result["documents"] == [["User: hello world"]]
 
 
 def test_unreachable_server_is_one_clear_error(tmp_path) -> None:
@@ -63,9 +69,9 @@ def test_assistant_indexes_turns_in_server_chroma(tmp_path, chroma_server: str) 
     with Assistant(settings, model=ScriptedModel(["Sounds fun!"])) as bot:
         bot.chat("I'm learning to play the cello", session_id="music", user_id="zoe")
         bot.flush()
-        hits = bot.recorder.index.search("zoe", "musical instrument", k=2)  # type: ignore[union-attr]
-    assert hits[0].text == "I'm learning to play the cello"
-    assert {h.role for h in hits} == {"user", "assistant"}
+        hits = bot.recorder.index.retriever.search("zoe", "musical instrument", k=2)  # type: ignore[union-attr]
+    assert hits[0].item.text == "User: I'm learning to play the cello"
+    assert {h.item.speaker for h in hits} == {"User", "Assistant"}
     assert not (tmp_path / "d" / "chroma").exists()  # server mode stores nothing locally
 
 
@@ -76,5 +82,5 @@ def test_turns_missed_by_the_index_are_caught_up_on_start(tmp_path) -> None:
         bot.chat("question while index was off", session_id="s")
     with Assistant(settings, model=ScriptedModel()) as bot:
         bot.flush()
-        assert bot.recorder.index.count("default") == 2  # type: ignore[union-attr]
+        assert bot.recorder.index.retriever.count("default") == 2  # type: ignore[union-attr]
         assert bot.store.unindexed() == []  # type: ignore[attr-defined]
