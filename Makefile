@@ -44,6 +44,9 @@ test-fast: setup      ## skip the real model and browser tests
 bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/embeddings.py
 	$(BIN)/python benchmarks/turn_overhead.py
+	$(BIN)/python benchmarks/memory_search.py
+	$(BIN)/python benchmarks/citations.py
+	$(BIN)/python benchmarks/locomo.py --data ../shared/data/locomo/locomo_dev.json --baseline
 
 clean:
 	rm -rf $(VENV) .pytest_cache
