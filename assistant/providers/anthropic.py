@@ -25,13 +25,9 @@ from typing import Any
 import anthropic
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
-from assistant.errors import (
-    ProviderError,
-    ProviderUnavailable,
-    StreamInterrupted,
-)
-from assistant.providers.base import ModelChunk, ModelRequest, Usage, error_for_status
-from assistant.providers.sdk import SDKChatModel
+from assistant.errors import ProviderError, ProviderUnavailable
+from assistant.providers.base import ModelChunk, ModelRequest, Usage
+from assistant.providers.sdk import SDKChatModel, translate_sdk_error, transport_errors
 
 __all__ = ["DEFAULT_MODEL", "AnthropicModel", "translate"]
 
@@ -42,34 +38,15 @@ JSON_INSTRUCTION = ("Reply with a single JSON value and nothing else (no prose, 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
-def _transport_errors() -> tuple[type[Exception], ...]:
-    """The SDK lets transport errors escape mid-stream (httpx2 now, httpx in older SDKs)."""
-    errors: list[type[Exception]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            errors.append(__import__(name).HTTPError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-SDK_ERRORS: tuple[type[Exception], ...] = (anthropic.AnthropicError, ValueError, *_transport_errors())
+#: What may escape the SDK: its own errors, transport errors, and JSON/validation
+#: errors (ValueError) from a body that is not what the API promises.
+SDK_ERRORS: tuple[type[Exception], ...] = (anthropic.AnthropicError, ValueError, *transport_errors())
 
 
 def translate(exc: BaseException, label: str, partial: str = "") -> ProviderError:
-    """Map an SDK (or transport, or parse) failure to the error tree."""
-    if partial:
-        return StreamInterrupted(f"stream broke after {len(partial)} chars: {exc}",
-                                 provider=label, partial=partial)
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, anthropic.APIStatusError):
-        status, message = exc.status_code, f"HTTP {exc.status_code} from {label}: {exc.message}"
-        return error_for_status(status, message, label, exc.response.headers)
-    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
-        return ProviderUnavailable(f"cannot reach {label} (or it went silent): {exc}", provider=label)
-    return ProviderUnavailable(f"unusable reply from {label}: {type(exc).__name__}: {exc}",
-                               provider=label)
+    """Map an anthropic SDK failure to the error tree."""
+    return translate_sdk_error(exc, label, partial, status_error=anthropic.APIStatusError,
+                               connection_error=anthropic.APIConnectionError)
 
 
 def _text(content: Any) -> str:

@@ -19,10 +19,9 @@ from langchain_core.messages import convert_to_openai_messages
 from assistant.errors import (
     ProviderError,
     ProviderUnavailable,
-    StreamInterrupted,
 )
-from assistant.providers.base import ModelChunk, ModelRequest, Usage, error_for_status
-from assistant.providers.sdk import SDKChatModel
+from assistant.providers.base import ModelChunk, ModelRequest, Usage
+from assistant.providers.sdk import SDKChatModel, translate_sdk_error, transport_errors
 
 __all__ = ["DEFAULT_MODEL", "OpenAIModel", "translate"]
 
@@ -30,38 +29,15 @@ DEFAULT_MODEL = "gpt-4o-mini"
 KEY_HINT = "OPENAI_API_KEY is not set; export it (or add it to .env) to use the openai provider"
 
 
-def _transport_errors() -> tuple[type[Exception], ...]:
-    """Transport errors some SDK versions let escape mid-stream (httpx2 now, httpx before)."""
-    errors: list[type[Exception]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            errors.append(__import__(name).HTTPError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
 #: What may escape the SDK: its own errors, transport errors, and JSON/validation
 #: errors (ValueError) from a body that is not what the API promises.
-SDK_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, ValueError, *_transport_errors())
+SDK_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, ValueError, *transport_errors())
 
 
 def translate(exc: BaseException, label: str, partial: str = "") -> ProviderError:
-    """Map an SDK (or transport, or parse) failure to the error tree."""
-    if partial:
-        return StreamInterrupted(f"stream broke after {len(partial)} chars: {exc}",
-                                 provider=label, partial=partial)
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, openai.APIStatusError):
-        status, message = exc.status_code, f"HTTP {exc.status_code} from {label}: {exc.message}"
-        return error_for_status(status, message, label, exc.response.headers)
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderUnavailable(f"{label} timed out: {exc}", provider=label)
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderUnavailable(f"cannot reach {label}: {exc}", provider=label)
-    return ProviderUnavailable(f"unusable reply from {label}: {type(exc).__name__}: {exc}",
-                               provider=label)
+    """Map a openai SDK failure to the error tree."""
+    return translate_sdk_error(exc, label, partial, status_error=openai.APIStatusError,
+                               connection_error=openai.APIConnectionError)
 
 
 class _Reply:

@@ -12,11 +12,41 @@ import asyncio
 import weakref
 from typing import Any, ClassVar
 
-from assistant.errors import ConfigurationError
-from assistant.providers.base import ChatModel
+from assistant.errors import ConfigurationError, ProviderError, ProviderUnavailable, StreamInterrupted
+from assistant.providers.base import ChatModel, error_for_status
 from assistant.settings import Settings
 
-__all__ = ["SDKChatModel"]
+__all__ = ["SDKChatModel", "transport_errors", "translate_sdk_error"]
+
+
+def transport_errors() -> tuple[type[Exception], ...]:
+    """Transport errors the SDKs let escape mid-stream (httpx2 now, httpx in older SDKs)."""
+    errors: list[type[Exception]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+def translate_sdk_error(exc: BaseException, label: str, partial: str, *,
+                        status_error: type[Exception], connection_error: type[Exception]) -> ProviderError:
+    """Map an SDK (or transport, or parse) failure to the error tree; the same rules for
+    every SDK, given its HTTP-status and connection error classes."""
+    if partial:
+        return StreamInterrupted(f"stream broke after {len(partial)} chars: {exc}",
+                                 provider=label, partial=partial)
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, status_error):
+        status = exc.status_code  # type: ignore[attr-defined]
+        message = f"HTTP {status} from {label}: {exc.message}"  # type: ignore[attr-defined]
+        return error_for_status(status, message, label, exc.response.headers)  # type: ignore[attr-defined]
+    if isinstance(exc, connection_error):  # timeouts included in both SDKs
+        return ProviderUnavailable(f"cannot reach {label} (or it went silent): {exc}", provider=label)
+    return ProviderUnavailable(f"unusable reply from {label}: {type(exc).__name__}: {exc}",
+                               provider=label)
 
 
 class SDKChatModel(ChatModel):
