@@ -152,6 +152,14 @@ def _groups(value: str) -> list[str]:
     return groups
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite == "locomo":
+        from memory.locomo_bench import main as locomo
+
+        return locomo(args.rest)
+    raise AssertionError(args.suite)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lastmile", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -165,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--session", default=None, help="session id to continue")
     chat.add_argument("--user", default="default", help="user id")
     chat.set_defaults(func=cmd_chat)
+    bench = sub.add_parser("bench", help="run a benchmark (see docs/benchmarks.md)")
+    bench.add_argument("suite", choices=["locomo"], help="locomo: memory retrieval recall@k")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="the suite's own options (--help)")
+    bench.set_defaults(func=cmd_bench)
     doctor = sub.add_parser("doctor", help="check configuration, models and services")
     doctor.set_defaults(func=cmd_doctor)
     usage = sub.add_parser("usage", help="spend and tokens from the cost ledger")

@@ -329,3 +329,20 @@ def test_locomo_loader_rejects_files_that_are_not_locomo(tmp_path: Path) -> None
 
 def test_render_block_with_no_hits_is_empty() -> None:
     assert render_block([], token_budget=100) == ""
+
+
+def test_lastmile_bench_locomo_prints_the_documented_json(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from assistant.cli import main
+
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(_locomo()))
+    assert main(["bench", "locomo", "--data", str(path), "--k", "1,6", "--json",
+                 "--chroma", str(tmp_path / "c")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"recall", "memory_tokens", "latency_ms"}
+    assert set(result["recall"]) == {"1", "6"} and result["recall"]["6"]["all"] == 1.0
+    assert set(result["recall"]["1"]) == {"1", "2", "3", "4", "all"}
+    assert 0.0 <= result["recall"]["1"]["all"] <= 1.0
+    (tmp_path / "bad.json").write_text('{"not": "locomo"}')
+    assert main(["bench", "locomo", "--data", str(tmp_path / "bad.json")]) == 2
+    assert "error" in capsys.readouterr().err

@@ -1,0 +1,109 @@
+"""LoCoMo retrieval benchmark: turn-level evidence recall@k of the hybrid memory retriever.
+
+Ingests each conversation under its own user into a scratch Chroma store, asks every
+category 1-4 question and scores the fraction of its evidence turns in the top k (see
+``memory.locomo`` for the metric, evidence hygiene and token counting).
+
+    lastmile bench locomo --data FILE [--k 5,10] [--json] [--baseline] [--chroma DIR]
+    python benchmarks/locomo.py ...   (the same)
+
+``--json`` prints one object: {"recall": {"5": {"1".."4", "all"}, ...},
+"memory_tokens": {"mean", "p95"}, "latency_ms": {"p50", "p95"}}; with ``--baseline`` it
+also carries "baseline_bm25" and "baseline_dense" (same shape) for the single retrievers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from memory.locomo import (
+    LocomoFormatError,
+    evaluate,
+    ingest,
+    load_locomo,
+    scored_questions,
+)
+from memory.retrieval import HybridRetriever, with_weights
+from memory.vectors import open_chroma
+
+__all__ = ["main", "run"]
+
+
+def run(data: Path, ks: list[int], *, baseline: bool = False, chroma_dir: Path | None = None,
+        show_progress: bool = True) -> dict:
+    conversations = load_locomo(data)
+    with tempfile.TemporaryDirectory(prefix="locomo-chroma-") as scratch:
+        retriever = HybridRetriever(open_chroma(chroma_dir or Path(scratch)), collection="locomo")
+        for conv in tqdm(conversations, desc="ingest", unit="conv", disable=not show_progress,
+                         file=sys.stderr):
+            ingest(retriever, conv)
+        configs = {"hybrid": retriever.config}
+        if baseline:
+            configs["baseline_bm25"] = with_weights(retriever.config, dense=0, lexical=1, neighbours=0)
+            configs["baseline_dense"] = with_weights(retriever.config, dense=1, lexical=0, neighbours=0)
+        n = scored_questions(conversations)
+        results = {}
+        for name, config in configs.items():
+            with tqdm(total=n, desc=name, unit="q", disable=not show_progress, file=sys.stderr) as bar:
+                results[name] = evaluate(retriever, conversations, ks=ks, config=config,
+                                         ingested=True, progress=bar.update)
+    out = results.pop("hybrid")
+    out.update(results)
+    return out
+
+
+def _table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = {"hybrid": result, **{k.removeprefix("baseline_"): v for k, v in result.items()
+                                 if k.startswith("baseline_")}}
+    table = Table(title="LoCoMo evidence recall (categories 1-4; fraction of evidence turns in top k)")
+    for col in ("retriever", "k", "1 multi-hop", "2 temporal", "3 open-domain", "4 single-hop", "all"):
+        table.add_column(col, justify="left" if col == "retriever" else "right")
+    for name, res in rows.items():
+        for k, rec in res["recall"].items():
+            table.add_row(name, k, *(f"{rec[c]:.3f}" for c in ("1", "2", "3", "4", "all")))
+    console = Console()
+    console.print(table)
+    for name, res in rows.items():
+        console.print(f"{name}: memory block tokens mean {res['memory_tokens']['mean']:.0f}, "
+                      f"p95 {res['memory_tokens']['p95']:.0f}; search latency p50 "
+                      f"{res['latency_ms']['p50']:.1f} ms, p95 {res['latency_ms']['p95']:.1f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lastmile bench locomo",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="LoCoMo-format JSON file")
+    parser.add_argument("--k", default="5,10", help="comma-separated cut-offs (default 5,10)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--baseline", action="store_true", help="also score BM25-only and dense-only")
+    parser.add_argument("--chroma", type=Path, help="Chroma directory (default: a temporary one)")
+    args = parser.parse_args(argv)
+    try:
+        ks = sorted({int(k) for k in args.k.split(",") if k.strip()})
+        if not ks or min(ks) < 1:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--k must be positive integers separated by commas, got {args.k!r}")
+    try:
+        result = run(args.data, ks, baseline=args.baseline, chroma_dir=args.chroma)
+    except (OSError, LocomoFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
