@@ -9,7 +9,7 @@ assistant replies are never fed back to the model.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
@@ -38,6 +38,10 @@ class ContextReport:
     @property
     def total_tokens(self) -> int:
         return self.system_tokens + self.history_tokens + self.memory_tokens
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready, as stored with the reply."""
+        return {**asdict(self), "total_tokens": self.total_tokens}
 
 
 def to_langchain(message: StoredMessage) -> BaseMessage:

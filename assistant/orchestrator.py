@@ -257,7 +257,7 @@ class Assistant:
             raise
         finally:
             out.latency_ms = (time.perf_counter() - started) * 1000
-            stored = self._store_reply(ctx, user_msg, model, messages, out)
+            stored = self._store_reply(ctx, user_msg, model, messages, out, report)
         return Reply(text=out.text, provider=out.provider, session_id=ctx.session_id,
                      message_id=stored.id, user_message_id=user_msg.id,
                      usage=Usage(out.prompt_tokens, out.completion_tokens), status=out.status,
@@ -265,7 +265,8 @@ class Assistant:
                      finish_reason=out.finish_reason)
 
     def _store_reply(self, ctx: GuardContext, user_msg: StoredMessage, model: ChatModel | None,
-                     messages: list[BaseMessage], out: _Outcome) -> StoredMessage:
+                     messages: list[BaseMessage], out: _Outcome,
+                     report: ContextReport | None) -> StoredMessage:
         out.text = "".join(out.parts)
         if out.status == "ok":
             out.text = self.guards.after_model(ctx, out.text)
@@ -278,7 +279,9 @@ class Assistant:
             ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
             provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens, token_count=cost,
-            finish_reason=out.finish_reason)
+            finish_reason=out.finish_reason,
+            context=None if report is None else {
+                **report.to_dict(), "reply_reserve": self.settings.max_reply_tokens})
         if self.recorder is not None and out.status == "ok":
             self.recorder.submit([user_msg, stored])
         return stored

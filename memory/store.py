@@ -58,6 +58,7 @@ class StoredMessage:
     latency_ms: float | None = None
     error: str | None = None
     finish_reason: str | None = None
+    context: dict | None = None
 
 
 def _check_id(kind: str, value: str) -> None:
@@ -73,7 +74,7 @@ def _message(row: Message, key: str) -> StoredMessage:
         status=row.status, created_at=_aware(row.created_at), provider=row.provider,  # type: ignore[arg-type]
         token_count=row.token_count, prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens, latency_ms=row.latency_ms, error=row.error,
-        finish_reason=row.finish_reason,
+        finish_reason=row.finish_reason, context=row.context,
     )
 
 

@@ -108,6 +108,11 @@ def test_context_keeps_newest_turns_within_budget(settings: Settings) -> None:
         assert type(sent[1]).__name__ == "HumanMessage"  # window opens on a user turn
         reply = bot.chat("last", session_id="s")
     assert reply.context is not None and reply.context.dropped_messages > 0
+    stored = bot.history("s")[-1].context  # the split is kept with the reply, per turn
+    assert stored is not None and stored["budget"] == reply.context.budget
+    assert stored["reply_reserve"] == tight.max_reply_tokens
+    assert stored["history_tokens"] == reply.context.history_tokens
+    assert stored["message_ids"] == reply.context.message_ids and stored["total_tokens"] <= 64
 
 
 def test_pending_turn_is_kept_even_over_budget(settings: Settings) -> None:

@@ -20,7 +20,7 @@ def test_migrations_create_every_table_at_head(database_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"users", "conversations", "messages", "provider_calls", "alembic_version"} <= tables
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     open_engine(database_url)  # migrating again is a no-op, not an error
 
 
