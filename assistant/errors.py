@@ -8,18 +8,21 @@ cancelled)::
     LastmileError
     ├── ConfigurationError          developer / operator mistake; fix config, don't retry
     │   ├── ModelFileNotFound       a GGUF or embedding model file is missing
-    │   └── UnknownProvider         LASTMILE_PROVIDERS names something we can't build
+    │   ├── UnknownProvider         LASTMILE_PROVIDERS names something we can't build
+    │   └── SchemaNotSupported      extract(): the local JSON grammar cannot express a schema
     ├── RuntimeFailure              the world misbehaved; the turn may be retried
     │   ├── ProviderError           a model call failed (translated from the SDK at its edge)
     │   │   ├── ProviderUnavailable     connection refused, timeout, 5xx
-    │   │   │   └── CircuitOpen         we stopped calling it for a while (breaker open)
+    │   │   │   ├── CircuitOpen         we stopped calling it for a while (breaker open)
+    │   │   │   └── RemoteCallsDisabled the kill switch is on: no remote call is made
     │   │   ├── RateLimited             429; ``retry_after`` seconds when the server said
     │   │   ├── AuthenticationFailed    bad or missing key
     │   │   ├── BadProviderRequest      4xx the provider blamed on the request
     │   │   └── StreamInterrupted       died mid-stream; partial text is kept
-    │   └── StorageError
-    │       ├── DatabaseUnavailable     the SQL database cannot be reached
-    │       └── VectorStoreUnavailable  Chroma cannot be reached
+    │   ├── StorageError
+    │   │   ├── DatabaseUnavailable     the SQL database cannot be reached
+    │   │   └── VectorStoreUnavailable  Chroma cannot be reached
+    │   └── ExtractionFailed        extract(): no valid object after repair and a re-ask
     └── ControlSignal               not a failure: flow control surfaced to the caller
         ├── InputRejected           a guardrail refused the input (message is user-facing)
         ├── SessionNotFound         no such session for this user
@@ -33,10 +36,12 @@ __all__ = [
     "ConfigurationError",
     "ModelFileNotFound",
     "UnknownProvider",
+    "SchemaNotSupported",
     "RuntimeFailure",
     "ProviderError",
     "ProviderUnavailable",
     "CircuitOpen",
+    "RemoteCallsDisabled",
     "RateLimited",
     "AuthenticationFailed",
     "BadProviderRequest",
@@ -44,6 +49,7 @@ __all__ = [
     "StorageError",
     "DatabaseUnavailable",
     "VectorStoreUnavailable",
+    "ExtractionFailed",
     "ControlSignal",
     "InputRejected",
     "SessionNotFound",
@@ -78,6 +84,11 @@ class UnknownProvider(ConfigurationError):
     """A provider spec in ``LASTMILE_PROVIDERS`` cannot be built."""
 
 
+class SchemaNotSupported(ConfigurationError):
+    """``extract()`` was given a schema the local model's JSON grammar cannot express
+    (e.g. regex patterns, recursive models); raised at call time, before any decoding."""
+
+
 class RuntimeFailure(LastmileError):
     """Something outside our code failed; the same call may succeed later."""
 
@@ -99,6 +110,15 @@ class ProviderUnavailable(ProviderError):
 class CircuitOpen(ProviderUnavailable):
     """The provider's circuit breaker is open: it failed repeatedly, so we skip it
     until a half-open probe shows it is back."""
+
+
+class RemoteCallsDisabled(ProviderUnavailable):
+    """The operator's kill switch is on: remote providers refuse before any network I/O.
+    A kind of unavailability, so fallback moves on to a local model; the breaker never
+    sees it (the switch sits outside it), so switching back on finds circuits closed."""
+
+    user_message = ("Remote models are switched off right now. Your message is saved; "
+                    "please try again later.")
 
 
 class RateLimited(ProviderError):
@@ -145,6 +165,19 @@ class VectorStoreUnavailable(StorageError):
     def __init__(self, message: str, *, url: str = "") -> None:
         super().__init__(message)
         self.url = url
+
+
+class ExtractionFailed(RuntimeFailure):
+    """``extract()`` got no valid object: the output stayed invalid after JSON repair and
+    one re-ask. ``errors`` are pydantic's error dicts from the last attempt, ``raw`` the
+    model's last output verbatim; no partial object is ever returned."""
+
+    user_message = "The assistant could not produce a valid structured answer; please try again."
+
+    def __init__(self, message: str, *, errors: list[dict] | None = None, raw: str = "",
+                 attempts: int = 0) -> None:
+        super().__init__(message)
+        self.errors, self.raw, self.attempts = list(errors or []), raw, attempts
 
 
 class ControlSignal(LastmileError):

@@ -123,18 +123,26 @@ class AnthropicWire(WireFormat):
         return self._message(body, [{"type": "text", "text": "".join(pieces)}], "end_turn", usage)
 
     def frames(self, body: dict[str, Any], pieces: list[str], usage: tuple[int, int]) -> Frames:
+        """Text deltas; or, when the request forces a tool (``tool_choice`` of type
+        ``tool``), that tool's ``tool_use`` block with the text as its JSON input."""
         start = self._message(body, [], None, (usage[0], 1))
+        forced = body.get("tool_choice") or {}
+        tool = forced.get("name") if forced.get("type") == "tool" else None
+        block = ({"type": "tool_use", "id": "toolu_fault", "name": tool, "input": {}} if tool
+                 else {"type": "text", "text": ""})
         return Frames(
             head=[sse({"type": "message_start", "message": start}, "message_start"),
                   sse({"type": "content_block_start", "index": 0,
-                       "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+                       "content_block": block}, "content_block_start"),
                   sse({"type": "ping"}, "ping")],
             deltas=[sse({"type": "content_block_delta", "index": 0,
-                         "delta": {"type": "text_delta", "text": p}}, "content_block_delta")
+                         "delta": ({"type": "input_json_delta", "partial_json": p} if tool
+                                   else {"type": "text_delta", "text": p})}, "content_block_delta")
                     for p in pieces],
             tail=[sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
                   sse({"type": "message_delta",
-                       "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                       "delta": {"stop_reason": "tool_use" if tool else "end_turn",
+                                 "stop_sequence": None},
                        "usage": {"output_tokens": usage[1]}}, "message_delta"),
                   sse({"type": "message_stop"}, "message_stop")])
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel
 
 from assistant.accounting import LedgerModel, open_accounting
 from assistant.context import ContextReport, build_context
@@ -30,6 +32,7 @@ from memory.store import SessionInfo, StoredMessage
 __all__ = ["Assistant"]
 
 log = logging.getLogger(__name__)
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
 HISTORY_SCAN = 200  # newest messages considered for the window; plenty for any budget
 
 
@@ -168,6 +171,17 @@ class Assistant:
     async def astream(self, text: str, *, session_id: str, user_id: str = "default") -> AsyncReplyStream:
         stream = await asyncio.to_thread(self.stream, text, session_id=session_id, user_id=user_id)
         return AsyncReplyStream(stream)
+
+    def extract(self, schema: type[SchemaT], text_or_messages: str | Sequence[BaseMessage], *,
+                user_id: str = "default", session_id: str | None = None,
+                instructions: str | None = None, max_reasks: int = 1) -> SchemaT:
+        """A validated ``schema`` instance from the text (see ``assistant.extract``);
+        ``ExtractionFailed`` rather than a half-filled object."""
+        from assistant.extract import extract
+
+        return extract(self.model, schema, text_or_messages, instructions=instructions,
+                       metadata={"user_id": user_id, "session_id": session_id},
+                       max_reasks=max_reasks, max_tokens=self.settings.max_reply_tokens)
 
     def _destination(self) -> str:
         """``remote`` when the first provider in the chain sends text off this machine

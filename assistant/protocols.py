@@ -7,11 +7,12 @@ are the defaults, not requirements.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory.store import SessionInfo, StoredMessage
 
-__all__ = ["MessageStore", "Recall", "Recalled", "TurnRecorder"]
+__all__ = ["Documents", "Grounding", "MessageStore", "Recall", "Recalled", "SourceRef", "TurnRecorder"]
 
 
 class MessageStore(Protocol):
@@ -41,3 +42,33 @@ class Recall(Protocol):
     def recall(self, user_id: str, query: str, *, token_budget: int,
                exclude: Collection[int] = (),
                count_tokens: Callable[[str], int] = ...) -> Recalled: ...
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One document chunk shown to the model, numbered so a reply can cite ``[id]``."""
+
+    id: str  # "1", "2", … in prompt order; the citation guard resolves these
+    chunk_id: str
+    title: str
+    path: str
+    text: str
+    page: int | None = None
+    collection: str = "default"
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Retrieved document sources: ``text`` is the numbered block for the prompt
+    ("" when nothing relevant was found); ``sources`` are the refs it shows."""
+
+    text: str = ""
+    sources: list[SourceRef] = field(default_factory=list)
+
+
+class Documents(Protocol):
+    """Finds this user's document chunks that bear on ``query``, within ``token_budget``
+    tokens (as measured by ``count_tokens``). Must never return another user's chunks."""
+
+    def retrieve(self, user_id: str, query: str, *, token_budget: int,
+                 count_tokens: Callable[[str], int]) -> Grounding: ...

@@ -136,6 +136,47 @@ class Settings(BaseSettings):
     budget_alert_webhook: str | None = Field(
         None, description="http(s) URL that receives a JSON POST per budget alert.")
 
+    # --- issue 3: context split, summaries, facts, jobs --------------------------------
+
+    # --- issue 4: caches, routing, kill switch / safe mode ------------------------------
+    cache_mode: str = Field(
+        "off", pattern="^(off|exact|semantic)$",
+        description="Reply cache for chat turns: off, exact (same request), or semantic (also "
+                    "near-identical questions in an identical context); always per user.")
+    cache_ttl_s: float = Field(
+        86_400.0, gt=0, le=30 * 86_400, description="Seconds a cached reply may be served.")
+    cache_semantic_threshold: float = Field(
+        0.95, ge=0.8, le=1.0,
+        description="Cosine similarity (MiniLM) a question needs to reuse a cached answer.")
+    cache_semantic_max_chars: int = Field(
+        300, ge=1, le=2000, description="Longer questions only hit the exact cache (details matter).")
+    route_cheap: str | None = Field(
+        None, description="Provider chain for simple turns, e.g. 'openai:gpt-4o-mini'; "
+                          "unset: no routing. LASTMILE_PROVIDERS is the strong chain.")
+    route_max_chars: int = Field(
+        400, ge=1, le=100_000, description="Longer user messages go straight to the strong chain.")
+    kill_switch: bool = Field(
+        False, description="Stop every remote model call (safe mode); also `lastmile admin kill-switch`.")
+    control_refresh_s: float = Field(
+        1.0, ge=0, le=60, description="Seconds a process may reuse its read of the control flags.")
+    safe_mode_on_outage: bool = Field(
+        False, description="When every provider fails, answer retrieval-only instead of an error.")
+
+    @field_validator("route_cheap")
+    @classmethod
+    def _known_route_providers(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        known = {"local", "scripted", "openai", "anthropic"}
+        unknown = [s for s in value.split(",") if s.strip()
+                   and s.partition(":")[0].strip().lower() not in known]
+        if unknown:
+            raise ValueError(f"unknown provider(s) {unknown} in LASTMILE_ROUTE_CHEAP; "
+                             f"known: {sorted(known)}")
+        return value
+
+    # --- issue 5: documents, citations, extraction, review ------------------------------
+
     @field_validator("prices")
     @classmethod
     def _sane_prices(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:

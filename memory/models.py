@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["Base", "BudgetAlert", "BudgetCounter", "User", "Conversation", "Message", "ProviderCall",
-           "utcnow"]
+           "utcnow", "CacheEntry", "CacheLookup", "ControlFlag"]
 
 
 def utcnow() -> datetime:
@@ -143,3 +143,68 @@ class BudgetAlert(Base):
     spent_usd: Mapped[float] = mapped_column(Float)
     cap_usd: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- issue 3 (jobs + facts, migration 0005): Job, Fact ----------------------------------
+
+# --- issue 3 (summaries, migration 0006): SessionSummary --------------------------------
+
+# --- issue 4 (caches + control, migration 0007): CacheEntry, ControlFlag ----------------
+
+
+class CacheEntry(Base):
+    """A complete, successful reply kept for reuse by the same user only.
+
+    ``key`` hashes the whole normalised request (model, messages with their memory and
+    document blocks, sampling settings); ``context_fp`` hashes everything but the latest
+    user message, so a semantic hit (Chroma, on ``prompt``) needs the very same context.
+    """
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_cache_entries_user_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    context_fp: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(Text)
+    reply: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(200))
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class CacheLookup(Base):
+    """One cache lookup and its outcome (``hit`` / ``miss``, ``kind`` exact or semantic):
+    the rows hit rates are computed from."""
+
+    __tablename__ = "cache_lookups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    day: Mapped[str] = mapped_column(String(10), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    #: Tokens the hit did not spend (the cached reply's usage); 0 on a miss.
+    saved_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ControlFlag(Base):
+    """An operator switch every process reads (e.g. ``kill_switch``), so one admin call
+    reaches every server sharing the database."""
+
+    __tablename__ = "control_flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- issue 5 (documents + reviews, migration 0008): Source, Chunk, ReviewItem -----------

@@ -6,11 +6,12 @@ System messages travel as ``system=``, as the API wants. Usage comes from the st
 input tokens in ``message_start``, output tokens in the last ``message_delta``. A stream
 that ends without a stop reason is a provider failure, never a silently short answer.
 
-``response_schema``: the Messages API's native JSON-schema output is not available on
-every model or every Anthropic-compatible server, so we ask for JSON in the system
-prompt, buffer the reply, and check it parses (stripping a Markdown fence). That
-guarantees well-formed JSON, not conformance to the schema; a reply that does not
-parse is ``ProviderUnavailable``.
+``response_schema``: structured output the way every Claude model supports it - a forced
+call of one tool (``reply``) whose ``input_schema`` is the schema; the tool input is the
+reply. The schema is also stated in the system prompt, so an Anthropic-compatible server
+that ignores tools still answers in JSON as text. Either way the reply is buffered and
+must parse (a Markdown fence is stripped), else ``ProviderUnavailable``; conformance to
+the schema is checked by the caller (``assistant.extract``).
 
 ``temperature`` is not sent: the Messages API this SDK speaks (anthropic 2.x,
 ``anthropic-version: 2026-10-21``) no longer takes it, and ``create()`` rejects it.
@@ -35,7 +36,8 @@ DEFAULT_MODEL = "claude-sonnet-4-5"
 KEY_HINT = "ANTHROPIC_API_KEY is not set; export it (or add it to .env) to use the anthropic provider"
 JSON_INSTRUCTION = ("Reply with a single JSON value and nothing else (no prose, no Markdown) "
                     "that satisfies this JSON schema:\n{schema}")
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "stop"}
+REPLY_TOOL = "reply"
 
 
 #: What may escape the SDK: its own errors, transport errors, and JSON/validation
@@ -75,6 +77,7 @@ class _Reply:
     def __init__(self, label: str) -> None:
         self.label = label
         self.parts: list[str] = []
+        self.tool_parts: list[str] = []  # a forced tool call's input: the structured reply
         self.stop: str | None = None
         self.prompt_tokens = self.completion_tokens = 0
 
@@ -89,7 +92,11 @@ class _Reply:
             self.completion_tokens = getattr(usage, "output_tokens", 0) or 0
         elif kind == "content_block_delta":
             delta = getattr(event, "delta", None)
-            if getattr(delta, "type", None) == "text_delta":
+            if getattr(delta, "type", None) == "input_json_delta":  # the forced tool's input
+                if not isinstance(partial := getattr(delta, "partial_json", None), str):
+                    raise self._fail("a tool input delta without JSON")
+                self.tool_parts.append(partial)
+            elif getattr(delta, "type", None) == "text_delta":
                 text = getattr(delta, "text", None)
                 if not isinstance(text, str):
                     raise self._fail("a text delta without text")
@@ -112,8 +119,9 @@ class _Reply:
                           finish_reason=_FINISH.get(self.stop, self.stop))
 
     def json_text(self) -> str:
-        """The buffered reply as JSON text, or ProviderUnavailable if it does not parse."""
-        text = "".join(self.parts).strip()
+        """The buffered reply (the tool input if there was one) as JSON text, or
+        ProviderUnavailable if it does not parse."""
+        text = "".join(self.tool_parts or self.parts).strip()
         if text.startswith("```"):
             text = text.split("\n", 1)[-1].rsplit("```", 1)[0].strip()
         try:
@@ -148,6 +156,10 @@ class AnthropicModel(SDKChatModel):
             system = f"{system}\n\n{instruction}" if system else instruction
         params: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
                                   "max_tokens": request.max_tokens}
+        if request.response_schema is not None and request.response_schema.get("type") == "object":
+            params["tools"] = [{"name": REPLY_TOOL, "input_schema": request.response_schema,
+                                "description": "Give the reply as this tool's input."}]
+            params["tool_choice"] = {"type": "tool", "name": REPLY_TOOL}
         if system:
             params["system"] = system
         if request.stop:

@@ -8,6 +8,8 @@ shared; llama.cpp contexts are not thread-safe, so calls are serialised by a loc
 from __future__ import annotations
 
 import atexit
+import functools
+import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,12 +22,13 @@ from assistant.errors import (
     BadProviderRequest,
     ModelFileNotFound,
     ProviderError,
+    SchemaNotSupported,
     StreamInterrupted,
 )
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage
 from assistant.settings import Settings
 
-__all__ = ["LocalModel", "load_llama"]
+__all__ = ["LocalModel", "grammar_for", "load_llama"]
 
 _CACHE: dict[tuple[str, int, int], Any] = {}
 _CACHE_LOCK = threading.Lock()
@@ -53,6 +56,27 @@ def _close_all() -> None:
         for llama, _lock in _CACHE.values():
             llama.close()
         _CACHE.clear()
+
+
+@functools.lru_cache(maxsize=64)
+def _grammar(schema_json: str) -> Any:
+    """A GBNF grammar for a JSON schema (cached: conversion is not free). llama-cpp's own
+    ``response_format`` path silently falls back to "any JSON" for a schema it cannot
+    convert; converting here makes that a clear error instead."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - the converter raises Key/Value/Assertion errors
+        raise SchemaNotSupported(
+            f"the local model's JSON grammar cannot express this schema ({type(exc).__name__}: "
+            f"{exc}); avoid recursive models, remote $refs and unanchored patterns, or use a "
+            "remote provider") from exc
+
+
+def grammar_for(schema: dict[str, Any]) -> Any:
+    """The llama.cpp grammar for ``schema``; ``SchemaNotSupported`` if it has none."""
+    return _grammar(json.dumps(schema))
 
 
 def _model_name(path: Path) -> str:
@@ -118,7 +142,7 @@ class LocalModel(ChatModel):
         kwargs: dict[str, Any] = {"max_tokens": request.max_tokens,
                                   "temperature": request.temperature, "stop": list(request.stop) or None}
         if request.response_schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": request.response_schema}
+            kwargs["grammar"] = grammar_for(request.response_schema)  # before taking the lock
         parts: list[str] = []
         finish: str | None = None
         with self._lock:
