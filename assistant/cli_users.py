@@ -1,0 +1,78 @@
+"""`lastmile users …`: accounts for sign-in and API keys for the OpenAI-compatible endpoint.
+
+Kept out of ``cli.py`` so the main command stays a short list of verbs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["register"]
+
+
+def _accounts():  # type: ignore[no-untyped-def]
+    from assistant.cli import _settings
+    from memory.accounts import Accounts
+    from memory.db import open_engine
+
+    return Accounts(open_engine(_settings().resolved_database_url))
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    password = None
+    if args.password:
+        password = getpass.getpass(f"password for {args.user_id}: ")
+    try:
+        account = _accounts().upsert(args.user_id, password=password, role=args.role,
+                                     display_name=args.name)
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]lastmile: {exc}[/]")
+        return 2
+    Console().print(f"{account.user_id}: role {account.role}, "
+                    f"{'can' if account.can_sign_in else 'cannot'} sign in with a password")
+    return 0
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    key = _accounts().issue_key(args.user_id, name=args.name)
+    Console(stderr=True).print(f"API key for {args.user_id} (shown once; keep it secret):")
+    print(key)
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    count = _accounts().revoke_keys(args.user_id)
+    Console().print(f"revoked {count} key(s) of {args.user_id}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    table = Table("user", "role", "password sign-in", "name")
+    for account in _accounts().list():
+        table.add_row(account.user_id, account.role, "yes" if account.can_sign_in else "no",
+                      account.display_name or "")
+    Console().print(table)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    users = sub.add_parser("users", help="accounts, roles and API keys")
+    verbs = users.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="create or update a user")
+    add.add_argument("user_id")
+    add.add_argument("--role", choices=["user", "reviewer", "admin"], default=None)
+    add.add_argument("--name", default=None, help="display name")
+    add.add_argument("--password", action="store_true", help="prompt for a sign-in password")
+    add.set_defaults(func=cmd_add)
+    key = verbs.add_parser("key", help="issue an API key for /v1/chat/completions")
+    key.add_argument("user_id")
+    key.add_argument("--name", default=None, help="a label for the key")
+    key.set_defaults(func=cmd_key)
+    revoke = verbs.add_parser("revoke", help="revoke every API key of a user")
+    revoke.add_argument("user_id")
+    revoke.set_defaults(func=cmd_revoke)
+    verbs.add_parser("list", help="list users").set_defaults(func=cmd_list)

@@ -1,0 +1,246 @@
+"""An OpenAI-compatible endpoint over ``Assistant``: any OpenAI client gets lastmile's
+memory, grounding, guards and fallback by changing its base URL.
+
+``POST /v1/chat/completions`` (plain and SSE streaming) and ``GET /v1/models``. The
+last message is the new user turn; lastmile keeps the conversation itself, so a
+client's earlier messages are imported only when the session is new (a client that
+talks to us from the start sends nothing we don't already have). The session is
+``metadata.session_id`` when given, else derived from the user and the conversation's
+first user message, so re-sending a growing ``messages`` list continues one session.
+Errors follow OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``)
+with the matching status, which the official SDKs turn into their typed exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from assistant.errors import InputRejected, LastmileError
+from assistant.orchestrator import Assistant
+from assistant.reply import Reply, Restart
+from guardrails import GuardContext
+from memory.accounts import Account, Accounts
+
+__all__ = ["ChatCompletionRequest", "openai_router"]
+
+MODEL_ID = "lastmile"
+
+
+class _Part(BaseModel):
+    type: str
+    text: str | None = None
+
+
+class _Message(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[_Part] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class _StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields we honour; unknown OpenAI fields are accepted and ignored."""
+
+    model: str = MODEL_ID
+    messages: list[_Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+
+
+class _APIError(Exception):
+    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code, self.param = status, kind, code, param
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": str(self), "type": self.kind, "param": self.param,
+                          "code": self.code}}
+
+
+def _session_key(user_id: str, body: ChatCompletionRequest) -> str:
+    if body.metadata and body.metadata.get("session_id"):
+        return body.metadata["session_id"][:128]
+    first = next((m.text() for m in body.messages if m.role == "user"), "")
+    digest = hashlib.sha256(f"{user_id}\n{first}".encode()).hexdigest()[:24]
+    return f"api-{digest}"
+
+
+def _extra(reply: Reply) -> dict[str, Any]:
+    """lastmile's own view of the turn, beside the OpenAI fields (clients ignore it)."""
+    citations = [c.to_dict() if hasattr(c, "to_dict") else c
+                 for c in getattr(reply, "citations", None) or []]
+    return {"provider": reply.provider, "session_id": reply.session_id, "status": reply.status,
+            "message_id": reply.message_id, "citations": citations,
+            "notice": getattr(reply, "notice", None)}
+
+
+def _usage(reply: Reply) -> dict[str, int]:
+    prompt, completion = reply.usage.prompt_tokens, reply.usage.completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+class _Endpoint:
+    """Request handling, kept apart from routing so each step reads top to bottom."""
+
+    def __init__(self, bot: Assistant, accounts: Accounts | None, require_key: bool,
+                 default_user: str) -> None:
+        self.bot, self.accounts = bot, accounts
+        self.require_key, self.default_user = require_key, default_user
+
+    def who(self, request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        account: Account | None = None
+        if key and self.accounts is not None:
+            account = self.accounts.user_for_key(key)
+        if account is not None:
+            return account.user_id
+        if self.require_key:
+            raise _APIError(401, "Incorrect or missing API key. Create one with "
+                                 "`lastmile users key USER`.", code="invalid_api_key")
+        return self.default_user
+
+    def parse(self, raw: bytes) -> ChatCompletionRequest:
+        try:
+            body = ChatCompletionRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or None
+            raise _APIError(400, f"Invalid request: {first['msg']}" + (f" at '{where}'" if where else ""),
+                            param=where) from None
+        if body.model != MODEL_ID:
+            raise _APIError(404, f"The model '{body.model}' does not exist; use '{MODEL_ID}'.",
+                            code="model_not_found", param="model")
+        if body.messages[-1].role != "user" or not body.messages[-1].text().strip():
+            raise _APIError(400, "The last message must be a non-empty user message.",
+                            param="messages")
+        return body
+
+    def start(self, user_id: str, body: ChatCompletionRequest) -> Any:
+        key = _session_key(user_id, body)
+        self._import_earlier(user_id, key, body.messages[:-1])
+        try:
+            return self.bot.stream(body.messages[-1].text(), session_id=key, user_id=user_id)
+        except InputRejected as exc:
+            raise _APIError(400, exc.user_message, code="input_rejected", param="messages") from exc
+
+    def _import_earlier(self, user_id: str, key: str, earlier: list[_Message]) -> None:
+        """A conversation that began elsewhere: keep its turns so context and memory see them."""
+        turns = [m for m in earlier if m.role in ("user", "assistant") and m.text().strip()]
+        if not turns or self.bot.store.recent(user_id, key, 1):
+            return
+        ctx = GuardContext(user_id=user_id, session_id=key, notes={"destination": "local"})
+        for message in turns:
+            text = message.text()
+            if message.role == "user":
+                try:
+                    text = self.bot.guards.before_input(ctx, text)
+                except InputRejected as exc:
+                    raise _APIError(400, exc.user_message, code="input_rejected",
+                                    param="messages") from exc
+            self.bot.store.add_message(user_id, key, message.role, text)
+
+    def complete(self, stream: Any, body: ChatCompletionRequest) -> JSONResponse:
+        for _ in stream:
+            pass
+        reply: Reply = stream.reply
+        if reply.status == "error":
+            raise _APIError(503, reply.error or "No model could answer.", kind="server_error",
+                            code="provider_unavailable")
+        finish = "length" if reply.truncated else "stop"
+        return JSONResponse({
+            "id": f"chatcmpl-{reply.message_id}", "object": "chat.completion",
+            "created": int(time.time()), "model": MODEL_ID,
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": reply.text}}],
+            "usage": _usage(reply), "lastmile": _extra(reply)})
+
+    def sse(self, stream: Any, body: ChatCompletionRequest) -> Iterator[str]:
+        created, cid = int(time.time()), f"chatcmpl-{time.time_ns()}"
+
+        def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            chunk = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                     "model": MODEL_ID, "choices": [{"index": 0, "delta": delta,
+                                                     "finish_reason": finish}], **extra}
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        yield event({"role": "assistant", "content": ""})
+        try:
+            for piece in stream:
+                if isinstance(piece, Restart):  # the text so far is void; say so out of band
+                    yield event({}, lastmile={"restart": True, "provider": piece.provider})
+                elif piece:
+                    yield event({"content": piece})
+        except LastmileError as exc:
+            yield f"data: {json.dumps(_APIError(500, exc.user_message, kind='server_error').body())}\n\n"
+            return
+        reply: Reply = stream.reply
+        if reply.status == "error":
+            error = _APIError(503, reply.error or "No model could answer.", kind="server_error",
+                              code="provider_unavailable")
+            yield f"data: {json.dumps(error.body())}\n\n"
+            return
+        yield event({}, "length" if reply.truncated else "stop", lastmile=_extra(reply))
+        if body.stream_options and body.stream_options.include_usage:
+            tail = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                    "model": MODEL_ID, "choices": [], "usage": _usage(reply)}
+            yield f"data: {json.dumps(tail)}\n\n"
+        yield "data: [DONE]\n\n"
+
+
+def openai_router(bot: Assistant, accounts: Accounts | None = None, *, require_key: bool = False,
+                  default_user: str = "default") -> APIRouter:
+    """The ``/v1`` routes. With ``require_key`` every call needs a live API key; without,
+    a call with no (or an unknown) key chats as ``default_user`` — the single-user setup
+    ``make run`` starts with."""
+    endpoint = _Endpoint(bot, accounts, require_key, default_user)
+    router = APIRouter(prefix="/v1")
+
+    def run(request: Request, raw: bytes) -> Any:
+        user_id = endpoint.who(request)
+        body = endpoint.parse(raw)
+        stream = endpoint.start(user_id, body)
+        if body.stream:
+            return StreamingResponse(endpoint.sse(stream, body), media_type="text/event-stream")
+        return endpoint.complete(stream, body)
+
+    @router.post("/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Any:
+        # The raw body, so a malformed one gets our OpenAI-shaped 400, not FastAPI's 422;
+        # the turn itself blocks (SQL, llama.cpp), so it runs in the thread pool.
+        raw = await request.body()
+        try:
+            return await run_in_threadpool(run, request, raw)
+        except _APIError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+
+    @router.get("/models")
+    def models(request: Request) -> Any:
+        try:
+            endpoint.who(request)
+        except _APIError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        return {"object": "list", "data": [
+            {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "lastmile"}]}
+
+    return router
