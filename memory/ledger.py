@@ -134,6 +134,17 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(stmt)]
 
+    def turn_costs(self, user_id: str, turn_ids: Iterable[int]) -> dict[int, float]:
+        """USD per turn (every attempt, retry and re-ask of it), for reply captions."""
+        ids = list(turn_ids)
+        if not ids:
+            return {}
+        stmt = (select(ProviderCall.turn_id, func.coalesce(func.sum(ProviderCall.cost_usd), 0.0))
+                .where(ProviderCall.user_id == user_id, ProviderCall.turn_id.in_(ids))
+                .group_by(ProviderCall.turn_id))
+        with self.engine.connect() as conn:
+            return {int(t): float(c) for t, c in conn.execute(stmt)}
+
     def spend(self, user_id: str | None = None, since: date | str | None = None) -> float:
         """Total cost in USD (unpriced calls count as 0), optionally for one user / from a day."""
         stmt = select(func.coalesce(func.sum(ProviderCall.cost_usd), 0.0))

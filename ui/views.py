@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
+from typing import Any
 
 from memory.store import SessionInfo, StoredMessage
 
 __all__ = ["CSS", "HEAD", "INCOMPLETE_CLASS", "PROVIDER_CLASS", "TYPING", "assistant_content",
-           "chat_messages", "header_html", "notice_markdown", "session_choices"]
+           "chat_messages", "chat_view", "citations_html", "header_html", "notice_markdown",
+           "session_choices"]
 
 #: A reply's provider caption; one per finished assistant message.
 PROVIDER_CLASS = "lm-provider"
@@ -52,6 +54,7 @@ CSS = """
 #lm-header .lm-model { font-size: .8rem; padding: .1rem .55rem; border-radius: 999px;
   background: var(--block-background-fill); border: 1px solid var(--border-color-primary);
   color: var(--body-text-color-subdued); font-family: var(--font-mono); }
+#lm-header .lm-user { margin-left: auto; font-size: .85rem; color: var(--body-text-color-subdued); }
 #lm-notice { border: 1px solid #f59e0b; background: rgba(245, 158, 11, .10);
   border-radius: var(--radius-lg); padding: .6rem 1rem; }
 #lm-notice p { margin: .2rem 0; }
@@ -69,6 +72,19 @@ CSS = """
   display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
 .lm-provider { font-family: var(--font-mono); }
 .lm-incomplete { color: #b45309; font-weight: 600; }
+.lm-badge { padding: 0 .4rem; border-radius: 999px; background: rgba(245, 158, 11, .15); }
+.lm-citations { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
+  padding: .5rem .8rem; font-size: .85rem; }
+.lm-cite-head { font-weight: 600; margin-bottom: .25rem; }
+.lm-cite summary { cursor: pointer; }
+.lm-cite[data-verdict=unsupported] .lm-verdict, .lm-cite[data-verdict=invalid_citation] .lm-verdict
+  { color: #b91c1c; font-weight: 600; }
+.lm-cite[data-verdict=supported] .lm-verdict { color: #15803d; }
+.lm-stats { display: flex; flex-wrap: wrap; gap: .75rem; }
+.lm-stat { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
+  padding: .4rem .9rem; display: flex; flex-direction: column; min-width: 8rem; }
+.lm-stat b { font-size: 1.3rem; }
+.lm-stat span { font-size: .75rem; color: var(--body-text-color-subdued); }
 .lm-sidebar-title { font-weight: 700; font-size: 1.1rem; }
 footer { display: none !important; }
 .lm-typing { display: inline-flex; gap: 4px; padding: .35rem 0; }
@@ -80,11 +96,12 @@ footer { display: none !important; }
 """
 
 
-def header_html(model_label: str | None) -> str:
-    """The title bar: product name plus which model answers by default."""
+def header_html(model_label: str | None, user_id: str | None = None) -> str:
+    """The title bar: product name, which model answers by default, who is signed in."""
     badge = (f'<span class="lm-model" title="default model">{html.escape(model_label)}</span>'
              if model_label else '<span class="lm-model">model unavailable</span>')
-    return f'<div class="lm-head"><span class="lm-brand">lastmile</span>{badge}</div>'
+    who = f'<span class="lm-user">{html.escape(user_id)}</span>' if user_id else ""
+    return f'<div class="lm-head"><span class="lm-brand">lastmile</span>{badge}{who}</div>'
 
 
 def notice_markdown(notice: str | None) -> str:
@@ -97,13 +114,29 @@ def _close_fence(text: str) -> str:
     return text + "\n```" if text.count("```") % 2 else text
 
 
+def _meta(latency_ms: float | None, tokens: int | None, cost: float | None) -> list[str]:
+    parts = []
+    if latency_ms:
+        parts.append(f'<span class="lm-latency">{latency_ms / 1000:.1f} s</span>')
+    if tokens:
+        parts.append(f'<span class="lm-tokens">{tokens} tokens</span>')
+    if cost:
+        parts.append(f'<span class="lm-cost">${cost:.4f}</span>')
+    return parts
+
+
 def assistant_content(text: str, provider: str | None, status: str = "ok",
-                      note: str | None = None, finish_reason: str | None = None) -> str:
-    """A finished reply: its text, then a caption naming the provider (and any problem)."""
-    parts = [f'<span class="{PROVIDER_CLASS}">{html.escape(provider or "unknown")}</span>']
+                      note: str | None = None, finish_reason: str | None = None, *,
+                      latency_ms: float | None = None, tokens: int | None = None,
+                      cost: float | None = None, badges: Iterable[str] = ()) -> str:
+    """A finished reply: its text, then a caption naming the provider, latency, tokens
+    and cost (and any problem or badge such as "pending review")."""
+    parts = [f'<span class="{PROVIDER_CLASS}">{html.escape(provider or "unknown")}</span>',
+             *_meta(latency_ms, tokens, cost)]
+    parts += [f'<span class="lm-badge">{html.escape(b)}</span>' for b in badges]
     if status == "ok" and finish_reason == "length":
         parts.append(f'<span class="{TRUNCATED_CLASS}">· stopped at the reply length limit</span>')
-    if status != "ok":
+    if status not in ("ok", "pending_review"):
         label = "Incomplete" if status == "incomplete" else "No reply"
         sentence = note or STORED_STATUS_NOTE.get(status, "")
         parts.append(f'<span class="{INCOMPLETE_CLASS}" data-status="{html.escape(status)}">'
@@ -113,17 +146,84 @@ def assistant_content(text: str, provider: str | None, status: str = "ok",
     return f"{body}\n\n{caption}" if body else caption
 
 
+def _badges(msg: StoredMessage) -> list[str]:
+    context = msg.context or {}
+    badges = []
+    if msg.status == "pending_review" or context.get("review_status") == "pending":
+        badges.append("pending review")
+    if context.get("notice"):
+        badges.append(str(context["notice"]))
+    return badges
+
+
 def chat_messages(history: Iterable[StoredMessage]) -> list[dict[str, str]]:
     """Stored messages as Gradio chat messages (oldest first)."""
+    return chat_view(history)[0]
+
+
+def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None = None,
+              costs: dict[int, float] | None = None, notes: dict[int, str] | None = None
+              ) -> tuple[list[dict[str, str]], list[list[Any]], list[str | None]]:
+    """(chat messages, ``[message_id, role]`` per bubble, like state per reply).
+
+    Superseded messages (regenerated or edited away) are left out; tool traffic is not
+    shown. ``costs`` maps a user message id to the USD its turn cost; ``notes`` gives a
+    live turn's own error sentence for its reply (the store keeps only a generic one).
+    """
+    feedback, costs, notes = feedback or {}, costs or {}, notes or {}
     out: list[dict[str, str]] = []
+    ids: list[list[Any]] = []
+    liked: list[str | None] = []
+    turn: int | None = None
     for msg in history:
+        if msg.status == "superseded":
+            continue
         if msg.role == "user":
+            turn = msg.id
             out.append({"role": "user", "content": msg.content})
-        elif msg.role == "assistant":
-            out.append({"role": "assistant",
-                        "content": assistant_content(msg.content, msg.provider, msg.status,
-                                                    finish_reason=msg.finish_reason)})
-    return out
+        elif msg.role == "assistant" and (msg.content or msg.status != "ok"):
+            tokens = (msg.prompt_tokens or 0) + (msg.completion_tokens or 0)
+            out.append({"role": "assistant", "content": assistant_content(
+                msg.content, msg.provider, msg.status, notes.get(msg.id),
+                finish_reason=msg.finish_reason,
+                latency_ms=msg.latency_ms, tokens=tokens or None,
+                cost=costs.get(turn) if turn is not None else None, badges=_badges(msg))})
+            liked.append({1: "Like", -1: "Dislike"}.get(feedback.get(msg.id, 0)))
+        else:
+            continue
+        ids.append([msg.id, msg.role])
+    return out, ids, liked
+
+
+_VERDICT = {"supported": "✓ supported", "unsupported": "✗ unsupported",
+            "uncited": "? uncited", "invalid_citation": "✗ invalid citation"}
+
+
+def _get(item: Any, *names: str) -> Any:
+    for name in names:
+        value = item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def citations_html(citations: Iterable[Any] | None) -> str:
+    """The sources panel under the chat: each cited source with title, snippet and verdict."""
+    items = list(citations or [])
+    if not items:
+        return ""
+    rows = []
+    for item in items:
+        verdict = str(_get(item, "verdict") or "uncited")
+        title = _get(item, "title", "path") or "source"
+        snippet = str(_get(item, "snippet", "text") or "")[:400]
+        rows.append(
+            f'<details class="lm-cite" data-verdict="{html.escape(verdict)}">'
+            f'<summary><b>[{html.escape(str(_get(item, "source_id", "id") or "?"))}]</b> '
+            f'{html.escape(str(title))} <span class="lm-verdict">'
+            f'{html.escape(_VERDICT.get(verdict, verdict))}</span></summary>'
+            f'<blockquote>{html.escape(snippet)}</blockquote></details>')
+    return '<div class="lm-citations"><div class="lm-cite-head">Sources</div>' + "".join(rows) + "</div>"
 
 
 def session_choices(sessions: Iterable[SessionInfo]) -> list[tuple[str, str]]:
