@@ -155,3 +155,107 @@ def settings(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
     from assistant import Settings
 
     return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+# --- the real server and a real browser ---------------------------------------------
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+BROWSER_TIMEOUT_MS = 15_000
+
+
+class LiveServer:
+    """``ui.server.create_server`` under uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, bot, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        import uvicorn
+
+        from ui.server import create_server
+
+        config = uvicorn.Config(create_server(bot, **kwargs), host="127.0.0.1", port=0,
+                                log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                pytest.fail("the lastmile server did not start")
+            time.sleep(0.05)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_server() -> Iterator:
+    """``start(bot, **create_server_kwargs) -> (url, stop)``; all stopped at teardown."""
+    running: list[LiveServer] = []
+
+    def start(bot, **kwargs):  # type: ignore[no-untyped-def]
+        server = LiveServer(bot, **kwargs)
+        running.append(server)
+        return server.url, server.stop
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright (``playwright install`` cannot download here)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    executable = (os.environ.get("LASTMILE_TEST_CHROMIUM") or shutil.which("chromium")
+                  or shutil.which("chromium-browser"))
+    with sync_api.sync_playwright() as pw:
+        try:
+            launched = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
+                                          headless=True)
+        except sync_api.Error as exc:
+            if os.environ.get("LASTMILE_REQUIRE_BROWSER") == "1":  # CI: never skip silently
+                raise
+            pytest.skip(f"no Chromium for Playwright ({str(exc).splitlines()[0]}); "
+                        "apt-get install chromium")
+        yield launched
+        launched.close()
+
+
+class Pages:
+    """Browser tabs for one test; at the end, asserts none of them left loopback."""
+
+    def __init__(self, browser) -> None:  # type: ignore[no-untyped-def]
+        self.browser = browser
+        self.contexts: list[object] = []
+        self.urls: list[str] = []
+
+    def new(self, **options):  # type: ignore[no-untyped-def]
+        context = self.browser.new_context(viewport={"width": 1280, "height": 800}, **options)
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        context.on("request", lambda request: self.urls.append(request.url))
+        self.contexts.append(context)
+        return context.new_page()
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()  # type: ignore[attr-defined]
+        assert self.urls or not self.contexts, "no requests seen: the listener is broken"
+        local = ("http://127.0.0.1:", "data:", "blob:")
+        outside = [u for u in self.urls if not u.startswith(local)]
+        assert not outside, f"the page fetched from outside the machine: {outside[:5]}"
+
+
+@pytest.fixture
+def pages(browser) -> Iterator[Pages]:  # type: ignore[no-untyped-def]
+    yield (tabs := Pages(browser))
+    tabs.close()
+
+
+@pytest.fixture
+def page(pages: Pages):  # type: ignore[no-untyped-def]
+    return pages.new()

@@ -3,38 +3,14 @@ against the real server (FastAPI + mounted Gradio, uvicorn in a thread)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from assistant import Assistant, ScriptedModel, Settings
 from memory.accounts import Accounts
-from ui.server import create_server
-
-
-class _Server:
-    def __init__(self, bot: Assistant) -> None:
-        config = uvicorn.Config(create_server(bot), host="127.0.0.1", port=0, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -42,19 +18,20 @@ def model() -> ScriptedModel:
     return ScriptedModel()
 
 
-def _serve(settings: Settings, model: ScriptedModel) -> Iterator[tuple[Assistant, str]]:
-    with Assistant(settings, model=model) as bot, _Server(bot) as url:
+def _serve(settings: Settings, model: ScriptedModel, live_server) -> Iterator[tuple[Assistant, str]]:
+    with Assistant(settings, model=model) as bot:
+        url, _ = live_server(bot)
         yield bot, url
 
 
 @pytest.fixture
-def served(settings: Settings, model: ScriptedModel) -> Iterator[tuple[Assistant, str]]:
-    yield from _serve(settings, model)
+def served(settings: Settings, model: ScriptedModel, live_server) -> Iterator[tuple[Assistant, str]]:
+    yield from _serve(settings, model, live_server)
 
 
 @pytest.fixture
-def keyed(settings: Settings, model: ScriptedModel) -> Iterator[tuple[Assistant, str]]:
-    yield from _serve(settings.model_copy(update={"auth": "password"}), model)
+def keyed(settings: Settings, model: ScriptedModel, live_server) -> Iterator[tuple[Assistant, str]]:
+    yield from _serve(settings.model_copy(update={"auth": "password"}), model, live_server)
 
 
 def test_sdk_gets_a_plain_completion_that_is_stored(served, model: ScriptedModel) -> None:

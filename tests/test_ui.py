@@ -8,10 +8,8 @@ Playwright's Chromium. Set ``LASTMILE_TEST_CHROMIUM`` to a browser binary if nei
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,13 +22,10 @@ pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 expect = sync_api.expect
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 BOT = "#lm-chat [data-testid='bot']"
 USER = "#lm-chat [data-testid='user']"
 INPUT = "#lm-input textarea"
 SELECTED = "#lm-sessions label.selected"
-TIMEOUT_MS = 15_000
 
 
 class SlowModel(ScriptedModel):
@@ -46,58 +41,6 @@ def echo(messages) -> str:
     return f"echo: {messages[-1].content}"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = (os.environ.get("LASTMILE_TEST_CHROMIUM") or shutil.which("chromium")
-                  or shutil.which("chromium-browser"))
-    with sync_api.sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
-                                         headless=True)
-        except sync_api.Error as exc:
-            if os.environ.get("LASTMILE_REQUIRE_BROWSER") == "1":  # CI: never skip silently
-                raise
-            pytest.skip(f"no Chromium for Playwright ({str(exc).splitlines()[0]}); "
-                        "apt-get install chromium")
-        yield browser
-        browser.close()
-
-
-class Pages:
-    """Browser tabs for one test; at the end, asserts none of them left loopback."""
-
-    def __init__(self, browser) -> None:
-        self.browser = browser
-        self.contexts: list[object] = []
-        self.urls: list[str] = []
-
-    def new(self, **options):
-        context = self.browser.new_context(viewport={"width": 1280, "height": 800}, **options)
-        context.set_default_timeout(TIMEOUT_MS)
-        context.on("request", lambda request: self.urls.append(request.url))
-        self.contexts.append(context)
-        return context.new_page()
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-        assert self.urls or not self.contexts, "no requests seen: the listener is broken"
-        local = ("http://127.0.0.1:", "data:", "blob:")
-        outside = [u for u in self.urls if not u.startswith(local)]
-        assert not outside, f"the page fetched from outside the machine: {outside[:5]}"
-
-
-@pytest.fixture
-def pages(browser) -> Iterator[Pages]:
-    yield (tabs := Pages(browser))
-    tabs.close()
-
-
-@pytest.fixture
-def page(pages: Pages):
-    return pages.new()
-
-
 @pytest.fixture
 def ui_settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'ui.db'}",
@@ -105,24 +48,14 @@ def ui_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., tuple[str, Callable[[], None]]]]:
-    """Start the real app for a bot; returns (url, stop). Everything stops at teardown."""
-    from ui import build_app, launch_options
-
-    running: list = []
+def serve(live_server) -> Callable[..., tuple[str, Callable[[], None]]]:
+    """Start the real server (FastAPI + mounted Gradio) for a bot; returns (url, stop)."""
 
     def start(bot: Assistant, **kwargs) -> tuple[str, Callable[[], None]]:
-        app = build_app(bot, **kwargs)
-        with socket.socket() as sock:
-            port = sock.bind(("127.0.0.1", 0)) or sock.getsockname()[1]
-        app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                           quiet=True, **launch_options())
-        running.append(app)
-        return f"http://127.0.0.1:{port}/", lambda: running.remove(app) or app.close()
+        url, stop = live_server(bot, **kwargs)
+        return url + "/", stop
 
-    yield start
-    for app in running:
-        app.close()
+    return start
 
 
 def open_chat(page, url: str) -> None:
@@ -149,7 +82,7 @@ def test_streamed_reply_shows_provider_and_is_stored(pages, serve, ui_settings) 
     page.wait_for_function(
         """() => { const m = [...document.querySelectorAll("#lm-chat [data-testid='bot']")].pop();
                    return m && m.innerText.includes('one') && !m.innerText.includes('ten')
-                          && !m.querySelector('.lm-provider'); }""", timeout=TIMEOUT_MS)
+                          && !m.querySelector('.lm-provider'); }""", timeout=15_000)
     reply = page.locator(BOT).last
     expect(reply.locator(".lm-provider")).to_have_text("scripted:test-model")
     expect(reply).to_contain_text(words)
