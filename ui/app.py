@@ -58,7 +58,7 @@ def build_app(bot: Assistant, *, user_id: str | None = None, notice: str | None 
         with gr.Tabs(elem_id="lm-tabs"):
             with gr.Tab("Chat", id="chat", elem_id="lm-tab-chat"):
                 load_chat, chat_outputs = chat_tab.build(sidebar)
-            extra_tabs = build_extra_tabs(bot, identity)
+            extra_tabs = build_extra_tabs(bot, identity, chat_outputs[0])
 
         def on_load(request: gr.Request) -> tuple[Any, ...]:
             viewer = identity.viewer(request)
@@ -69,8 +69,8 @@ def build_app(bot: Assistant, *, user_id: str | None = None, notice: str | None 
     return app
 
 
-def build_extra_tabs(bot: Assistant, identity: Identity) -> list[tuple[str, Any]]:
+def build_extra_tabs(bot: Assistant, identity: Identity, session: Any) -> list[tuple[str, Any]]:
     """Memory, Documents, Review and Dashboard: ``(role needed, tab)`` each."""
     from ui.tabs import build_tabs
 
-    return build_tabs(bot, identity)
+    return build_tabs(bot, identity, session)

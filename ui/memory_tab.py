@@ -1,0 +1,125 @@
+"""The Memory tab: what the assistant remembers about the signed-in user, where each
+fact came from, and the controls to correct it, forget it or take it home as JSON.
+
+Everything goes through the people API on ``Assistant`` (``facts``, ``edit_fact``,
+``forget``, ``fact_sources``, ``session_summary``) with the viewer's own user id, so
+another user's fact id is simply not found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import tempfile
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from assistant.orchestrator import Assistant
+from ui.chat_tab import QUIET, friendly
+from ui.identity import Identity
+
+__all__ = ["build_memory", "facts_frame"]
+
+COLUMNS = ["id", "fact", "status", "confidence", "since", "until", "from messages"]
+
+
+def _day(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+def facts_frame(facts: list[Any]) -> pd.DataFrame:
+    rows = [{"id": f.id, "fact": f.text, "status": f.status, "confidence": round(f.confidence, 2),
+             "since": _day(f.valid_from), "until": _day(f.valid_to),
+             "from messages": ", ".join(str(i) for i in f.source_ids)} for f in facts]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _sources_html(messages: list[Any]) -> str:
+    if not messages:
+        return "<p>No source messages (they may have been deleted).</p>"
+    items = "".join(f"<li><small>{_day(m.created_at)} · message {m.id} · {html.escape(m.session_id)}"
+                    f"</small><blockquote>{html.escape(m.content)}</blockquote></li>" for m in messages)
+    return f'<ul class="lm-sources">{items}</ul>'
+
+
+def _summary_md(record: Any) -> str:
+    if record is None:
+        return "_No summary yet: this chat still fits in the model's window._"
+    return (f"{record.text}\n\n<small>covers messages {record.from_id}–{record.to_id} · "
+            f"version {record.version} · {record.method}</small>")
+
+
+def _export(bot: Assistant, user: str) -> str:
+    """Every version of every fact of ``user`` as a JSON file for the download button."""
+    facts = [dataclasses.asdict(f) for f in bot.facts(user, include_history=True)]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="lastmile-facts-",
+                                     delete=False) as out:
+        json.dump({"user_id": user, "facts": facts}, out, indent=2, default=str)
+    return out.name
+
+
+def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Tab:
+    with gr.Tab("Memory", id="memory", visible=False, elem_id="lm-tab-memory") as tab:
+        gr.Markdown("What lastmile remembers about you. Open a fact to see the messages it "
+                    "came from; correct it or make lastmile forget it.")
+        history = gr.Checkbox(label="Show history (superseded and forgotten versions)",
+                              elem_id="lm-facts-history")
+        table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True,
+                             elem_id="lm-facts", label="Facts")
+        with gr.Row():
+            chosen = gr.Number(label="Fact id", precision=0, elem_id="lm-fact-id", scale=1)
+            text = gr.Textbox(label="Corrected text", elem_id="lm-fact-text", scale=4)
+        with gr.Row():
+            save = gr.Button("Save correction", elem_id="lm-fact-save")
+            forget = gr.Button("Forget this fact", variant="stop", elem_id="lm-fact-forget")
+            export = gr.DownloadButton("Export all as JSON", elem_id="lm-facts-export")
+        sources = gr.HTML(elem_id="lm-fact-sources")
+        gr.Markdown("### Summary of the open chat")
+        summary = gr.Markdown(elem_id="lm-summary")
+
+        def listing(user: str, with_history: bool, session_id: str | None) -> tuple[Any, ...]:
+            facts = bot.facts(user, include_history=with_history)
+            record = bot.session_summary(session_id, user_id=user) if session_id else None
+            return facts_frame(facts), _summary_md(record), _export(bot, user)
+
+        @friendly
+        def on_show(with_history: bool, session_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+            return listing(identity.require(request, "user").user_id, with_history, session_id)
+
+        @friendly
+        def on_select(frame: pd.DataFrame, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+            user = identity.require(request, "user").user_id
+            row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            fact_id = int(frame.iloc[row]["id"])
+            return fact_id, str(frame.iloc[row]["fact"]), _sources_html(bot.fact_sources(user, fact_id))
+
+        @friendly
+        def on_save(fact_id: float | None, new_text: str, with_history: bool, session_id: str | None,
+                    request: gr.Request) -> tuple[Any, ...]:
+            user = identity.require(request, "user").user_id
+            if not fact_id or not new_text.strip():
+                raise gr.Error("Pick a fact and type its corrected text first.")
+            bot.edit_fact(user, int(fact_id), new_text.strip())
+            gr.Info("Saved. The old version stays in the history.")
+            return listing(user, with_history, session_id)
+
+        @friendly
+        def on_forget(fact_id: float | None, with_history: bool, session_id: str | None,
+                      request: gr.Request) -> tuple[Any, ...]:
+            user = identity.require(request, "user").user_id
+            if not fact_id:
+                raise gr.Error("Pick a fact to forget first.")
+            result = bot.forget(user, int(fact_id))
+            gr.Info(getattr(result, "message", None) or "Forgotten.")
+            return listing(user, with_history, session_id)
+
+        shown = [table, summary, export]
+        for event in (tab.select, history.change):
+            event(on_show, [history, session], shown, **QUIET)
+        table.select(on_select, [table], [chosen, text, sources], **QUIET)
+        save.click(on_save, [chosen, text, history, session], shown, **QUIET)
+        forget.click(on_forget, [chosen, history, session], shown, **QUIET)
+    return tab
