@@ -47,6 +47,7 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/memory_search.py
 	$(BIN)/python benchmarks/citations.py
 	$(BIN)/lastmile bench locomo --data ../shared/data/locomo/locomo_dev.json --baseline
+	$(BIN)/lastmile bench faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache

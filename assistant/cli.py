@@ -51,11 +51,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from assistant.errors import ModelFileNotFound
     from assistant.orchestrator import Assistant
-    from ui.app import build_app, launch_options
+    from ui.server import serve
 
     settings = _settings()
+    if args.user:
+        settings = settings.model_copy(update={"default_user": args.user})
     host = args.host or settings.host
     port = args.port or settings.port
+    from assistant.ingest_cli import sample_corpus
+
+    sample_corpus(settings, console)  # the docs as a shared corpus: cited answers at once
     bot = Assistant(settings)
     notice = None
     try:
@@ -64,11 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         label = "no model"
         notice = f"the assistant cannot answer yet — {exc}; then restart `lastmile serve`."
         console.print(f"[yellow]lastmile: {escape(str(exc))}[/]", highlight=False)
-    app = build_app(bot, user_id=args.user, notice=notice)
-    console.print(f"lastmile: serving on http://{host}:{port} with {label}")
-    app.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, show_error=True, inbrowser=False,
-        **launch_options())
+    console.print(f"lastmile: serving on http://{host}:{port} with {label} "
+                  f"(OpenAI-compatible API at http://{host}:{port}/v1)")
+    serve(bot, host=host, port=port, notice=notice)
     return 0
 
 
@@ -157,6 +160,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from memory.locomo_bench import main as locomo
 
         return locomo(args.rest)
+    if args.suite == "faults":
+        from assistant.faultbench import main as faults
+
+        return faults(args.rest)
     raise AssertionError(args.suite)
 
 
@@ -167,14 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the Gradio chat UI")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 7860)")
-    serve.add_argument("--user", default="default", help="user id the UI chats as")
+    serve.add_argument("--user", default=None,
+                       help="user of the single-user setup (default LASTMILE_DEFAULT_USER)")
     serve.set_defaults(func=cmd_serve)
     chat = sub.add_parser("chat", help="chat in the terminal")
     chat.add_argument("--session", default=None, help="session id to continue")
     chat.add_argument("--user", default="default", help="user id")
     chat.set_defaults(func=cmd_chat)
     bench = sub.add_parser("bench", help="run a benchmark (see docs/benchmarks.md)")
-    bench.add_argument("suite", choices=["locomo"], help="locomo: memory retrieval recall@k")
+    bench.add_argument("suite", choices=["locomo", "faults"],
+                       help="locomo: memory retrieval recall@k; faults: the provider fault matrix")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the suite's own options (--help)")
     bench.set_defaults(func=cmd_bench)
     doctor = sub.add_parser("doctor", help="check configuration, models and services")
@@ -186,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--user", default=None, help="only this user")
     usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
     usage.set_defaults(func=cmd_usage)
+    from assistant.cli_users import register as users
+
+    users(sub)
+    from assistant.control_cli import add_commands as control_commands
+
+    control_commands(sub)  # admin kill-switch, cache stats|clear
+    from assistant.replay_cli import register as replay
+
+    replay(sub)  # replay FILE: long-conversation report (tokens, latency, memory, recall)
+    from assistant.ingest_cli import register as documents
+
+    documents(sub)  # ingest PATH… --collection NAME; review list|approve|edit|reject
     return parser
 
 
@@ -197,9 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except LastmileError as exc:
-        console.print(f"[red]lastmile: {escape(str(exc))}[/]", highlight=False)
-        if isinstance(exc, ConfigurationError):
-            console.print("run `lastmile doctor` for a full check")
+        # One line, whatever failed: operators grep logs, and a second line gets lost.
+        hint = " (run `lastmile doctor` for a full check)" if isinstance(exc, ConfigurationError) else ""
+        console.print(f"[red]lastmile: {escape(str(exc))}[/]{hint}", highlight=False)
         return 2
 
 

@@ -1,29 +1,46 @@
-"""Context assembly within a token budget.
+"""Context assembly within one token budget per model, split between prompt blocks.
 
-For now: the system prompt, then as many recent turns as fit, newest kept first. The
-pending user turn is always kept, even if it alone exceeds the budget (the provider
-will then say so rather than us silently dropping the question). Failed or cut-off
-assistant replies are never fed back to the model.
+Blocks: the system prompt, the rolling session summary, recalled memories, retrieved
+documents, the recent turns and the reply reserve. Each optional block gets a share of
+the prompt budget (``Settings.context_*_share``, capped in tokens); whatever a block does
+not use flows to the recent turns. Two rules are never traded for budget:
+
+* the pending user turn (and any tool exchange after it) is always kept, even if it
+  alone overflows — the provider then says so, rather than us silently dropping it;
+* a tool call and its results are kept or dropped together: the window never opens
+  on an orphan tool result nor keeps a tool call whose results were dropped.
+
+Failed or cut-off assistant replies are never fed back to the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import logging
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
+from memory.context_split import Split
 from memory.store import StoredMessage
 
-__all__ = ["ContextReport", "build_context", "to_langchain"]
+__all__ = ["Blocks", "ContextReport", "assemble_context", "build_context", "select_window",
+           "to_langchain"]
 
-_ROLES: dict[str, type[BaseMessage]] = {"user": HumanMessage, "assistant": AIMessage,
-                                        "system": SystemMessage}
+log = logging.getLogger(__name__)
+Counter = Callable[[Sequence[BaseMessage]], int]
 
 
 @dataclass(frozen=True)
 class ContextReport:
-    """What went into the prompt, per block, so replays can chart it."""
+    """What went into the prompt, per block, so replays can chart it (stored per reply)."""
 
     budget: int
     system_tokens: int
@@ -34,43 +51,184 @@ class ContextReport:
     #: The recalled-memory block (added to the system message) and the turns it shows.
     memory_tokens: int = 0
     memory_ids: list[int] = field(default_factory=list)
+    summary_tokens: int = 0
+    #: Message ids the summary in the prompt covers (``None`` when no summary was shown).
+    summary_from_id: int | None = None
+    summary_to_id: int | None = None
+    summary_version: int | None = None
+    documents_tokens: int = 0
+    document_ids: list[str] = field(default_factory=list)  # chunk ids of the sources shown
+    #: Each block's budget for this turn (``system`` is what the prompt costs, ``recent``
+    #: what the turns could use after the other blocks took what they needed).
+    budgets: dict[str, int] = field(default_factory=dict)
+    reply_reserve: int = 0
 
     @property
     def total_tokens(self) -> int:
-        return self.system_tokens + self.history_tokens + self.memory_tokens
+        return (self.system_tokens + self.history_tokens + self.memory_tokens
+                + self.summary_tokens + self.documents_tokens)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready, as stored with the reply."""
         return {**asdict(self), "total_tokens": self.total_tokens}
 
 
+@dataclass
+class Blocks:
+    """The optional blocks' producers for one turn; each gets its token budget and
+    returns prompt text ("" for nothing). ``memory`` also gets the window's message ids
+    (so it does not repeat them) and returns ``(text, message_ids)``."""
+
+    summary: Callable[[int], str] | None = None
+    documents: Callable[[int], str] | None = None
+    memory: Callable[[int, Collection[int]], tuple[str, list[int]]] | None = None
+
+
 def to_langchain(message: StoredMessage) -> BaseMessage:
-    return _ROLES[message.role](content=message.content)
+    if message.role == "tool":
+        return ToolMessage(content=message.content, tool_call_id=message.tool_call_id or "",
+                           name=(message.context or {}).get("name"))
+    if message.role == "assistant":
+        calls = [{"id": c["id"], "name": c["name"], "args": c.get("args", {}), "type": "tool_call"}
+                 for c in message.tool_calls]
+        return AIMessage(content=message.content, tool_calls=calls)
+    if message.role == "user":
+        return HumanMessage(content=message.content)
+    if message.role == "system":
+        return SystemMessage(content=message.content)
+    raise ValueError(f"unknown message role {message.role!r} (message {message.id})")
 
 
-def build_context(
-    system_prompt: str,
-    history: Sequence[StoredMessage],
-    *,
-    budget: int,
-    count: Callable[[Sequence[BaseMessage]], int],
-) -> tuple[list[BaseMessage], ContextReport]:
-    """Pick the newest usable turns that fit ``budget`` tokens; ``history[-1]`` is pending."""
+def _units(history: Sequence[StoredMessage]) -> list[list[StoredMessage]]:
+    """Usable messages grouped so a tool call travels with all of its results.
+
+    A tool call missing any result (lost, failed, or cut off by the scan limit) is
+    dropped with its partial results; a result without its call is dropped too.
+    """
+    # Superseded messages (regenerated or edited away) never go back to the model.
+    usable = [m for m in history
+              if m.status != "superseded" and (m.role == "user" or m.status == "ok")]
+    units: list[list[StoredMessage]] = []
+    i = 0
+    while i < len(usable):
+        message = usable[i]
+        i += 1
+        if message.role == "tool":
+            continue  # orphan: its call is not in view
+        if not message.tool_calls:
+            units.append([message])
+            continue
+        wanted = {c["id"] for c in message.tool_calls}
+        results: list[StoredMessage] = []
+        while i < len(usable) and usable[i].role == "tool" and usable[i].tool_call_id in wanted:
+            wanted.discard(usable[i].tool_call_id)
+            results.append(usable[i])
+            i += 1
+        if not wanted:
+            units.append([message, *results])
+    return units
+
+
+def _cost(message: StoredMessage, count: Counter) -> int:
+    if message.token_count is not None:
+        return message.token_count
+    cost = count([to_langchain(message)])
+    if message.tool_calls:  # names and arguments are prompt tokens too
+        cost += count([HumanMessage(content=json.dumps(message.tool_calls))])
+    return cost
+
+
+def select_window(history: Sequence[StoredMessage], budget: int,
+                  count: Counter) -> tuple[list[StoredMessage], int, int]:
+    """``(kept, tokens, usable_count)``: the newest whole units within ``budget``.
+
+    The tail from the last user message on (the pending turn and any tool exchange
+    after it) is always kept, whatever it costs.
+    """
+    units = _units(history)
+    costs = [sum(_cost(m, count) for m in unit) for unit in units]
+    usable = sum(len(u) for u in units)
+    tail = max((i for i, u in enumerate(units) if u[0].role == "user"), default=None)
+    if tail is None:  # no user turn at all: nothing pending, nothing to answer
+        return [], 0, usable
+    start, used = tail, sum(costs[tail:])
+    while start > 0 and used + costs[start - 1] <= budget:
+        start -= 1
+        used += costs[start]
+    # A window opening on an assistant turn reads as if the model spoke first.
+    while start < tail and units[start][0].role != "user":
+        used -= costs[start]
+        start += 1
+    kept = [m for unit in units[start:] for m in unit]
+    return kept, used, usable
+
+
+def build_context(system_prompt: str, history: Sequence[StoredMessage], *, budget: int,
+                  count: Counter) -> tuple[list[BaseMessage], ContextReport]:
+    """The system prompt and the newest turns within ``budget`` (no other blocks)."""
     system = [SystemMessage(content=system_prompt)] if system_prompt else []
     system_tokens = count(system) if system else 0
-    usable = [m for m in history if m.role == "user" or m.status == "ok"]
-    kept: list[tuple[StoredMessage, int]] = []
-    used = 0
-    for index, message in enumerate(reversed(usable)):
-        cost = message.token_count if message.token_count is not None else count([to_langchain(message)])
-        if index > 0 and system_tokens + used + cost > budget:
-            break
-        kept.append((message, cost))
-        used += cost
-    kept.reverse()
-    # A window opening on an assistant reply reads as if the model spoke first; drop it.
-    while len(kept) > 1 and kept[0][0].role != "user":
-        used -= kept.pop(0)[1]
-    report = ContextReport(budget, system_tokens, used, len(kept), len(usable) - len(kept),
-                           [m.id for m, _ in kept])
-    return system + [to_langchain(m) for m, _ in kept], report
+    kept, used, usable = select_window(history, budget - system_tokens, count)
+    report = ContextReport(budget, system_tokens, used, len(kept), usable - len(kept),
+                           [m.id for m in kept], budgets={"system": system_tokens,
+                                                          "recent": budget - system_tokens})
+    return system + [to_langchain(m) for m in kept], report
+
+
+def _call(name: str, produce: Callable[..., object], *args: object) -> object:
+    try:
+        return produce(*args)
+    except Exception:  # noqa: BLE001 - every block is a bonus; a turn never fails for one
+        log.warning("%s block failed; answering without it", name, exc_info=True)
+        return None
+
+
+def assemble_context(system_prompt: str, history: Sequence[StoredMessage], *, split: Split,
+                     count: Counter, blocks: Blocks) -> tuple[list[BaseMessage], ContextReport]:
+    """Every block within its share; unused shares go to the recent turns.
+
+    Summary and documents are produced first (they do not depend on the window), then
+    the window with the memory share held back, then recall excluding the window's
+    turns; whatever recall left unused widens the window (older turns only).
+    """
+    def cost(text: str) -> int:
+        return count([SystemMessage(content=text)]) if text else 0
+
+    system_tokens = cost(system_prompt)
+    summary = (_call("summary", blocks.summary, split.summary) or "") if blocks.summary else ""
+    documents = (_call("documents", blocks.documents, split.documents) or "") if blocks.documents else ""
+    if summary and cost(summary) > split.summary:  # a producer ignoring its budget loses it
+        log.warning("summary block over budget (%d > %d tokens); left out", cost(summary), split.summary)
+        summary = ""
+    if documents and cost(documents) > split.documents:
+        log.warning("documents block over budget (%d > %d tokens); left out",
+                    cost(documents), split.documents)
+        documents = ""
+    avail = split.prompt - system_tokens
+    fixed = cost(summary) + cost(documents)
+    recent = max(0, avail - fixed - split.memory)
+    kept, used, usable = select_window(history, recent, count)
+    memory, memory_ids = "", []
+    if blocks.memory and split.memory > 0:
+        got = _call("memory", blocks.memory, split.memory, [m.id for m in kept])
+        if isinstance(got, tuple) and got[0]:
+            memory, memory_ids = got
+    spare = split.memory - cost(memory)
+    if spare > 0:
+        recent += spare
+        kept, used, usable = select_window(history, recent, count)
+    parts = [system_prompt, summary, memory, documents]
+    running, sizes = 0, []
+    for i in range(len(parts)):  # what each block adds to the one system message, joins included
+        total = cost("\n\n".join(p for p in parts[: i + 1] if p))
+        sizes.append(total - running)
+        running = total
+    text = "\n\n".join(p for p in parts if p)
+    messages: list[BaseMessage] = [SystemMessage(content=text)] if text else []
+    messages += [to_langchain(m) for m in kept]
+    report = ContextReport(
+        split.prompt, sizes[0], used, len(kept), usable - len(kept), [m.id for m in kept],
+        memory_tokens=sizes[2], memory_ids=list(memory_ids), summary_tokens=sizes[1],
+        documents_tokens=sizes[3], reply_reserve=split.reply,
+        budgets={**split.as_dict(), "system": system_tokens, "recent": recent})
+    return messages, report

@@ -9,7 +9,8 @@ cancelled)::
     ├── ConfigurationError          developer / operator mistake; fix config, don't retry
     │   ├── ModelFileNotFound       a GGUF or embedding model file is missing
     │   ├── UnknownProvider         LASTMILE_PROVIDERS names something we can't build
-    │   └── SchemaNotSupported      extract(): the local JSON grammar cannot express a schema
+    │   ├── SchemaNotSupported      extract(): the local JSON grammar cannot express a schema
+    │   └── ReplayFormatError       a replay/probe file is malformed (names the line or key)
     ├── RuntimeFailure              the world misbehaved; the turn may be retried
     │   ├── ProviderError           a model call failed (translated from the SDK at its edge)
     │   │   ├── ProviderUnavailable     connection refused, timeout, 5xx
@@ -26,7 +27,10 @@ cancelled)::
     └── ControlSignal               not a failure: flow control surfaced to the caller
         ├── InputRejected           a guardrail refused the input (message is user-facing)
         ├── SessionNotFound         no such session for this user
-        └── BudgetExceeded          a spend cap refused a paid call before it was made
+        ├── FactNotFound            no such fact for this user (others' facts are invisible)
+        ├── BudgetExceeded          a spend cap refused a paid call before it was made
+        ├── DocumentRejected        ingest: a file is unreadable, encrypted, binary, empty or too big
+        └── ReviewNotFound          no such review item (or it was already decided)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "ModelFileNotFound",
     "UnknownProvider",
     "SchemaNotSupported",
+    "ReplayFormatError",
     "RuntimeFailure",
     "ProviderError",
     "ProviderUnavailable",
@@ -53,7 +58,10 @@ __all__ = [
     "ControlSignal",
     "InputRejected",
     "SessionNotFound",
+    "FactNotFound",
     "BudgetExceeded",
+    "DocumentRejected",
+    "ReviewNotFound",
     "FALLBACK_KINDS",
 ]
 
@@ -89,6 +97,11 @@ class SchemaNotSupported(ConfigurationError):
     (e.g. regex patterns, recursive models); raised at call time, before any decoding."""
 
 
+class ReplayFormatError(ConfigurationError):
+    """A replay conversation or probe file is malformed. The message names the line
+    (JSONL) or the key path (LoCoMo JSON); the replay has not started, nothing is written."""
+
+
 class RuntimeFailure(LastmileError):
     """Something outside our code failed; the same call may succeed later."""
 
@@ -114,8 +127,8 @@ class CircuitOpen(ProviderUnavailable):
 
 class RemoteCallsDisabled(ProviderUnavailable):
     """The operator's kill switch is on: remote providers refuse before any network I/O.
-    A kind of unavailability, so fallback moves on to a local model; the breaker never
-    sees it (the switch sits outside it), so switching back on finds circuits closed."""
+    A kind of unavailability, so fallback moves on to a local model; breakers ignore it,
+    so switching back off finds every circuit as it was."""
 
     user_message = ("Remote models are switched off right now. Your message is saved; "
                     "please try again later.")
@@ -196,6 +209,28 @@ class SessionNotFound(ControlSignal):
     """No session with that id exists for this user (other users' sessions are invisible)."""
 
     user_message = "That conversation does not exist."
+
+
+class DocumentRejected(ControlSignal):
+    """Ingest skipped one file (``path``); the message says why in one line, e.g. the
+    size limit it exceeds. Other files of the same ingest are unaffected."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message, user_message=message)
+        self.path = path
+
+
+class ReviewNotFound(ControlSignal):
+    """No pending review item with that id."""
+
+    user_message = "That review item does not exist or was already decided."
+
+
+class FactNotFound(ControlSignal):
+    """No fact with that id exists for this user: another user's fact ids look exactly
+    like ids that never existed."""
+
+    user_message = "That fact does not exist."
 
 
 class BudgetExceeded(ControlSignal):

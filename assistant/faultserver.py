@@ -29,9 +29,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from assistant.faultserver_wire import ANTHROPIC, OPENAI, Frames, WireFormat
+from assistant.faultserver_wire import (
+    ANTHROPIC,
+    NONSENSE_SHAPES,
+    OPENAI,
+    Frames,
+    WireFormat,
+)
 
-__all__ = ["Fault", "FaultServer", "RecordedRequest", "echo"]
+__all__ = ["NONSENSE_SHAPES", "Fault", "FaultServer", "RecordedRequest", "echo"]
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 _WIRES = {wire.path: wire for wire in (OPENAI, ANTHROPIC)}
@@ -50,12 +56,18 @@ class Fault:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     content_type: str | None = None
+    #: ``nonsense`` only: which malformation (see ``Fault.nonsense``).
+    shape: str = ""
+    #: ``None``: answer as the request asked; ``False``: a whole JSON body even to a
+    #: streaming request (a server that ignores ``stream: true``); ``True``: SSE regardless.
+    streamed: bool | None = None
 
     @classmethod
     def ok(cls, text: str = "ok", *, prompt_tokens: int | None = None,
-           completion_tokens: int | None = None) -> Fault:
+           completion_tokens: int | None = None, streamed: bool | None = None) -> Fault:
         """A normal reply, one word per streamed delta; usage is claimed (and recorded)."""
-        return cls("ok", text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return cls("ok", text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                   streamed=streamed)
 
     @classmethod
     def error(cls, status: int = 500, message: str = "internal server error") -> Fault:
@@ -95,9 +107,18 @@ class Fault:
         return cls("cut", text, after_chunks=after_chunks)
 
     @classmethod
-    def empty_choices(cls) -> Fault:
+    def empty_choices(cls, *, streamed: bool | None = None) -> Fault:
         """A well-formed reply with nothing in it: no choices / no content and no stop reason."""
-        return cls("empty")
+        return cls("empty", streamed=streamed)
+
+    @classmethod
+    def nonsense(cls, shape: str = "wrong_type", *, streamed: bool | None = None) -> Fault:
+        """200 with valid JSON the API never sends. ``shape``: ``wrong_type`` (content that
+        is not text), ``missing_fields`` (no choices / content / stop reason at all),
+        ``not_an_object`` (a JSON array where an object belongs)."""
+        if shape not in NONSENSE_SHAPES:
+            raise ValueError(f"unknown nonsense shape {shape!r}; known: {', '.join(NONSENSE_SHAPES)}")
+        return cls("nonsense", shape=shape, streamed=streamed)
 
 
 @dataclass
@@ -163,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client went away (timed out, cancelled): that is its business
 
     def _serve(self, fault: Fault, wire: WireFormat, body: dict[str, Any], record: RecordedRequest) -> None:
-        stream = bool(body.get("stream"))
+        stream = bool(body.get("stream")) if fault.streamed is None else fault.streamed
         pieces = _PIECES.findall(fault.text)
         usage = (fault.prompt_tokens if fault.prompt_tokens is not None
                  else 1 + len(json.dumps([body.get("system"), body.get("messages")])) // 4,
@@ -190,6 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(wire.empty_frames(body))
             else:
                 self._send(200, wire.empty_reply(body))
+        elif fault.kind == "nonsense":
+            if stream:
+                self._stream(wire.nonsense_frames(body, fault.shape))
+            else:
+                self._send(200, wire.nonsense_reply(body, fault.shape))
         elif fault.kind == "cut":
             if stream:
                 self._stream(wire.frames(body, pieces, usage), cut_after=fault.after_chunks)
@@ -214,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, wire.reply(body, pieces, usage))
 
-    def _send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None,
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
               *, content_type: str | None = None, length: int | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)

@@ -11,7 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ANTHROPIC", "OPENAI", "Frames", "WireFormat", "sse"]
+__all__ = ["ANTHROPIC", "NONSENSE_SHAPES", "OPENAI", "Frames", "WireFormat", "sse"]
+
+#: Malformations ``Fault.nonsense`` can send: valid JSON, wrong shape.
+NONSENSE_SHAPES = ("wrong_type", "missing_fields", "not_an_object")
+#: Not text, where text belongs.
+_NOT_TEXT = {"type": "image", "source": {"data": 12345}}
 
 
 def sse(data: Any, event: str | None = None) -> bytes:
@@ -56,6 +61,14 @@ class WireFormat:
         raise NotImplementedError
 
     def empty_frames(self, body: dict[str, Any]) -> Frames:
+        raise NotImplementedError
+
+    def nonsense_reply(self, body: dict[str, Any], shape: str) -> Any:
+        """A whole reply of the given ``NONSENSE_SHAPES`` shape."""
+        raise NotImplementedError
+
+    def nonsense_frames(self, body: dict[str, Any], shape: str) -> Frames:
+        """A stream of the given ``NONSENSE_SHAPES`` shape (it ends "normally")."""
         raise NotImplementedError
 
 
@@ -105,6 +118,25 @@ class OpenAIWire(WireFormat):
     def empty_frames(self, body: dict[str, Any]) -> Frames:
         return Frames(head=[sse(self._chunk(body, [])), sse(self._chunk(body, []))],
                       tail=[sse("[DONE]")])
+
+    def nonsense_reply(self, body: dict[str, Any], shape: str) -> Any:
+        if shape == "not_an_object":
+            return ["chat.completion", "no", "object"]
+        if shape == "missing_fields":
+            return {"id": "chatcmpl-fault", "object": "chat.completion"}
+        return {**self.reply(body, [], (1, 1)), "choices": [{
+            "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": _NOT_TEXT}}]}
+
+    def nonsense_frames(self, body: dict[str, Any], shape: str) -> Frames:
+        if shape == "not_an_object":
+            return Frames(head=[sse(["chat.completion.chunk"]), sse(json.dumps("no object here"))], tail=[sse("[DONE]")])
+        if shape == "missing_fields":
+            bare = {"id": "chatcmpl-fault", "object": "chat.completion.chunk"}
+            return Frames(head=[sse(bare), sse(bare)], tail=[sse("[DONE]")])
+        return Frames(head=[sse(self._chunk(body, [{"index": 0, "delta": {"content": _NOT_TEXT},
+                                                    "finish_reason": None}]))],
+                      tail=[sse(self._chunk(body, [{"index": 0, "delta": {}, "finish_reason": "stop"}])),
+                            sse("[DONE]")])
 
 
 class AnthropicWire(WireFormat):
@@ -161,6 +193,30 @@ class AnthropicWire(WireFormat):
         start = self._message(body, [], None, (0, 0))
         return Frames(head=[sse({"type": "message_start", "message": start}, "message_start")],
                       tail=[sse({"type": "message_stop"}, "message_stop")])
+
+    def nonsense_reply(self, body: dict[str, Any], shape: str) -> Any:
+        if shape == "not_an_object":
+            return ["message", "no", "object"]
+        if shape == "missing_fields":
+            return {"id": "msg_fault", "type": "message", "role": "assistant"}
+        return self._message(body, [{"type": "text", "text": _NOT_TEXT}], "end_turn", (1, 1))
+
+    def nonsense_frames(self, body: dict[str, Any], shape: str) -> Frames:
+        stop = [sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                     "usage": {"output_tokens": 1}}, "message_delta"),
+                sse({"type": "message_stop"}, "message_stop")]
+        if shape == "not_an_object":
+            return Frames(head=[sse(["message_start"], "message_start"),
+                                sse(json.dumps("no object here"), "content_block_delta")], tail=stop)
+        if shape == "missing_fields":
+            return Frames(head=[sse({"type": "message_start"}, "message_start"),
+                                sse({"type": "content_block_delta"}, "content_block_delta")],
+                          tail=[sse({"type": "message_stop"}, "message_stop")])
+        start = self._message(body, [], None, (1, 1))
+        return Frames(head=[sse({"type": "message_start", "message": start}, "message_start"),
+                            sse({"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": _NOT_TEXT}}, "content_block_delta")],
+                      tail=stop)
 
 
 OPENAI = OpenAIWire()

@@ -12,28 +12,36 @@ import asyncio
 import logging
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel
 
+from assistant import grounding
 from assistant.accounting import LedgerModel, open_accounting
-from assistant.context import ContextReport, build_context
+from assistant.context import ContextReport
 from assistant.errors import LastmileError, StreamInterrupted
-from assistant.protocols import MessageStore, Recall, TurnRecorder
+from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage, build_model
 from assistant.providers.base import approx_message_tokens
+from assistant.people import PeopleAPI
 from assistant.reply import AsyncReplyStream, Reply, ReplyStream, Restart
+from assistant.session_ops import SessionOps
 from assistant.settings import Settings
 from guardrails import Guard, GuardChain, GuardContext, default_pipeline
+from memory.context_summary import KIND as SUMMARY_JOB
+from memory.context_summary import SessionSummaries
+from memory.context_turn import turn_context
+from memory.facts_jobs import attach_facts
+from memory.jobs import open_jobs
+from memory.review import ReviewQueue
 from memory.store import SessionInfo, StoredMessage
 
 __all__ = ["Assistant"]
 
 log = logging.getLogger(__name__)
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
-HISTORY_SCAN = 200  # newest messages considered for the window; plenty for any budget
 
 
 @dataclass
@@ -49,6 +57,7 @@ class _Outcome:
     first_token_ms: float | None = None
     finish_reason: str | None = None
     restarts: int = 0
+    notice: str | None = None
     latency_ms: float = 0.0
     text: str = ""
     prompt_tokens: int = 0
@@ -63,7 +72,7 @@ class _Outcome:
             self.status = "incomplete"
 
 
-class Assistant:
+class Assistant(SessionOps, PeopleAPI):
     """A conversational assistant with durable history.
 
     ``Assistant()`` builds everything from ``Settings()`` (the environment). Tests and
@@ -79,9 +88,11 @@ class Assistant:
         recorder: TurnRecorder | None = None,
         memory: Recall | None = None,
         guards: list[Guard] | None = None,
+        documents: Documents | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._owned: list[object] = []
+        built_store = store is None  # a store we build ourselves may bring its corpus
         if store is None:
             from memory.db import open_engine
             from memory.store import ConversationStore
@@ -97,9 +108,22 @@ class Assistant:
         if model is not None and self.ledger is not None:
             model = LedgerModel(model, self.ledger, self.budget)  # one row per call it makes
         self._model = model
+        # Durable background jobs (facts, summaries) in the same database; the worker
+        # thread starts at the first enqueue, or now if an earlier process left work.
+        self.jobs, self.worker = open_jobs(getattr(store, "engine", None), self.settings)
+        if self.worker is not None:
+            self._owned.append(self.worker)
         self.guards = GuardChain(guards if guards is not None else default_pipeline(
             max_chars=self.settings.max_message_chars, pii_modes=self.settings.pii_mode,
             pii_always=self.settings.pii_always, injection_input=self.settings.injection_input))
+        # Facts about the user: extracted by ``facts`` jobs, recalled ahead of turns.
+        self.facts_memory = attach_facts(self, injected=model is not None)
+        engine = getattr(store, "engine", None)
+        self.documents = documents if documents is not None or not built_store else \
+            grounding.default_documents(self.settings, engine)
+        self.citation_guard = grounding.citation_guard(self.guards, self.settings.citation_policy)
+        self.review = ReviewQueue(engine) if engine is not None else None
+        self.summaries = self._session_summaries()
 
     @property
     def model(self) -> ChatModel:
@@ -141,15 +165,17 @@ class Assistant:
         return self.store.history(user_id, session_id)
 
     # turns --------------------------------------------------------------------------
-    def stream(self, text: str, *, session_id: str, user_id: str = "default") -> ReplyStream:
+    def stream(self, text: str, *, session_id: str, user_id: str = "default",
+               cache: bool = True) -> ReplyStream:
         """Validate and store the message now; iterate the result for reply chunks.
+        ``cache=False`` skips the reply cache for this turn (e.g. "regenerate").
 
         Raises ``InputRejected`` here, before anything is stored, for unusable input.
         Everything after the message is stored ends in a stored reply, even when the
         model cannot be loaded at all.
         """
         ctx = GuardContext(user_id=user_id, session_id=session_id,
-                           notes={"destination": self._destination()})
+                           notes={"destination": self._destination(), "cache": cache})
         clean = self.guards.before_input(ctx, text)
         try:
             tokens: int | None = self.model.count_tokens([HumanMessage(content=clean)])
@@ -158,18 +184,23 @@ class Assistant:
         stored = self.store.add_message(user_id, session_id, "user", clean, token_count=tokens)
         return ReplyStream(self._turn(ctx, stored))
 
-    def chat(self, text: str, *, session_id: str, user_id: str = "default") -> Reply:
-        stream = self.stream(text, session_id=session_id, user_id=user_id)
+    def chat(self, text: str, *, session_id: str, user_id: str = "default",
+             cache: bool = True) -> Reply:
+        stream = self.stream(text, session_id=session_id, user_id=user_id, cache=cache)
         for _ in stream:
             pass
         assert stream.reply is not None
         return stream.reply
 
-    async def achat(self, text: str, *, session_id: str, user_id: str = "default") -> Reply:
-        return await asyncio.to_thread(self.chat, text, session_id=session_id, user_id=user_id)
+    async def achat(self, text: str, *, session_id: str, user_id: str = "default",
+                    cache: bool = True) -> Reply:
+        return await asyncio.to_thread(self.chat, text, session_id=session_id, user_id=user_id,
+                                       cache=cache)
 
-    async def astream(self, text: str, *, session_id: str, user_id: str = "default") -> AsyncReplyStream:
-        stream = await asyncio.to_thread(self.stream, text, session_id=session_id, user_id=user_id)
+    async def astream(self, text: str, *, session_id: str, user_id: str = "default",
+                      cache: bool = True) -> AsyncReplyStream:
+        stream = await asyncio.to_thread(self.stream, text, session_id=session_id, user_id=user_id,
+                                         cache=cache)
         return AsyncReplyStream(stream)
 
     def extract(self, schema: type[SchemaT], text_or_messages: str | Sequence[BaseMessage], *,
@@ -198,34 +229,31 @@ class Assistant:
             else:
                 return "remote" if getattr(model, "provider", "") in REMOTE else "local"
 
+    def _session_summaries(self) -> SessionSummaries | None:
+        """The rolling summary (needs the SQL store's database); its folds run as
+        ``summary`` jobs on ``self.worker`` when there is one."""
+        engine = getattr(self.store, "engine", None)
+        if engine is None or not self.settings.summarize_sessions:
+            return None
+        from memory.summary import Summariser
+        from memory.summary_store import SummaryStore
+
+        store = SummaryStore(engine)
+        mode = self.settings.summary_model
+        use_chat = mode == "chat" or (mode == "auto" and self._model is None)
+        summaries = SessionSummaries(store, Summariser(
+            store, (lambda: self.model) if use_chat else None,
+            max_tokens=self.settings.summary_max_tokens,
+            fold_tokens=self.settings.summary_fold_tokens))
+        if self.worker is not None:
+            self.worker.register(SUMMARY_JOB, summaries.handle)
+        return summaries
+
     def _context(self, ctx: GuardContext, model: ChatModel,
                  query: str) -> tuple[list[BaseMessage], ContextReport]:
-        """Recent turns within the budget, then recalled memories within their share."""
-        settings = self.settings
-        budget = settings.context_budget_tokens or max(
-            64, model.context_window - settings.max_reply_tokens)
-        memory_budget = min(settings.memory_budget_tokens, budget // 3) if self.memory else 0
-        history = self.store.recent(ctx.user_id, ctx.session_id, HISTORY_SCAN)
-        messages, report = build_context(settings.system_prompt, history,
-                                         budget=budget - memory_budget, count=model.count_tokens)
-        if memory_budget <= 0 or self.memory is None:
-            return messages, report
-        try:
-            recalled = self.memory.recall(
-                ctx.user_id, query, token_budget=memory_budget, exclude=report.message_ids,
-                count_tokens=lambda text: model.count_tokens([SystemMessage(content=text)]))
-        except Exception:  # noqa: BLE001 - recall is a bonus; a turn never fails for it
-            log.warning("memory recall failed; answering from the recent window", exc_info=True)
-            return messages, report
-        if not recalled.text:
-            return messages, report
-        system = f"{settings.system_prompt}\n\n{recalled.text}".strip()
-        if messages and isinstance(messages[0], SystemMessage):
-            messages[0] = SystemMessage(content=system)
-        else:
-            messages.insert(0, SystemMessage(content=system))
-        used = model.count_tokens([SystemMessage(content=system)]) - report.system_tokens
-        return messages, replace(report, memory_tokens=used, memory_ids=recalled.message_ids)
+        """Summary, memories, documents and recent turns, each within its share of the
+        budget (see ``memory.context_turn``)."""
+        return turn_context(self, ctx, model, query)
 
     def _turn(self, ctx: GuardContext, user_msg: StoredMessage) -> Generator[str, None, Reply]:
         out = _Outcome()
@@ -241,9 +269,12 @@ class Assistant:
                 messages, max_tokens=self.settings.max_reply_tokens,
                 temperature=self.settings.temperature,
                 metadata={"purpose": "chat", "user_id": ctx.user_id,
-                          "session_id": ctx.session_id, "turn_id": user_msg.id})
+                          "session_id": ctx.session_id, "turn_id": user_msg.id,
+                          "cache": ctx.notes.get("cache", True),
+                          "snippets": ctx.notes.get("snippets", [])})
             for chunk in model.request(request):
                 out.provider = chunk.extra.get("provider", out.provider)
+                out.notice = chunk.extra.get("notice", out.notice)  # safe mode says so
                 if chunk.extra.get("restart"):
                     # A fallback moved on mid-reply: the next provider starts from scratch.
                     out.parts.clear()
@@ -258,6 +289,7 @@ class Assistant:
                         out.first_token_ms = (time.perf_counter() - started) * 1000
                     out.parts.append(chunk.text)
                     yield chunk.text
+            yield from grounding.reask_once(self.citation_guard, model, request, ctx, out)
         except LastmileError as exc:
             out.fail(exc)
             log.warning("turn failed at the model (%s): %s", out.provider, exc)
@@ -276,7 +308,8 @@ class Assistant:
                      message_id=stored.id, user_message_id=user_msg.id,
                      usage=Usage(out.prompt_tokens, out.completion_tokens), status=out.status,
                      error=out.user_error, latency_ms=out.latency_ms, context=report,
-                     finish_reason=out.finish_reason)
+                     finish_reason=out.finish_reason, notice=out.notice,
+                     **grounding.reply_fields(ctx))
 
     def _store_reply(self, ctx: GuardContext, user_msg: StoredMessage, model: ChatModel | None,
                      messages: list[BaseMessage], out: _Outcome,
@@ -289,16 +322,28 @@ class Assistant:
         cost = count([AIMessage(content=out.text)]) if out.text else 0
         out.completion_tokens = out.usage.completion_tokens if out.usage else cost
         out.prompt_tokens = out.usage.prompt_tokens if out.usage else (count(messages) if messages else 0)
+        confidence, doubts = grounding.assess(ctx, out)
         stored = self.store.add_message(
             ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
             provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens, token_count=cost,
             finish_reason=out.finish_reason,
             context=None if report is None else {
-                **report.to_dict(), "reply_reserve": self.settings.max_reply_tokens})
+                **report.to_dict(), "reply_reserve": self.settings.max_reply_tokens,
+                **grounding.stored_fields(ctx, confidence)})
+        grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
+                                confidence, doubts)
         if self.recorder is not None and out.status == "ok":
             self.recorder.submit([user_msg, stored])
         return stored
+
+    # operations ---------------------------------------------------------------------
+    def set_kill_switch(self, on: bool, *, by: str | None = None) -> None:
+        """Stop (or resume) every remote model call, in every process on this database;
+        turns meanwhile answer in safe mode (see ``assistant.control``)."""
+        from assistant.control import ControlFlags
+
+        ControlFlags(getattr(self.store, "engine", None)).set_kill_switch(on, by=by)
 
     # lifecycle ----------------------------------------------------------------------
     def flush(self) -> None:
@@ -307,6 +352,8 @@ class Assistant:
             self.recorder.flush()
         if self.budget is not None:
             self.budget.flush()
+        if self.worker is not None:
+            self.worker.flush(self.settings.job_flush_timeout_s)
 
     def close(self) -> None:
         for owned in self._owned:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from assistant.context import ContextReport
 from assistant.providers.base import Usage
 
-__all__ = ["Reply", "ReplyStream", "AsyncReplyStream", "Restart"]
+__all__ = ["AsyncReplyStream", "Citation", "Reply", "ReplyStream", "Restart", "SentenceCheck"]
 
 
 class Restart(str):
@@ -33,6 +33,33 @@ class Restart(str):
 
 
 @dataclass(frozen=True)
+class SentenceCheck:
+    """One sentence of a grounded answer and what the citation check made of it:
+    ``verdict`` is supported / unsupported / uncited / invalid_citation."""
+
+    text: str
+    cited: tuple[str, ...]
+    verdict: str
+    score: float
+    claim: bool = True
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One source the answer cites. ``verdict``: ``supported`` (every sentence citing it
+    is), ``partial``, ``unsupported``, or ``invalid_citation`` (no such source was shown)."""
+
+    source_id: str
+    title: str
+    path: str
+    snippet: str
+    verdict: str
+    page: int | None = None
+    chunk_id: str = ""
+    sentences: tuple[SentenceCheck, ...] = ()
+
+
+@dataclass(frozen=True)
 class Reply:
     """The outcome of one turn.
 
@@ -52,6 +79,18 @@ class Reply:
     context: ContextReport | None = None
     #: ``stop`` or ``length`` (hit ``max_reply_tokens``), as the provider reported it.
     finish_reason: str | None = None
+    #: A sentence for the user about how this turn was answered, e.g. in safe mode
+    #: ("Safe mode: remote models are switched off; answering from the local model").
+    notice: str | None = None
+    #: Sources the answer cites, with verdicts (empty when no documents were shown).
+    citations: tuple[Citation, ...] = ()
+    #: Every sentence's citation verdict, uncited ones included.
+    checks: tuple[SentenceCheck, ...] = ()
+    #: 0..1 when something bears on it (groundedness, a fallback to the local model,
+    #: failed validation); ``None`` when nothing does.
+    confidence: float | None = None
+    #: ``pending`` while a human reviewer has not yet approved this answer, else ``None``.
+    review_status: str | None = None
 
     @property
     def truncated(self) -> bool:

@@ -73,6 +73,16 @@ class SessionOps:
         self.store.set_status(user_id, session_id, [message.id, *(m.id for m in after)], SUPERSEDED)
         return stream
 
+    def session_summary(self, session_id: str, *, user_id: str = "default") -> Any:
+        """The session's newest rolling summary (text, message-id range, method), or None
+        when nothing has left the window yet or there is no SQL store."""
+        engine = getattr(self.store, "engine", None)
+        if engine is None:
+            return None
+        from memory.summary_store import SummaryStore
+
+        return SummaryStore(engine).latest(user_id, session_id)
+
     def feedback(self, message_id: int, value: int, *, user_id: str = "default",
                  note: str | None = None) -> None:
         """Like (+1), dislike (-1) or clear (0) a reply of this user."""

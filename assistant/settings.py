@@ -11,7 +11,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "packaged_file", "quiet_third_parties"]
@@ -137,6 +137,69 @@ class Settings(BaseSettings):
         None, description="http(s) URL that receives a JSON POST per budget alert.")
 
     # --- issue 3: context split, summaries, facts, jobs --------------------------------
+    # context split (H1): shares of the prompt budget left after the system prompt; what a
+    # block does not use flows to the recent turns.
+    context_summary_share: float = Field(
+        0.15, ge=0, le=1, description="Share of the prompt budget for the session summary.")
+    context_memory_share: float = Field(
+        0.20, ge=0, le=1, description="Share of the prompt budget for recalled memories "
+        "(capped by memory_budget_tokens).")
+    context_documents_share: float = Field(
+        0.25, ge=0, le=1, description="Share of the prompt budget for retrieved documents.")
+    context_recent_min_share: float = Field(
+        0.25, ge=0, le=1, description="Share of the prompt budget always left for recent turns.")
+    summary_max_tokens: int = Field(
+        300, ge=16, le=8192, description="Cap on the stored session summary (and its block).")
+    documents_max_tokens: int = Field(
+        1200, ge=0, description="Cap on the retrieved-documents block.")
+    summary_fold_tokens: int = Field(
+        1200, ge=64, description="Most tokens of dropped turns folded into the summary per model call.")
+    summarize_sessions: bool = Field(
+        True, description="Fold turns leaving the window into a rolling session summary.")
+    summary_model: str = Field(
+        "auto", pattern="^(auto|chat|extractive)$",
+        description="Who writes summaries: 'chat' (the chat model, validated JSON, extractive "
+                    "fallback), 'extractive' (the deterministic summariser only), or 'auto' "
+                    "(the chat model unless one was injected into Assistant(model=...)).")
+
+    @model_validator(mode="after")
+    def _context_shares_fit(self) -> Settings:
+        shares = {"summary": self.context_summary_share, "memory": self.context_memory_share,
+                  "documents": self.context_documents_share,
+                  "recent_min": self.context_recent_min_share}
+        if sum(shares.values()) > 1 + 1e-9:
+            raise ValueError(f"context shares must sum to at most 1, got {sum(shares.values()):.3f} "
+                             f"({', '.join(f'context_{k}_share={v}' for k, v in shares.items())})")
+        return self
+
+    # jobs + facts (H2): the durable background queue and fact memory.
+    job_max_attempts: int = Field(
+        12, ge=1, le=100, description="Tries per background job before it is marked dead "
+                                      "(12 with the default backoff: about 40 minutes of outage).")
+    job_backoff_initial_s: float = Field(
+        2.0, ge=0, le=3600, description="First retry delay of a failed background job.")
+    job_backoff_max_s: float = Field(
+        600.0, ge=0, le=86_400, description="Longest retry delay of a failed background job.")
+    job_lock_timeout_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="A running job whose worker stayed silent this long is requeued.")
+    job_poll_s: float = Field(
+        1.0, gt=0, le=60, description="How often an idle worker looks for due jobs.")
+    job_flush_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="Longest `Assistant.flush()` waits for due jobs.")
+    facts_enabled: bool = Field(
+        True, description="Extract facts about the user after each turn (background job).")
+    facts_model: str = Field(
+        "auto", pattern="^(auto|chat|rules)$",
+        description="Who extracts facts besides the always-on rules: 'chat' (the chat model, "
+                    "structured output), 'rules' (nobody), or 'auto' (the chat model unless "
+                    "one was injected into Assistant(model=...)).")
+    facts_budget_share: float = Field(
+        0.4, ge=0, le=1, description="Share of the memory budget current facts may fill "
+                                     "before episodic snippets.")
+    facts_similarity: float = Field(
+        0.9, ge=0.5, le=1.0, description="MiniLM cosine above which a new fact repeats a stored "
+                                         "one (NOOP) instead of adding a new one.")
 
     # --- issue 4: caches, routing, kill switch / safe mode ------------------------------
     cache_mode: str = Field(
@@ -175,7 +238,41 @@ class Settings(BaseSettings):
                              f"known: {sorted(known)}")
         return value
 
+    @property
+    def route_specs(self) -> list[str]:
+        """The cheap chain for tiered routing (empty: no routing)."""
+        return [p.strip() for p in (self.route_cheap or "").split(",") if p.strip()]
+
     # --- issue 5: documents, citations, extraction, review ------------------------------
+    # documents + review (H6)
+    sample_corpus: bool = Field(
+        True, description="Ingest the project's docs as the shared 'lastmile-docs' collection "
+                          "at start-up (skipped when unchanged).")
+    ingest_max_file_mb: float = Field(
+        20.0, gt=0, le=2048, description="Files larger than this are rejected at ingest.")
+    chunk_chars: int = Field(900, ge=100, le=20_000, description="Target chunk size in characters.")
+    chunk_overlap_chars: int = Field(120, ge=0, le=5_000, description="Overlap between chunks.")
+    documents_k: int = Field(4, ge=1, le=50, description="Most document chunks shown per turn.")
+    documents_min_similarity: float = Field(
+        0.3, ge=-1, le=1, description="Cosine a chunk needs to be shown (0.2 if BM25 also finds it).")
+    citation_policy: str = Field(
+        "annotate", pattern="^(annotate|strip|reask)$",
+        description="Unsupported cited sentences: annotate them, strip them, or re-ask once.")
+    review_threshold: float = Field(
+        0.5, ge=0, le=1, description="Answers with a confidence below this go to human review.")
+
+    # --- issue 6: sign-in, roles, OpenAI-compatible endpoint ----------------------------
+    auth: str = Field(
+        "none", pattern="^(none|password|header)$",
+        description="UI sign-in: none (single user), password (our user table) or header "
+                    "(a trusted proxy sets the user).")
+    auth_header: str = Field(
+        "X-Forwarded-User", description="With auth=header: the header naming the signed-in user.")
+    default_user: str = Field(
+        "default", min_length=1, max_length=128, description="The user of a single-user setup.")
+    single_user_role: str = Field(
+        "admin", pattern="^(user|reviewer|admin)$",
+        description="Role of the single-user setup (auth=none): it is the operator's own machine.")
 
     @field_validator("prices")
     @classmethod

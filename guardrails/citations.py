@@ -25,6 +25,7 @@ Rules, per sentence of the answer (see ``guardrails.claims`` for the helpers):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -38,13 +39,13 @@ from guardrails.claims import (
     has_antonym_clash,
     is_claim,
     name_stems,
-    negated,
     numbers_match,
     parse_markers,
     split_sentences,
     stem,
     tokens,
 )
+from guardrails.roles import acronym_of, direction_clash, negation_clash, role_swaps, uncovered_clauses
 
 __all__ = ["THRESHOLD", "CitationReport", "CitedSentence", "verify_citations"]
 
@@ -99,18 +100,16 @@ def _hard_failures(claim: str, window: str, known: set[str], lead: str = "") -> 
     """Why ``window`` cannot support ``claim``; names may also come from ``lead`` (the cited
     sources' first sentences), since later sentences say "she" / "it" for the subject."""
     reasons = []
-    if not numbers_match(claim, window):
+    if not numbers_match(claim, window) and not numbers_match(claim, f"{window} {lead}"):
         reasons.append("number")
     have = {stem(t) for t in tokens(window + " " + lead)}
     prefixes = {h[:4] for h in have if len(h) >= 4}  # "Chinese" ~ "China", "Nepali" ~ "Nepal"
-    missing = sorted(e for e in entities(claim, known) if e not in have and e[:4] not in prefixes)
+    acronyms = {t.lower(): t for t in (re.sub(r"[’']s$", "", t) for t in tokens(claim)) if t.isupper()}
+    missing = sorted(e for e in entities(claim, known) if e not in have and e[:4] not in prefixes
+                     and not acronym_of(acronyms.get(e, ""), f"{window} {lead}"))
     if missing:
         reasons.append("entity:" + ",".join(missing))
-    cstems = content_stems(claim)
-    best = max(split_sentences(window) or [window], key=lambda s: _coverage(cstems, s))
-    if negated(claim) != negated(best):
-        reasons.append("negation")
-    if has_antonym_clash(claim, window):
+    if has_antonym_clash(claim, window) or direction_clash(claim, window):
         reasons.append("antonym")
     return reasons
 
@@ -158,12 +157,12 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
     if pending:
         known = set().union(*(name_stems(v) for v in srcs.values()))
         leads = {k: (split_sentences(v) or [""])[0] for k, v in srcs.items()}
-        _score(pending, encoder or _encoder(), threshold, known, leads)
+        _score(pending, encoder or _encoder(), threshold, known, leads, srcs)
     return CitationReport(items)
 
 
 def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, threshold: float,
-           known: set[str], leads: Mapping[str, str]) -> None:
+           known: set[str], leads: Mapping[str, str], srcs: Mapping[str, str]) -> None:
     """One batched encode for all claims and candidate windows of the answer."""
     texts = list(dict.fromkeys([i.text for i, _ in pending] + [w for _, ws in pending for w in ws]))
     index = {t: n for n, t in enumerate(texts)}
@@ -180,6 +179,16 @@ def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, thr
             score = soft * HARD_PENALTY if reasons else soft
             if score > best[0]:
                 best = (score, w, reasons)
+        # Contradictions are looked for in the whole cited text, not just the best window:
+        # "X was not included" two sentences away still contradicts "X was included".
+        cited_text = " ".join(srcs[c] for c in item.cited)
+        swaps = role_swaps(item.text, cited_text, known)
+        against = (["negation"] if negation_clash(item.text, cited_text) else []) + (
+            ["role:" + ",".join(swaps)] if swaps else [])
+        if gaps := uncovered_clauses(item.text, [srcs[c] for c in item.cited]):
+            against.append("partial:" + "|".join(gaps))
+        if against:
+            best = (best[0] * HARD_PENALTY, best[1], [*best[2], *against])
         item.score, item.evidence, item.reasons = round(best[0], 4), best[1], best[2]
         item.verdict = "supported" if best[0] >= threshold else "unsupported"
         if item.verdict == "unsupported" and not item.reasons:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["content_stems", "entities", "has_antonym_clash", "is_claim", "name_stems", "negated",
+__all__ = ["STOP", "content_stems", "entities", "has_antonym_clash", "is_claim", "name_stems", "negated",
            "numbers", "numbers_match", "parse_markers", "split_sentences", "stem", "tokens"]
 
 # Citation markers: [1], [1][2], [1, 2], [1-3], [S1]; ids are kept as strings.
@@ -84,8 +84,9 @@ any both each few more most other some such only own same so too very can will j
 should would could may might must shall it its it's they them their theirs we us our
 you your he him his she her hers i me my mine what which who whom whose also while
 during before after between through per via around roughly about approximately nearly
-almost some many much like just still yet"""
+almost some many much like just still yet percent cent"""
 _STOP = frozenset(_STOP_WORDS.split())
+STOP = _STOP
 _NEG = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|without|instead of|rather than|lack(?:s|ed)?|fail(?:s|ed)? to|"
                   r"unable|nobody|nothing|nowhere|isn't|aren't|wasn't|weren't|don't|doesn't|"
                   r"didn't|won't|can't|couldn't|shouldn't|hasn't|haven't|hadn't)\b|n't\b|n’t\b", re.IGNORECASE)
@@ -111,12 +112,33 @@ _ANTONYMS = [("increase", "decrease"), ("rise", "fall"), ("rose", "fell"), ("rai
              ("male", "female"), ("few", "most"), ("few", "many"), ("true", "false"), ("open", "closed"),
              ("safe", "unsafe"), ("legal", "illegal"), ("public", "private"), ("inside", "outside"),
              ("cheaper", "costlier"), ("faster", "slower"), ("early", "late"), ("earlier", "later"),
-             ("always", "never"), ("all", "none"), ("minimum", "maximum"), ("start", "end")]
+             ("always", "never"), ("all", "none"), ("minimum", "maximum"), ("start", "end"),
+             ("warm", "cold"), ("hot", "cold"), ("warmer", "colder"), ("active", "dormant"),
+             ("active", "inactive"), ("crowded", "empty"), ("youngest", "oldest"), ("young", "old"),
+             ("wet", "dry"), ("strong", "weak"), ("rich", "poor"), ("accepted", "rejected"),
+             ("included", "excluded"), ("possible", "impossible"), ("cheap", "expensive"),
+             ("longest", "shortest"), ("long", "short"), ("wide", "narrow"), ("best", "worst"),
+             ("easy", "difficult"), ("common", "rare"), ("success", "failure"), ("internal", "external"),
+             ("same", "different"), ("ancient", "modern"), ("simple", "complex"), ("light", "dark")]
+_TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+_UNITS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+_COMPOUND_WORD = re.compile(rf"\b({_TENS})[- ]({'|'.join(_UNITS)})\b", re.IGNORECASE)
+
+
+def _join_number_words(text: str) -> str:
+    """"twenty-six" -> "26", so compound number words count as one number."""
+    return _COMPOUND_WORD.sub(lambda m: str(_WORDNUM[m.group(1).lower()]
+                                            + _UNITS.index(m.group(2).lower()) + 1), text)
 _FILLER = re.compile(r"^(?:hi|hello|hey|thanks|thank you|sure|certainly|of course|great question|good question|"
                      r"here(?:'s| is| are)|below|the following|i hope|hope|let me|feel free|please|happy to|"
                      r"glad to|i'm not|i am not|in short|in summary|to summari[sz]e|enjoy|ok|okay|"
                      r"that's|what a|would you|do you|good luck|i think|i believe|in my (?:view|opinion))\b", re.IGNORECASE)
 _OPINION = re.compile(r"\b(?:in my (?:view|opinion)|i think|i believe|i feel|personally)\b", re.IGNORECASE)
+# Evaluations and advice: not checkable against a source unless they carry a number/name.
+_SUBJECTIVE = re.compile(r"\b(?:amazing|fascinating|remarkable|incredible|wonderful|interesting|awesome|"
+                         r"beautiful|impressive|exciting|worth|may want|might want|it depends|"
+                         r"every (?:situation|case) is different|you should consider)\b", re.IGNORECASE)
+_COMPOUND = re.compile(r"(?<![\d.])(\d+)\s*([-–:])\s*(\d+)(?:\s*:\s*(\d+))?(?![\d.])")
 
 
 def tokens(text: str) -> list[str]:
@@ -129,8 +151,10 @@ def stem(word: str) -> str:
     for suf, rep, min_len in (("ies", "y", 5), ("ing", "", 6), ("ied", "y", 5), ("ed", "", 5),
                               ("es", "", 5), ("s", "", 4), ("ly", "", 5)):
         if w.endswith(suf) and len(w) >= min_len and not w.endswith("ss"):
-            return w[: len(w) - len(suf)] + rep
-    return w
+            w = w[: len(w) - len(suf)] + rep
+            break
+    # "live"/"lived", "require"/"requires": drop a final e so both forms meet.
+    return w.rstrip("e") if len(w) >= 4 else w
 
 
 def content_stems(text: str) -> set[str]:
@@ -140,6 +164,7 @@ def content_stems(text: str) -> set[str]:
 def numbers(text: str) -> list[tuple[float, bool]]:
     """Numbers in ``text`` as (value, hedged); "1,000"=1000, "5%"="5 percent", "two"=2."""
     out: list[tuple[float, bool]] = []
+    text = _join_number_words(text)
     for m in _NUM.finditer(text):
         val = float(m.group(1).replace(",", ""))
         scale = (m.group(3) or m.group(4) or "").lower()
@@ -166,7 +191,8 @@ def entities(text: str, known: set[str] = frozenset()) -> set[str]:
     toks = tokens(text)
     out = set()
     for i, t in enumerate(toks):
-        if t.lower() in _STOP or t.lower() == "i" or t.isdigit():
+        acronym = t.isupper() and len(t) > 1  # "WHO", "US": names even if stop words
+        if (t.lower() in _STOP and not acronym) or t.lower() == "i" or t.isdigit():
             continue
         if not (t[0].isupper() or any(c.isupper() for c in t[1:])):
             continue
@@ -200,16 +226,52 @@ def is_claim(text: str) -> bool:
     has_num = bool(_NUM.search(t))
     if (_FILLER.match(t) or _OPINION.search(t)) and not has_num:
         return False
+    if _SUBJECTIVE.search(t) and not has_num and not entities(t):
+        return False
     if has_num or entities(t):
         return True
     return len(content_stems(t)) >= 5 and not t.endswith(("!", ":"))
 
 
+def _units(text: str) -> list[tuple[float, bool, bool, str]]:
+    """(value, hedged, written as a word, unit) per number; the unit is the stem of the
+    next content word ("7 million visitors" -> "visitor")."""
+    out = []
+    text = _join_number_words(text)
+    for m in list(_NUM.finditer(text)) + list(re.finditer(r"\b(" + "|".join(_WORDNUM) + r")\b", text, re.I)):
+        after = text[m.end():]
+        scale = re.match(r"\s*(thousand|million|billion|trillion)\b", after, re.I) if not m.group(0)[0].isdigit() else None
+        after = after[scale.end():] if scale else after
+        unit = re.match(r"\s*-?\s*(%|per ?cent|[a-z]+)", after)  # the very next word, lowercase
+        nxt = [] if not unit or unit.group(1) in _STOP else ["%" if unit.group(1)[0] in "%p" and "cent" in unit.group(1) or unit.group(1) == "%" else unit.group(1)]
+        for val, hedged in numbers(m.group(0) + (scale.group(0) if scale else "")) or [(0.0, False)]:
+            out.append((val, hedged or bool(_HEDGE.search(text[: m.start()])), not m.group(0)[0].isdigit(),
+                        stem(nxt[0]) if nxt else ""))
+    return out
+
+
+def _compounds(text: str) -> set[str]:
+    return {"-".join(g for g in (m.group(1), m.group(3), m.group(4)) if g) + m.group(2).replace("–", "-")
+            for m in _COMPOUND.finditer(text)}
+
+
 def numbers_match(claim: str, evidence: str) -> bool:
-    """Every number in the claim occurs in the evidence (within 5% when hedged: "about")."""
-    have = [v for v, _ in numbers(evidence)]
-    for val, hedged in numbers(claim):
+    """Every number in the claim occurs in the evidence (within 5% when hedged: "about").
+
+    A number written as a word or hedged ("two crewmates", "nearly a thousand years")
+    may be the writer's own count or arithmetic; it only fails when the evidence gives a
+    *different* number for the same unit. Scores and times ("4-3", "2:00:35") must match
+    as a whole when the evidence has any.
+    """
+    have = _units(evidence)
+    for val, hedged, word, unit in _units(claim):
         tol = 0.05 * abs(val) if hedged else 1e-9 * max(1.0, abs(val))
-        if not any(abs(val - h) <= tol for h in have):
-            return False
-    return True
+        same = [u for h, _, _, u in have if abs(val - h) <= tol]
+        rival = unit and any(u == unit and abs(val - h) > tol for h, _, _, u in have)
+        if same and (not rival or not unit or unit in same):
+            continue  # present, and not bound to another unit the claim's unit owns
+        if not same and word and not rival:
+            continue  # "two crewmates": the writer's own count, contradicted by nothing
+        return False
+    wanted, given = _compounds(claim), _compounds(evidence)
+    return not (wanted and given and not wanted <= given)

@@ -82,13 +82,22 @@ class DenseIndex:
         with self._lock:
             self._users.pop(user_id, None)
 
-    def search(self, user_id: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+    def scores(self, user_id: str, vector: np.ndarray) -> tuple[list[str], dict[str, int], np.ndarray]:
+        """Cosine of every row of this user: (row ids, id -> row, scores by row); a row
+        added after the snapshot may be in the mapping but beyond ``len(scores)``."""
         with self._lock:  # a consistent snapshot: rows are only ever added or overwritten
             user = self._users.get(user_id)
-            if user is None or user.n == 0 or n <= 0:
-                return []
+            if user is None or user.n == 0:
+                return [], {}, np.zeros(0, np.float32)
             scores = user.matrix[:user.n] @ np.asarray(vector, dtype=np.float32)
             ids = user.ids[:user.n]
+            rows = user.rows  # may gain rows later: callers check row < len(scores)
+        return ids, rows, scores
+
+    def search(self, user_id: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        ids, _, scores = self.scores(user_id, vector)
+        if not len(scores) or n <= 0:
+            return []
         n = min(n, len(scores))
         top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
         top = top[np.lexsort((top, -scores[top]))]  # best first; ties in insertion order

@@ -5,13 +5,19 @@ and a query can only ever see that user's index, so a cross-user result is impos
 by construction. bm25s has no incremental add, so an index is rebuilt lazily, on the
 first query after that user's items changed; tokens are cached per item, so a rebuild
 of 10,000 turns costs a few tens of milliseconds and never re-tokenises.
+
+Windowed documents (document expansion): an item can be given context items (its
+adjacent turns, see ``set_context``); the windowed index scores each item by its own
+tokens plus its context's. Why: the retriever shows a hit together with its adjacent
+turns, so it should rank the window it shows ("Did you go?" / "Yes, to the pride
+parade last Friday" only match "When did Caroline go to the pride parade?" together).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import bm25s
@@ -56,10 +62,16 @@ def tokenize(text: str) -> list[str]:
 @dataclass
 class _UserIndex:
     tokens: dict[str, list[str]] = field(default_factory=dict)  # item id -> tokens
-    ids: list[str] = field(default_factory=list)  # row order of the built index
-    model: bm25s.BM25 | None = None
-    vocab: frozenset[str] = frozenset()
-    dirty: bool = True
+    context: dict[str, tuple[str, ...]] = field(default_factory=dict)  # item id -> context ids
+    built: dict[bool, _Built] = field(default_factory=dict)  # windowed? -> index (lazy)
+
+
+@dataclass(frozen=True)
+class _Built:
+    ids: list[str]  # row order
+    rows: dict[str, int]  # item id -> row
+    model: bm25s.BM25
+    vocab: frozenset[str]
 
 
 class LexicalIndex:
@@ -76,7 +88,16 @@ class LexicalIndex:
             user = self._users.setdefault(user_id, _UserIndex())
             for item_id, text in items:
                 user.tokens[item_id] = tokenize(text)
-            user.dirty = True
+            user.built.clear()
+
+    def set_context(self, user_id: str, context: Mapping[str, Sequence[str]]) -> None:
+        """Set the context items (e.g. adjacent turns) of some of this user's items; the
+        windowed index scores each item with its context's tokens added."""
+        with self._lock:
+            user = self._users.setdefault(user_id, _UserIndex())
+            for item_id, others in context.items():
+                user.context[item_id] = tuple(o for o in others if o != item_id)
+            user.built.pop(True, None)
 
     def remove(self, user_id: str, item_ids: Iterable[str]) -> None:
         with self._lock:
@@ -85,7 +106,8 @@ class LexicalIndex:
                 return
             for item_id in item_ids:
                 user.tokens.pop(item_id, None)
-            user.dirty = True
+                user.context.pop(item_id, None)
+            user.built.clear()
 
     def drop_user(self, user_id: str) -> None:
         with self._lock:
@@ -95,32 +117,49 @@ class LexicalIndex:
         user = self._users.get(user_id)
         return len(user.tokens) if user else 0
 
-    def _built(self, user_id: str) -> tuple[list[str], bm25s.BM25, frozenset[str]] | None:
-        """A consistent snapshot (row ids, model, vocabulary), rebuilt first if stale."""
+    def _built(self, user_id: str, windowed: bool = False) -> _Built | None:
+        """A consistent snapshot of this user's index, (re)built first if stale."""
         with self._lock:
             user = self._users.get(user_id)
             if user is None or not user.tokens:
                 return None
-            if user.dirty:
+            built = user.built.get(windowed)
+            if built is None:
                 ids = list(user.tokens)
+                docs = [self._document(user, i, windowed) for i in ids]
                 model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
                 # An empty token list would make bm25s choke; "" never matches a query token.
-                model.index([user.tokens[i] or [""] for i in ids], show_progress=False)
-                user.ids, user.model = ids, model
-                user.vocab = frozenset(model.vocab_dict)
-                user.dirty = False
-            return user.ids, user.model, user.vocab  # type: ignore[return-value]
+                model.index([d or [""] for d in docs], show_progress=False)
+                built = _Built(ids, {sid: row for row, sid in enumerate(ids)}, model,
+                               frozenset(model.vocab_dict))
+                user.built[windowed] = built
+            return built
 
-    def search(self, user_id: str, query: str | Sequence[str], k: int) -> list[tuple[str, float]]:
-        built = self._built(user_id)
-        if built is None or k <= 0:
-            return []
-        ids, model, vocab = built
+    @staticmethod
+    def _document(user: _UserIndex, item_id: str, windowed: bool) -> list[str]:
+        own = user.tokens[item_id]
+        if not windowed or not user.context.get(item_id):
+            return own
+        return own + [t for other in user.context[item_id] for t in user.tokens.get(other, ())]
+
+    def scores(self, user_id: str, query: str | Sequence[str], *,
+               windowed: bool = False) -> tuple[list[str], dict[str, int], np.ndarray]:
+        """BM25 of every item of this user: (row ids, id -> row, scores by row). All zero
+        when no query term occurs in the user's memories."""
+        built = self._built(user_id, windowed)
+        if built is None:
+            return [], {}, np.zeros(0)
         terms = tokenize(query) if isinstance(query, str) else list(query)
-        terms = [t for t in terms if t and t in vocab]
+        terms = [t for t in terms if t and t in built.vocab]
         if not terms:
+            return built.ids, built.rows, np.zeros(len(built.ids))
+        return built.ids, built.rows, np.asarray(built.model.get_scores(terms), dtype=np.float64)
+
+    def search(self, user_id: str, query: str | Sequence[str], k: int, *,
+               windowed: bool = False) -> list[tuple[str, float]]:
+        ids, _, scores = self.scores(user_id, query, windowed=windowed)
+        if k <= 0 or not len(scores):
             return []
-        scores = np.asarray(model.get_scores(terms))
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]

@@ -24,6 +24,7 @@ __all__ = ["approx_tokens", "format_date", "render_block"]
 HEADER = "Relevant memories ([source | date said] text):"
 TEMPORAL_NOTE = ("Dates are when each line was said; read relative times ('yesterday', "
                  "'last week') against them.")
+SAME_DAY = "same day"  # a context line said on the day of the line above it
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,16 +47,25 @@ def format_date(value: datetime | None) -> str:
     return f"{value.day} {value:%B %Y}, {hour}:{value:%M} {value:%p}".replace("AM", "am").replace("PM", "pm")
 
 
-def _line(item: MemoryItem) -> str:
-    return f"[{item.source_id} | {format_date(item.timestamp)}] {' '.join(item.text.split())}"
+def _line(item: MemoryItem, date: str | None = None) -> str:
+    return f"[{item.source_id} | {date or format_date(item.timestamp)}] {' '.join(item.text.split())}"
 
 
 def _entry(hit: MemoryHit) -> str:
-    """The hit, with its context turns (if any) around it in conversation order."""
+    """The hit, with its context turns (if any) around it in conversation order.
+
+    The first line of an entry carries the full date; a later line said on the same
+    day says "same day" (a full date costs ~8 tokens a line, a quarter of a short turn).
+    """
     if not hit.context:
         return "- " + _line(hit.item)
     items = sorted((hit.item, *hit.context), key=lambda i: (i.seq is None, i.seq or 0))
-    return "- " + "\n  ".join(_line(i) for i in items)
+    first = items[0].timestamp
+    lines = [_line(items[0])]
+    for item in items[1:]:
+        same = first is not None and item.timestamp is not None and item.timestamp.date() == first.date()
+        lines.append(_line(item, SAME_DAY if same else None))
+    return "- " + "\n  ".join(lines)
 
 
 def render_block(hits: Sequence[MemoryHit], *, token_budget: int,

@@ -16,15 +16,18 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     JSON,
+    SmallInteger,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "BudgetAlert", "BudgetCounter", "User", "Conversation", "Message", "ProviderCall",
-           "utcnow", "CacheEntry", "CacheLookup", "ControlFlag"]
+__all__ = ["ApiKey", "Base", "Feedback", "BudgetAlert", "BudgetCounter", "User", "Conversation", "Message", "ProviderCall",
+           "utcnow", "SessionSummary", "CacheEntry", "CacheLookup", "ControlFlag", "Fact", "Job",
+           "Source", "Chunk", "ReviewItem", "ReviewDecision"]
 
 
 def utcnow() -> datetime:
@@ -41,6 +44,10 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     display_name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: scrypt hash for UI sign-in (None: the user cannot sign in with a password).
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    #: user / reviewer / admin.
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
 
 
 class Conversation(Base):
@@ -147,7 +154,94 @@ class BudgetAlert(Base):
 
 # --- issue 3 (jobs + facts, migration 0005): Job, Fact ----------------------------------
 
+
+class Job(Base):
+    """One unit of background work (the outbox): ``queued`` → ``running`` → ``done``;
+    a failed attempt goes back to ``queued`` with a later ``run_after`` (backoff),
+    ``failed`` is a permanent failure and ``dead`` means attempts ran out. At most one
+    *queued* job per ``dedupe_key`` (partial unique index)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "status", "run_after"),
+        Index("uq_jobs_queued_dedupe", "dedupe_key", unique=True,
+              sqlite_where=text("status = 'queued' AND dedupe_key IS NOT NULL"),
+              postgresql_where=text("status = 'queued' AND dedupe_key IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+    user_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(String(128))
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Fact(Base):
+    """One version of one fact about a user. Versions are never overwritten: an update
+    closes the old row (``valid_to``, status ``superseded``, ``superseded_by``) and
+    adds a new one that points back (``supersedes``); "forget" sets ``forgotten``.
+    ``source_ids`` are the message ids the fact was drawn from (provenance)."""
+
+    __tablename__ = "facts"
+    __table_args__ = (Index("ix_facts_user_status_key", "user_id", "status", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    key: Mapped[str] = mapped_column(String(120))
+    value: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    source_ids: Mapped[list] = mapped_column(JSON, default=list)
+    confidence: Mapped[float] = mapped_column(Float, default=0.5)
+    status: Mapped[str] = mapped_column(String(16), default="valid")
+    extractor: Mapped[str | None] = mapped_column(String(32))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    supersedes: Mapped[int | None] = mapped_column(ForeignKey("facts.id", ondelete="SET NULL"))
+    superseded_by: Mapped[int | None] = mapped_column(ForeignKey("facts.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 # --- issue 3 (summaries, migration 0006): SessionSummary --------------------------------
+
+
+class SessionSummary(Base):
+    """One version of a session's rolling summary, covering messages ``from_id..to_id``.
+
+    Each fold adds a version (previous summary + newly dropped turns), so the history of
+    what the model was told about the earlier conversation is kept for audit.
+    """
+
+    __tablename__ = "session_summaries"
+    __table_args__ = (UniqueConstraint("conversation_id", "version",
+                                       name="uq_session_summaries_conversation_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    from_id: Mapped[int] = mapped_column(Integer)
+    to_id: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    #: "model" (schema-validated model output) or "extractive" (the deterministic fallback).
+    method: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200))
+    token_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
 
 # --- issue 4 (caches + control, migration 0007): CacheEntry, ControlFlag ----------------
 
@@ -208,3 +302,107 @@ class ControlFlag(Base):
 
 
 # --- issue 5 (documents + reviews, migration 0008): Source, Chunk, ReviewItem -----------
+
+
+class Source(Base):
+    """One ingested file of a collection. ``owner`` is ``user:<id>`` or ``shared``; the
+    content hash makes re-ingesting an unchanged file a no-op."""
+
+    __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("owner", "collection", "path", name="uq_sources_owner_path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(140), index=True)
+    collection: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str] = mapped_column(String(1000))
+    title: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    pages: Mapped[int | None] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Chunk(Base):
+    """A piece of a source as retrieved and cited: text plus where it came from."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_owner_id", "owner", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str] = mapped_column(String(140))
+    collection: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    page: Mapped[int | None] = mapped_column(Integer)
+    char_start: Mapped[int] = mapped_column(Integer)
+    char_end: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class ReviewItem(Base):
+    """Something a human must look at: a low-confidence answer (``kind`` answer, tied to
+    the stored reply) or a risky memory write (``kind`` memory_write, ``payload``)."""
+
+    __tablename__ = "review_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    session_key: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    question: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(500))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewDecision(Base):
+    """Audit row: who decided what about a review item, and why."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    edited_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- issue 6 (accounts, migration 0009): ApiKey -----------------------------------------
+
+
+class ApiKey(Base):
+    """A per-user key for the OpenAI-compatible endpoint; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Feedback(Base):
+    """A user's like (+1) or dislike (-1) of one reply, with an optional note."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("user_id", "message_id", name="uq_feedback_user_message"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    value: Mapped[int] = mapped_column(SmallInteger)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

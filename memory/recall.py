@@ -30,6 +30,13 @@ class Recalled:
 
     text: str = ""
     message_ids: list[int] = field(default_factory=list)
+    #: What the block shows, one snippet per item: ``{"id", "text", "source", "date"}``
+    #: (for answers built from retrieval alone, e.g. in safe mode).
+    items: list[dict] = field(default_factory=list)
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else None  # type: ignore[union-attr]
 
 
 def _item(message: StoredMessage) -> MemoryItem:
@@ -68,4 +75,8 @@ class TurnMemory:
                 if h.item.source_id not in excluded][: self.k]
         text = render_block(hits, token_budget=token_budget, count_tokens=count_tokens,
                             temporal=is_temporal(query))
-        return Recalled(text, [int(i) for i in _SOURCE.findall(text)])
+        shown = [int(i) for i in _SOURCE.findall(text)]
+        items = {it.source_id: it for h in hits for it in (h.item, *h.context)}
+        snippets = [{"id": f"msg-{i}", "text": items[f"msg-{i}"].text, "source": "memory",
+                     "date": _iso(items[f"msg-{i}"].timestamp)} for i in shown if f"msg-{i}" in items]
+        return Recalled(text, shown, snippets)

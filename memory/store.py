@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import DatabaseUnavailable, SessionNotFound
-from memory.models import Conversation, Message, ProviderCall, User, utcnow
+from memory.models import Conversation, Feedback, Message, ProviderCall, User, utcnow
 
 __all__ = ["ConversationStore", "SessionInfo", "StoredMessage"]
 
@@ -60,12 +60,33 @@ class StoredMessage:
     finish_reason: str | None = None
     context: dict | None = None
 
+    @property
+    def tool_calls(self) -> list[dict]:
+        """An assistant message's tool calls (``{"id", "name", "args"}``), kept in ``context``."""
+        return list((self.context or {}).get("tool_calls") or []) if self.role == "assistant" else []
+
+    @property
+    def tool_call_id(self) -> str | None:
+        """For a ``tool`` message: the id of the call it answers."""
+        return (self.context or {}).get("tool_call_id") if self.role == "tool" else None
+
 
 def _check_id(kind: str, value: str) -> None:
     """Ids are caller-chosen strings; reject what would fail (differently) per database."""
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
         raise ValueError(f"{kind} must be a non-empty string of at most {MAX_ID} characters, "
                          f"got {value!r:.80}")
+
+
+def _check_tool_call(call: dict) -> dict:
+    """A tool call as langchain-core's ``ToolCall`` wants it, or a clear error."""
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
+        raise ValueError(f"a tool call needs a non-empty 'name', got {call!r:.120}")
+    _check_id("tool call id", call.get("id"))  # type: ignore[arg-type]
+    args = call.get("args", {})
+    if not isinstance(args, dict):
+        raise ValueError(f"tool call {call['id']!r}: 'args' must be a JSON object, got {args!r:.80}")
+    return {"id": call["id"], "name": call["name"], "args": args}
 
 
 def _message(row: Message, key: str) -> StoredMessage:
@@ -182,6 +203,34 @@ class ConversationStore:
 
         return self._commit_with_retry(work)
 
+    def add_tool_call(self, user_id: str, key: str, tool_calls: list[dict], content: str = "",
+                      **fields) -> StoredMessage:  # type: ignore[no-untyped-def]
+        """Store an assistant message that calls tools (each ``{"id", "name", "args"}``)."""
+        calls = [_check_tool_call(c) for c in tool_calls]
+        if not calls:
+            raise ValueError("an assistant tool-call message needs at least one tool call")
+        if len({c["id"] for c in calls}) != len(calls):
+            raise ValueError("tool call ids must be unique within one message")
+        return self.add_message(user_id, key, "assistant", content,
+                                context={**(fields.pop("context", None) or {}), "tool_calls": calls},
+                                **fields)
+
+    def add_tool_result(self, user_id: str, key: str, tool_call_id: str, content: str, *,
+                        name: str | None = None, **fields) -> StoredMessage:  # type: ignore[no-untyped-def]
+        """Store a tool's result; it must answer a call stored earlier in this session."""
+        _check_id("tool_call_id", tool_call_id)
+        with self._db() as db:
+            conv = self._conversation(db, user_id, key, create=False)
+            rows = db.scalars(select(Message.context).where(
+                Message.conversation_id == conv.id, Message.role == "assistant")
+                .order_by(Message.id.desc()).limit(50))
+            known = {c.get("id") for ctx in rows for c in (ctx or {}).get("tool_calls") or []}
+        if tool_call_id not in known:
+            raise ValueError(f"no tool call {tool_call_id!r} in session {key!r}; store the "
+                             "assistant's tool call before its result")
+        return self.add_message(user_id, key, "tool", content,
+                                context={"tool_call_id": tool_call_id, "name": name}, **fields)
+
     def history(self, user_id: str, key: str) -> list[StoredMessage]:
         """All messages of a session, oldest first. Unknown session → ``SessionNotFound``."""
         with self._db() as db:
@@ -221,3 +270,55 @@ class ConversationStore:
         if ids:
             with self._db() as db, db.begin():
                 db.execute(update(Message).where(Message.id.in_(ids)).values(indexed_at=utcnow()))
+
+    # the user's own edits ------------------------------------------------------------
+    def delete_session(self, user_id: str, key: str) -> list[int]:
+        """Delete a session and its messages; returns their ids (to drop from indexes).
+        Unknown session → ``SessionNotFound``."""
+
+        def work(db: Session) -> list[int]:
+            conv = self._conversation(db, user_id, key, create=False)
+            ids = list(db.scalars(select(Message.id).where(Message.conversation_id == conv.id)))
+            db.execute(delete(Message).where(Message.conversation_id == conv.id))
+            db.delete(conv)
+            return ids
+
+        return self._commit_with_retry(work)
+
+    def set_status(self, user_id: str, key: str, ids: Iterable[int], status: str) -> int:
+        """Re-mark messages of this user's session (e.g. ``superseded`` by a regenerate)."""
+        ids = list(ids)
+
+        def work(db: Session) -> int:
+            conv = self._conversation(db, user_id, key, create=False)
+            result = db.execute(update(Message).where(Message.conversation_id == conv.id,
+                                                      Message.id.in_(ids)).values(status=status))
+            return result.rowcount or 0
+
+        return self._commit_with_retry(work) if ids else 0
+
+    def set_feedback(self, user_id: str, message_id: int, value: int, note: str | None = None) -> None:
+        """Like (+1), dislike (-1) or clear (0) one of this user's replies."""
+        if value not in (-1, 0, 1):
+            raise ValueError(f"feedback must be -1, 0 or 1, got {value!r}")
+
+        def work(db: Session) -> None:
+            owner = db.scalar(select(Message.user_id).where(Message.id == message_id,
+                                                            Message.role == "assistant"))
+            if owner != user_id:  # another user's message is as unknown as a missing one
+                raise SessionNotFound(f"no reply {message_id} for user {user_id!r}")
+            db.execute(delete(Feedback).where(Feedback.user_id == user_id,
+                                              Feedback.message_id == message_id))
+            if value:
+                db.add(Feedback(user_id=user_id, message_id=message_id, value=value,
+                                note=(note or None) and note[:2000]))
+
+        self._commit_with_retry(work)
+
+    def feedback(self, user_id: str, key: str) -> dict[int, int]:
+        """``{message_id: +1/-1}`` for this user's session."""
+        stmt = (select(Feedback.message_id, Feedback.value).join(Message, Message.id == Feedback.message_id)
+                .join(Conversation).where(Feedback.user_id == user_id, Conversation.key == key,
+                                          Conversation.user_id == user_id))
+        with self._db() as db:
+            return {mid: value for mid, value in db.execute(stmt)}

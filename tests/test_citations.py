@@ -100,11 +100,52 @@ def test_sentence_splitting_edge_cases() -> None:
     assert [s.cited for s in report.sentences] == [["1"], []]
 
 
-def test_labelled_set_and_benchmark_on_test_split() -> None:
+def test_role_swaps_between_names_in_the_same_source() -> None:
+    src = {"1": "Neil Armstrong and Buzz Aldrin landed in the lunar module Eagle, while Michael "
+                "Collins remained in lunar orbit aboard Columbia. Kylian Mbappé scored a hat-trick."}
+    ok = one("Armstrong and Aldrin landed in the lunar module [1].", src)
+    assert ok.verdict == "supported", ok.reasons
+    bad = one("Collins and Aldrin landed in the lunar module [1].", src)
+    assert bad.verdict == "unsupported" and any(r.startswith("role") for r in bad.reasons)
+
+
+def test_negation_scope_and_distance() -> None:
+    src = {"1": "Watson, Crick and Wilkins received the Nobel Prize in 1962. Franklin had died in "
+                "1958 and was not included. UDP is connectionless and does not guarantee delivery."}
+    assert "negation" in one("Franklin was included in the 1962 Nobel Prize [1].", src).reasons
+    assert "negation" in one("UDP guarantees delivery [1].", src).reasons
+    assert one("UDP does not guarantee delivery [1].", src).verdict == "supported"
+    # Both sides negative, with different heads: they agree.
+    assert one("Iceland does not maintain a standing army [1].",
+               {"1": "Iceland has no standing army."}).verdict == "supported"
+
+
+def test_direction_acronyms_and_number_units() -> None:
+    boe = {"1": "The Bank of England held Bank Rate at 5.25% in February."}
+    assert "antonym" in one("The Bank of England raised Bank Rate to 5.25% [1].", boe).reasons
+    ecb = {"1": "The European Central Bank raised its deposit rate to 4% in September 2023."}
+    assert one("The ECB raised its deposit rate to four percent in September 2023 [1].", ecb).verdict == "supported"
+    assert not numbers_match("Shakespeare wrote 154 plays.", "He wrote 39 plays and 154 sonnets.")
+    assert not numbers_match("Argentina won 4-3 on penalties", "Argentina won 4-2 on penalties after a 3-3 draw")
+    assert numbers_match("twenty-six metres", "26 metres") and numbers_match("his two crewmates", "Aldrin")
+    assert not numbers_match("a three-year warranty", "a two-year warranty")
+
+
+def test_partial_support_names_the_unsupported_clause() -> None:
+    src = {"1": "Under the GDPR, organisations must report a personal data breach to the supervisory "
+                "authority within 72 hours of becoming aware of it."}
+    bad = one("Breaches must be reported within 72 hours, and every affected customer must be compensated [1].", src)
+    assert bad.verdict == "unsupported" and any("compensated" in r for r in bad.reasons)
+
+
+def test_labelled_set_and_benchmark_on_held_out_splits() -> None:
     cases = load_cases()
-    assert len(cases) >= 240
+    assert len(cases) >= 400
     assert {c["label"] for c in cases} == set(VERDICTS)
-    assert {c["split"] for c in cases} == {"dev", "test"}
+    assert {c["split"] for c in cases} == {"dev", "test", "dev2", "holdout"}
+    assert len({c["id"] for c in cases}) == len(cases)
     assert answer_for({"sentence": "X is 5.", "cited": ["1", "2"]}) == "X is 5 [1][2]."
-    res = evaluate([c for c in cases if c["split"] == "test"])
-    assert res["test"]["precision"] >= 0.85 and res["test"]["recall"] >= 0.80, res["test"]
+    res = evaluate([c for c in cases if c["split"] in ("test", "holdout")])
+    assert res["test"]["precision"] >= 0.90 and res["test"]["recall"] >= 0.85, res["test"]
+    # The fresh held-out split is small (55 cases): a looser floor that still catches a regression.
+    assert res["holdout"]["precision"] >= 0.85 and res["holdout"]["recall"] >= 0.75, res["holdout"]

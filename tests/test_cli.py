@@ -97,3 +97,56 @@ def test_serve_answers_on_the_given_port(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.mark.parametrize("providers,needle", [
+    ("scripted,bogus:model", "'bogus:model'"),
+    ("openai:gpt-4o-mini", "OPENAI_API_KEY"),
+    ("scripted,anthropic", "ANTHROPIC_API_KEY"),
+])
+@pytest.mark.parametrize("command", ["chat", "serve"])
+def test_a_bad_provider_chain_stops_startup_with_one_line(tmp_path, capsys, monkeypatch, command,
+                                                          providers, needle) -> None:
+    """Unknown provider names and missing keys fail at start, before any turn, naming
+    what to fix in one line (no traceback), for the terminal chat and the server alike."""
+    monkeypatch.setenv("LASTMILE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("LASTMILE_INDEX_TURNS", "false")
+    monkeypatch.setenv("LASTMILE_SAMPLE_CORPUS", "false")  # serve's docs ingest: not the point here
+    monkeypatch.setenv("LASTMILE_PROVIDERS", providers)
+    assert main([command]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("lastmile: ") and needle in lines[0] and "lastmile doctor" in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    assert "serving on" not in captured.err  # it never got as far as listening
+
+
+def test_doctor_names_each_bad_provider_on_its_own_line(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LASTMILE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("LASTMILE_PROVIDERS", "scripted,bogus:model,anthropic:claude-x")
+    assert main(["doctor"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    fails = [line for line in lines if line.startswith("FAIL") and "provider" in line]
+    assert len(fails) == 2
+    assert "bogus:model" in fails[0] and "unknown provider" in fails[0]
+    assert "anthropic:claude-x" in fails[1] and "key missing" in fails[1]
+    assert any(line.startswith("ok") and "provider scripted" in line for line in lines)
+
+
+@pytest.mark.parametrize("env,value,needle", [
+    ("LASTMILE_BUDGET_USER_DAILY_USD", "-5", "greater than or equal to 0"),
+    ("LASTMILE_BUDGET_GLOBAL_DAILY_USD", "1e15", "less than or equal to"),
+    ("LASTMILE_BUDGET_USER_DAILY_USD", "nan", "LASTMILE_BUDGET_USER_DAILY_USD"),
+    ("LASTMILE_BUDGET_SOFT_FRACTION", "7", "less than or equal to 1"),
+])
+@pytest.mark.parametrize("command", ["chat", "doctor"])
+def test_absurd_budget_settings_are_rejected_at_load(tmp_path, capsys, monkeypatch, command,
+                                                     env, value, needle) -> None:
+    monkeypatch.setenv("LASTMILE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv(env, value)
+    assert main([command]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and env in lines[0] and needle in lines[0], captured.err
+    assert "Traceback" not in captured.err and not (tmp_path / "d").exists()  # nothing was started

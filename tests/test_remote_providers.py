@@ -5,6 +5,7 @@ failure is a real HTTP failure the SDK has to survive and we have to translate."
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -25,8 +26,14 @@ from assistant.errors import (
     StreamInterrupted,
     UnknownProvider,
 )
-from assistant.faultserver import Fault, FaultServer
-from assistant.providers import ChatModel, ModelChunk, ModelRequest, Usage, build_provider
+from assistant.faultserver import NONSENSE_SHAPES, Fault, FaultServer
+from assistant.providers import (
+    ChatModel,
+    ModelChunk,
+    ModelRequest,
+    Usage,
+    build_provider,
+)
 from assistant.providers.anthropic import AnthropicModel
 from assistant.providers.openai import OpenAIModel
 
@@ -106,6 +113,59 @@ def test_each_fault_maps_to_its_error_kind_after_exactly_one_request(
     assert type(error) is expected, repr(error)
     assert error.provider == model.label and texts == []
     assert len(fs.requests) == 1  # the SDK did not retry behind our back
+
+
+NONSENSE = [Fault.nonsense(shape, streamed=streamed) for shape in NONSENSE_SHAPES
+            for streamed in (None, False)] + [Fault.empty_choices(streamed=False),
+                                              Fault.ok("a whole reply", streamed=False)]
+NONSENSE_IDS = [f"{f.kind}-{f.shape or 'reply'}-{'json' if f.streamed is False else 'sse'}" for f in NONSENSE]
+#: What the error must say, so an operator can tell the failures apart.
+NONSENSE_SAYS = {"wrong_type": "without text|non-text", "missing_fields": "finish reason|stop reason",
+                 "not_an_object": "not a JSON object"}
+
+
+@pytest.mark.parametrize("fault", NONSENSE, ids=NONSENSE_IDS)
+def test_nonsense_from_the_provider_is_a_provider_failure(model: ChatModel, fs: FaultServer,
+                                                           fault: Fault) -> None:
+    """Valid JSON the API never sends, as SSE or as a whole JSON body where a stream was
+    asked for (a server that ignores ``stream: true``): never a crash, never an empty
+    "success", always ``ProviderUnavailable`` naming what was wrong."""
+    fs.enqueue(fault)
+    texts, _, error = consume(model)
+    assert type(error) is ProviderUnavailable, repr(error)
+    assert texts == [] and error.provider == model.label and len(fs.requests) == 1
+    expected = ("not an event stream" if fault.streamed is False
+                else NONSENSE_SAYS[fault.shape] if fault.kind == "nonsense" else "")
+    assert re.search(expected, str(error)), str(error)
+
+
+@pytest.mark.parametrize("fault", NONSENSE, ids=NONSENSE_IDS)
+async def test_nonsense_is_a_provider_failure_on_the_async_path_too(model: ChatModel, fs: FaultServer,
+                                                                     fault: Fault) -> None:
+    fs.enqueue(fault)
+    with pytest.raises(ProviderUnavailable):
+        [chunk async for chunk in model.arequest(ask())]
+    assert len(fs.requests) == 1
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_nonsense_falls_back_and_the_turn_is_kept(tmp_path: Path, fs: FaultServer, kind: str) -> None:
+    """Through the real chain: the remote's nonsense moves the turn on to the next
+    provider; both messages are stored and the ledger names the failure."""
+    keys = ({"openai_api_key": "sk-test", "openai_base_url": fs.url + "/v1"} if kind == "openai"
+            else {"anthropic_api_key": "sk-test", "anthropic_base_url": fs.url})
+    settings = Settings(data_dir=tmp_path, providers=f"{kind}:test-model,scripted", index_turns=False,
+                        retry_attempts=1, breaker_failure_threshold=100, **keys)  # type: ignore[arg-type]
+    fs.enqueue(*NONSENSE)
+    with Assistant(settings) as assistant:
+        replies = [assistant.chat(f"question {i}", session_id="s") for i in range(len(NONSENSE))]
+        stored = assistant.history("s")
+        assert assistant.ledger is not None
+        failed = [row for row in assistant.ledger.calls() if row["provider"] == f"{kind}:test-model"]
+    assert [(r.status, r.provider) for r in replies] == [("ok", "scripted")] * len(NONSENSE)
+    assert [r.text for r in replies] == [f"(scripted) you said: question {i}" for i in range(len(NONSENSE))]
+    assert [m.role for m in stored] == ["user", "assistant"] * len(NONSENSE)
+    assert [(row["status"], row["error_kind"]) for row in failed] == [("error", "ProviderUnavailable")] * len(NONSENSE)
 
 
 def test_rate_limit_carries_retry_after_from_the_header(model: ChatModel, fs: FaultServer) -> None:

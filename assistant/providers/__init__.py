@@ -13,6 +13,7 @@ from assistant.providers.scripted import ScriptedModel, ScriptedReply
 from assistant.settings import Settings
 
 if TYPE_CHECKING:
+    from assistant.control import ControlFlags
     from memory.budget import Budget
     from memory.ledger import Ledger
 
@@ -56,8 +57,8 @@ REMOTE = ("openai", "anthropic")
 
 
 def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = None,
-               budget: Budget | None = None) -> ChatModel:
-    """Remote providers get retry (inside) and a circuit breaker (outside).
+               budget: Budget | None = None, flags: ControlFlags | None = None) -> ChatModel:
+    """Remote providers get retry (inside), the kill switch, and a circuit breaker (outside).
 
     The local model is not wrapped: retrying an in-process call that failed gains
     nothing, and there is nothing to stop calling when it is down. With a ledger, the
@@ -65,7 +66,7 @@ def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = Non
     (and a budget check) of its own.
     """
     from assistant.accounting import LedgerModel
-    from assistant.errors import AuthenticationFailed, BadProviderRequest
+    from assistant.errors import AuthenticationFailed, BadProviderRequest, RemoteCallsDisabled
     from assistant.resilience import BreakerModel, CircuitBreaker, RetryingModel, RetryPolicy
 
     if ledger is not None:
@@ -76,26 +77,48 @@ def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = Non
                          initial_wait_s=settings.retry_initial_wait_s,
                          max_wait_s=settings.retry_max_wait_s)
     # Auth failures don't trip the breaker: an open circuit would hide them behind
-    # silent fallback, and a wrong key must be seen and fixed.
+    # silent fallback, and a wrong key must be seen and fixed. Nor does the kill switch:
+    # a refusal by our operator says nothing about the provider's health.
     breaker = CircuitBreaker(model.label, failure_threshold=settings.breaker_failure_threshold,
                              reset_timeout_s=settings.breaker_reset_timeout_s,
-                             ignore=(BadProviderRequest, AuthenticationFailed))
-    return BreakerModel(RetryingModel(model, policy), breaker)
+                             ignore=(BadProviderRequest, AuthenticationFailed, RemoteCallsDisabled))
+    inner: ChatModel = RetryingModel(model, policy)
+    if flags is not None:
+        from assistant.control import KillSwitchModel
+
+        inner = KillSwitchModel(inner, flags)  # outside retry: a refusal is never retried
+    return BreakerModel(inner, breaker)
 
 
 def build_model(settings: Settings, ledger: Ledger | None = None,
                 budget: Budget | None = None) -> ChatModel:
-    """The configured chain: each provider made resilient, then a fallback across them.
+    """The configured chain: each provider made resilient, then a fallback across them,
+    then the optional layers (routing, reply cache, kill switch / safe mode; see
+    ``assistant.layers``).
 
     Every spec is built up front, so an unknown name or a missing key fails at start
     with one line naming it, not at the first outage.
     """
-    from assistant.errors import FALLBACK_KINDS
-    from assistant.providers.fallback import FallbackModel
+    from assistant.control import ControlFlags
+    from assistant.layers import add_layers
 
-    members = [_resilient(build_provider(spec, settings), settings, ledger, budget)
-               for spec in settings.provider_specs]
-    if len(members) == 1:
-        return members[0]
-    kinds = [k.strip() for k in settings.fallback_on.split(",") if k.strip()]
-    return FallbackModel(members, fallback_on=tuple(FALLBACK_KINDS[k] for k in kinds))
+    engine = ledger.engine if ledger is not None else None
+    flags = ControlFlags.from_settings(settings, engine)
+    built: dict[str, ChatModel] = {}  # one provider per spec, even if both tiers name it
+
+    def chain(specs: list[str]) -> ChatModel:
+        from assistant.errors import FALLBACK_KINDS
+        from assistant.providers.fallback import FallbackModel
+
+        for spec in specs:  # a provider named in both tiers is one member: one breaker
+            if spec not in built:
+                built[spec] = _resilient(build_provider(spec, settings), settings, ledger, budget, flags)
+        members = [built[spec] for spec in specs]
+        if len(members) == 1:
+            return members[0]
+        kinds = [k.strip() for k in settings.fallback_on.split(",") if k.strip()]
+        return FallbackModel(members, fallback_on=tuple(FALLBACK_KINDS[k] for k in kinds))
+
+    strong = chain(settings.provider_specs)
+    cheap = chain(settings.route_specs) if settings.route_cheap else None
+    return add_layers(strong, settings, engine=engine, cheap=cheap, flags=flags)

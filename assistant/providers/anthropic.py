@@ -28,7 +28,12 @@ from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
 from assistant.errors import ProviderError, ProviderUnavailable
 from assistant.providers.base import ModelChunk, ModelRequest, Usage
-from assistant.providers.sdk import SDKChatModel, translate_sdk_error, transport_errors
+from assistant.providers.sdk import (
+    SDKChatModel,
+    require_event_stream,
+    translate_sdk_error,
+    transport_errors,
+)
 
 __all__ = ["DEFAULT_MODEL", "AnthropicModel", "translate"]
 
@@ -85,6 +90,8 @@ class _Reply:
         return ProviderUnavailable(f"{self.label} sent {what}", provider=self.label)
 
     def feed(self, event: Any) -> str:
+        if not isinstance(event, anthropic.BaseModel):  # the SDK passes non-object JSON through as-is
+            raise self._fail("an event that is not a JSON object")
         kind = getattr(event, "type", None)
         if kind == "message_start":
             usage = getattr(getattr(event, "message", None), "usage", None)
@@ -169,7 +176,8 @@ class AnthropicModel(SDKChatModel):
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
         reply, buffered = _Reply(self.label), request.response_schema is not None
         try:
-            with self._client.messages.create(**self._params(request)) as stream:
+            with require_event_stream(self._client.messages.create(**self._params(request)),
+                                      self.label) as stream:
                 for event in stream:
                     if (text := reply.feed(event)) and not buffered:
                         yield ModelChunk(text=text)
@@ -185,7 +193,7 @@ class AnthropicModel(SDKChatModel):
         reply, buffered = _Reply(self.label), request.response_schema is not None
         try:
             stream = await client.messages.create(**self._params(request))
-            async with stream:
+            async with require_event_stream(stream, self.label):
                 async for event in stream:
                     if (text := reply.feed(event)) and not buffered:
                         yield ModelChunk(text=text)

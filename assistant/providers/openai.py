@@ -21,7 +21,12 @@ from assistant.errors import (
     ProviderUnavailable,
 )
 from assistant.providers.base import ModelChunk, ModelRequest, Usage
-from assistant.providers.sdk import SDKChatModel, translate_sdk_error, transport_errors
+from assistant.providers.sdk import (
+    SDKChatModel,
+    require_event_stream,
+    translate_sdk_error,
+    transport_errors,
+)
 
 __all__ = ["DEFAULT_MODEL", "OpenAIModel", "translate"]
 
@@ -50,6 +55,9 @@ class _Reply:
         self.usage: Usage | None = None
 
     def feed(self, chunk: Any) -> str:
+        if not isinstance(chunk, openai.BaseModel):  # the SDK passes non-object JSON through as-is
+            raise ProviderUnavailable(f"{self.label} sent a chunk that is not a JSON object",
+                                      provider=self.label)
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             prompt, completion = getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0)
@@ -114,7 +122,8 @@ class OpenAIModel(SDKChatModel):
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
         reply = _Reply(self.label)
         try:
-            with self._client.chat.completions.create(**self._params(request)) as stream:
+            with require_event_stream(self._client.chat.completions.create(**self._params(request)),
+                                      self.label) as stream:
                 for chunk in stream:
                     if text := reply.feed(chunk):
                         yield ModelChunk(text=text)
@@ -128,7 +137,7 @@ class OpenAIModel(SDKChatModel):
         reply = _Reply(self.label)
         try:
             stream = await client.chat.completions.create(**self._params(request))
-            async with stream:
+            async with require_event_stream(stream, self.label):
                 async for chunk in stream:
                     if text := reply.feed(chunk):
                         yield ModelChunk(text=text)

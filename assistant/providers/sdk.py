@@ -12,11 +12,16 @@ import asyncio
 import weakref
 from typing import Any, ClassVar
 
-from assistant.errors import ConfigurationError, ProviderError, ProviderUnavailable, StreamInterrupted
+from assistant.errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderUnavailable,
+    StreamInterrupted,
+)
 from assistant.providers.base import ChatModel, error_for_status
 from assistant.settings import Settings
 
-__all__ = ["SDKChatModel", "transport_errors", "translate_sdk_error"]
+__all__ = ["SDKChatModel", "require_event_stream", "translate_sdk_error", "transport_errors"]
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
@@ -28,6 +33,18 @@ def transport_errors() -> tuple[type[Exception], ...]:
         except ImportError:
             pass
     return tuple(errors)
+
+
+def require_event_stream(stream: Any, label: str) -> Any:
+    """Return ``stream`` if it is one. A JSON or HTML body where an event stream belongs
+    (a server that ignores ``stream: true``, a proxy's error page) is a provider failure,
+    named as such; the SDKs would otherwise read it as an empty stream."""
+    headers = getattr(getattr(stream, "response", None), "headers", None) or {}
+    kind = str(headers.get("content-type", "")).split(";")[0].strip().lower()
+    if kind in ("application/json", "text/html"):
+        raise ProviderUnavailable(f"{label} answered a streaming request with {kind}, "
+                                  "not an event stream", provider=label)
+    return stream
 
 
 def translate_sdk_error(exc: BaseException, label: str, partial: str, *,

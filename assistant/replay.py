@@ -1,0 +1,366 @@
+"""Replay a long conversation through the real ``Assistant`` and measure what happens.
+
+Real SQLite/Chroma (a scratch data dir unless told otherwise), the real orchestrator,
+and either the configured model or a deterministic scripted one. Per turn it reads the
+reply's *stored* ``context`` (so it charts whatever blocks the orchestrator records:
+every ``*_tokens`` key), checks the pending-question rule against it, and times each
+stage from the outside — guards, storage, context assembly, model — with thin
+wrappers, so the orchestrator carries no replay code. Memory jobs are counted from
+their tables, whichever exist. ``assistant.replay_report`` turns the result into files.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, Table, func, inspect, select, update
+
+from assistant.errors import InputRejected
+from assistant.orchestrator import Assistant
+from assistant.providers import ChatModel, ModelChunk, ModelRequest, ScriptedModel, build_model
+from assistant.replay_input import Probe, Script
+from assistant.resilience import _Wrapper
+from assistant.settings import Settings
+from guardrails import Guard, GuardContext
+from memory.models import Message
+from memory.store import ConversationStore, StoredMessage
+
+__all__ = ["ReplayOptions", "default_reply", "memory_counts", "run_replay", "token_summary"]
+
+log = logging.getLogger(__name__)
+STAGES = ("guards", "storage", "context", "model_first_token", "model", "total")
+_NOT_MEMORY = {"users", "conversations", "messages", "provider_calls", "budget_counters",
+               "budget_alerts", "alembic_version"}
+_GROUP_BY = ("status", "op", "operation", "action", "kind", "state")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    model: str = "scripted"  # or "configured"
+    user_id: str = "replay"
+    limit: int | None = None
+    flush_every: int = 10
+    context_window: int = 2048  # the scripted model's; a configured model brings its own
+    progress: bool = True
+
+
+def default_reply(text: str) -> str:
+    """The scripted answer when the file recorded none: short, deterministic, varied."""
+    words = text.split()
+    return "Noted: " + " ".join(words[:12]) + (" …" if len(words) > 12 else "")
+
+
+class _Clock:
+    """Per-turn stopwatch the wrappers write into."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.ms: dict[str, float] = {"guards": 0.0, "storage": 0.0}
+        self.model_start: float | None = None
+        self.first_token: float | None = None
+        self.model_end: float | None = None
+        self.last_message: str | None = None  # the chat prompt's last message, as sent
+
+
+class _TimedStore(ConversationStore):
+    """The real store; stamps messages with the replayed time and times each write."""
+
+    def __init__(self, engine: Engine, clock: _Clock) -> None:
+        super().__init__(engine)
+        self.clock = clock
+        self.stamp: datetime | None = None
+        self.last_user: StoredMessage | None = None
+
+    def add_message(self, user_id: str, key: str, role: str, content: str,  # type: ignore[no-untyped-def]
+                    **fields) -> StoredMessage:
+        started = time.perf_counter()
+        stored = super().add_message(user_id, key, role, content, **fields)
+        self.clock.ms["storage"] += (time.perf_counter() - started) * 1000
+        if self.stamp is not None:
+            with self.engine.begin() as conn:  # replay bookkeeping, not timed
+                conn.execute(update(Message).where(Message.id == stored.id).values(created_at=self.stamp))
+            stored = replace(stored, created_at=self.stamp)
+        if role == "user":
+            self.last_user = stored
+        return stored
+
+
+class _TimedGuards(Guard):
+    """The assistant's guard chain, timed."""
+
+    def __init__(self, inner: Guard, clock: _Clock) -> None:
+        self.inner, self.clock = inner, clock
+
+    def _timed(self, hook: Callable[..., Any], *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return hook(*args)
+        finally:
+            self.clock.ms["guards"] += (time.perf_counter() - started) * 1000
+
+    def before_input(self, ctx: GuardContext, text: str) -> str:
+        return self._timed(self.inner.before_input, ctx, text)
+
+    def after_retrieval(self, ctx: GuardContext, items: list) -> list:  # type: ignore[type-arg]
+        return self._timed(self.inner.after_retrieval, ctx, items)
+
+    def after_model(self, ctx: GuardContext, text: str) -> str:
+        return self._timed(self.inner.after_model, ctx, text)
+
+    def before_memory_write(self, ctx: GuardContext, item: Any) -> Any:
+        return self._timed(self.inner.before_memory_write, ctx, item)
+
+
+class _TimedModel(_Wrapper):
+    """Times chat requests (first token, end); background calls pass through untimed."""
+
+    def __init__(self, inner: ChatModel, clock: _Clock) -> None:
+        super().__init__(inner)
+        self.clock = clock
+
+    def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
+        if request.metadata.get("purpose") != "chat":
+            yield from self.inner.request(request)
+            return
+        clock = self.clock
+        clock.model_start = time.perf_counter()
+        clock.last_message = str(request.messages[-1].content) if request.messages else ""
+        try:
+            for chunk in self.inner.request(request):
+                if chunk.text and clock.first_token is None:
+                    clock.first_token = time.perf_counter()
+                yield chunk
+        finally:
+            clock.model_end = time.perf_counter()
+
+
+class _Replies:
+    """What the scripted model says next: the recorded reply, or ``default_reply``."""
+
+    def __init__(self) -> None:
+        self.next = "Noted."
+
+    def __call__(self, messages: Sequence[Any]) -> str:
+        return self.next
+
+
+def memory_counts(engine: Engine, user_id: str, cache: dict[str, Table] | None = None) -> dict:
+    """Rows per memory table for this user (grouped by status/op/kind when there is
+    such a column), plus how many messages are indexed: whatever tables exist."""
+    cache = {} if cache is None else cache
+    out: dict[str, dict] = {}
+    with engine.connect() as conn:
+        out["messages"] = {
+            "rows": conn.scalar(select(func.count()).where(Message.user_id == user_id)) or 0,
+            "indexed": conn.scalar(select(func.count()).where(
+                Message.user_id == user_id, Message.indexed_at.is_not(None))) or 0}
+        for name in sorted(set(inspect(conn).get_table_names()) - _NOT_MEMORY):
+            table = cache.get(name)
+            if table is None:
+                table = cache[name] = Table(name, MetaData(), autoload_with=conn)
+            if "user_id" not in table.c:
+                continue
+            where = table.c.user_id == user_id
+            entry: dict[str, Any] = {"rows": conn.scalar(select(func.count()).select_from(table).where(where)) or 0}
+            if group := next((c for c in _GROUP_BY if c in table.c), None):
+                rows = conn.execute(select(table.c[group], func.count()).where(where).group_by(table.c[group]))
+                entry[group] = {str(value): n for value, n in rows}
+            out[name] = entry
+    return out
+
+
+def _blocks(context: dict) -> dict[str, int]:
+    """Every ``<block>_tokens`` number of the stored context (``total_tokens`` aside)."""
+    return {key[: -len("_tokens")]: int(value) for key, value in context.items()
+            if key.endswith("_tokens") and key != "total_tokens" and isinstance(value, (int, float))}
+
+
+def _stored_reply(bot: Assistant, user: str, session: str, message_id: int | None) -> StoredMessage | None:
+    for message in reversed(bot.store.recent(user, session, 4)):
+        if message.id == message_id:
+            return message
+    return None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _stages(clock: _Clock, streamed: float, done: float, started: float) -> dict[str, float]:
+    ms = dict(clock.ms)
+    if clock.model_start is not None:
+        ms["context"] = (clock.model_start - streamed) * 1000
+        end = clock.model_end or done
+        ms["model"] = (end - clock.model_start) * 1000
+        if clock.first_token is not None:
+            ms["model_first_token"] = (clock.first_token - clock.model_start) * 1000
+    ms["total"] = (done - started) * 1000
+    return {k: round(v, 3) for k, v in ms.items()}
+
+
+def _turn_record(index: int, turn: Any, session: str, reply: Any, stored: StoredMessage | None,
+                 stages: dict[str, float], sent_last: str | None, user_text: str) -> dict:
+    context = (stored.context if stored is not None else None) or {}
+    ids = context.get("message_ids") or []
+    problems = []
+    if not context:
+        problems.append("no stored context")
+    elif reply.user_message_id not in ids:
+        problems.append("pending user message id not in the prompt's message_ids")
+    if sent_last is not None and user_text not in sent_last:
+        problems.append("the prompt's last message is not the pending question")
+    return {"turn": index, "ref": turn.ref, "session": session, "status": reply.status,
+            "user_message_id": reply.user_message_id, "reply_message_id": reply.message_id,
+            "prompt_tokens": stored.prompt_tokens if stored is not None else None,
+            "context_tokens": context.get("total_tokens"), "budget": context.get("budget"),
+            "blocks": _blocks(context), "history_messages": context.get("history_messages"),
+            "dropped_messages": context.get("dropped_messages"),
+            "memory_items": len(context.get("memory_ids") or []),
+            "pending_ok": not problems, "problems": problems, "stages_ms": stages}
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
+    return {"p50": round(pick(0.5), 3), "p95": round(pick(0.95), 3), "max": round(ordered[-1], 3),
+            "mean": round(statistics.fmean(values), 3)}
+
+
+def token_summary(records: Sequence[dict], checkpoints: Sequence[int] = (50, 100, 300, 600)) -> dict:
+    """Prompt tokens at checkpoint turns, mean per block, and flatness: the mean over the
+    last sixth of the turns against the mean over turns n/6..n/3 (the window is full by
+    then, so growth after it is what "flat" rules out)."""
+    totals = [r["prompt_tokens"] or 0 for r in records]
+    names = sorted({b for r in records for b in r["blocks"]})
+    n = len(records)
+    sixth = max(1, n // 6)
+    early, late = totals[sixth: 2 * sixth] or totals, totals[-sixth:] or totals
+    ratio = statistics.fmean(late) / statistics.fmean(early) if early and statistics.fmean(early) else None
+    return {
+        "blocks": names,
+        "at_turn": {str(t): totals[t - 1] for t in checkpoints if t <= n},
+        "mean_by_block": {b: round(statistics.fmean(r["blocks"].get(b, 0) for r in records), 1)
+                          for b in names} if records else {},
+        "turns_using": {b: sum(1 for r in records if r["blocks"].get(b, 0) > 0) for b in names},
+        "flatness": {"early_turns": [sixth + 1, 2 * sixth], "late_turns": [n - sixth + 1, n],
+                     "early_mean": round(statistics.fmean(early), 1) if early else None,
+                     "late_mean": round(statistics.fmean(late), 1) if late else None,
+                     "ratio": round(ratio, 4) if ratio is not None else None},
+        "max": max(totals, default=0),
+    }
+
+
+def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], user: str,
+                run: str, replies: _Replies) -> dict:
+    """Each probe in a fresh session (so only memory can bring the evidence back), with
+    indexing detached so probes do not become memories of each other."""
+    items, skipped = [], 0
+    recorder, bot.recorder = bot.recorder, None
+    try:
+        for n, probe in enumerate(probes):
+            if not all(r in ids for r in probe.evidence):
+                skipped += 1  # evidence beyond --limit (or rejected by a guard): not scorable
+                continue
+            evidence = {ids[r] for r in probe.evidence}
+            replies.next = "Noted."
+            session = f"{run}-probe-{n}"
+            try:
+                reply = bot.chat(probe.question, session_id=session, user_id=user)
+            except InputRejected:
+                skipped += 1
+                continue
+            stored = _stored_reply(bot, user, session, reply.message_id)
+            shown = set(((stored.context if stored else None) or {}).get("memory_ids") or [])
+            items.append({"question": probe.question, "category": probe.category,
+                          "evidence": len(evidence), "found": len(evidence & shown),
+                          "recall": len(evidence & shown) / len(evidence)})
+    finally:
+        bot.recorder = recorder
+    by_cat: dict[str, list[float]] = {}
+    for item in items:
+        by_cat.setdefault(item["category"], []).append(item["recall"])
+    recall = {"all": statistics.fmean(i["recall"] for i in items) if items else 0.0,
+              **{c: statistics.fmean(v) for c, v in sorted(by_cat.items())}}
+    return {"asked": len(items), "skipped": skipped, "recall": recall, "items": items}
+
+
+def run_replay(script: Script, settings: Settings, options: ReplayOptions | None = None,
+               *, probes: Sequence[Probe] = ()) -> dict:
+    """Replay ``script`` and return the report as a JSON-ready dict."""
+    from tqdm import tqdm
+
+    from memory.db import open_engine
+
+    options = options or ReplayOptions()
+    clock, replies, user = _Clock(), _Replies(), options.user_id
+    turns = script.turns[: options.limit] if options.limit else script.turns
+    run = uuid.uuid4().hex[:8]  # session keys never collide with an earlier replay's
+    store = _TimedStore(open_engine(settings.resolved_database_url), clock)
+    if options.model == "scripted":
+        base: ChatModel = ScriptedModel(fn=replies, model="replay", context_window=options.context_window)
+    else:
+        base = build_model(settings)
+    records, snapshots, ids_by_ref, cache = [], [], {}, {}  # type: ignore[var-annotated]
+    rejected: list[dict] = []
+    started_at = datetime.now(UTC)
+    wall = time.perf_counter()
+    with Assistant(settings, model=_TimedModel(base, clock), store=store) as bot:
+        bot.guards = _TimedGuards(bot.guards, clock)
+        for index, turn in enumerate(tqdm(turns, desc="replay", unit="turn", disable=not options.progress), 1):
+            session = f"{run}-{turn.session}"
+            store.stamp = _aware(turn.timestamp)
+            replies.next = turn.reply or default_reply(turn.content)
+            clock.reset()
+            started = time.perf_counter()
+            try:
+                stream = bot.stream(turn.content, session_id=session, user_id=user)
+            except InputRejected as exc:
+                rejected.append({"turn": index, "ref": turn.ref, "reason": exc.user_message})
+                continue
+            streamed = time.perf_counter()
+            for _ in stream:
+                pass
+            done = time.perf_counter()
+            reply = stream.reply
+            assert reply is not None
+            ids_by_ref[turn.ref] = reply.user_message_id
+            stored = _stored_reply(bot, user, session, reply.message_id)
+            pending = store.last_user
+            user_text = pending.content if pending and pending.id == reply.user_message_id else turn.content
+            records.append(_turn_record(index, turn, session, reply, stored,
+                                        _stages(clock, streamed, done, started), clock.last_message, user_text))
+            if index % options.flush_every == 0 or index == len(turns):
+                bot.flush()
+                snapshots.append({"turn": index, "counts": memory_counts(store.engine, user, cache)})
+        store.stamp = None
+        probe_report = _ask_probes(bot, probes, ids_by_ref, user, run, replies) if probes else None
+        final = memory_counts(store.engine, user, cache)
+    store.engine.dispose()
+    return {
+        "meta": {"source": script.source, "format": script.kind, "conversation": script.conversation,
+                 "model": base.label, "user_id": user, "run": run, "turns": len(records),
+                 "sessions": len({t.session for t in turns}), "flush_every": options.flush_every,
+                 "context_window": base.context_window, "started_at": started_at.isoformat(),
+                 "duration_s": round(time.perf_counter() - wall, 2),
+                 "unpaired_replies": script.unpaired_replies, "rejected": rejected},
+        "tokens": token_summary(records),
+        "turns": records,
+        "latency_ms": {stage: _percentiles([r["stages_ms"][stage] for r in records
+                                            if stage in r["stages_ms"]]) for stage in STAGES},
+        "memory": {"tables": final, "snapshots": snapshots},
+        "pending_question": {"checked": len(records),
+                             "violations": [{"turn": r["turn"], "ref": r["ref"], "problems": r["problems"]}
+                                            for r in records if not r["pending_ok"]]},
+        "probes": probe_report,
+    }

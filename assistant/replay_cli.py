@@ -1,0 +1,106 @@
+"""``lastmile replay FILE``: the command-line face of ``assistant.replay``.
+
+The file (and probes) are parsed in full and ``--out`` is checked before anything runs,
+so a bad input costs one line naming the problem and leaves nothing behind. The replay
+uses a scratch data dir (SQLite + embedded Chroma, deleted afterwards) unless
+``--data-dir``/``--database-url`` say otherwise: a tester's replay never writes into the
+configured production database by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.markup import escape
+
+__all__ = ["cmd_replay", "register"]
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("replay", help="replay a long conversation and write a report",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("file", type=Path, help="JSONL of {role, content, timestamp?} or LoCoMo JSON")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report directory (must not exist or be empty; default replay-<name>-<time>)")
+    p.add_argument("--model", choices=["scripted", "configured"], default="scripted",
+                   help="scripted: deterministic replies (default); configured: LASTMILE_PROVIDERS")
+    p.add_argument("--user", default="replay", help="user id the conversation is replayed as")
+    p.add_argument("--probes", type=Path, default=None,
+                   help="JSONL of {question, evidence: [turn id or line number, ...]}")
+    p.add_argument("--limit", type=_positive, default=None, help="replay only the first N user turns")
+    p.add_argument("--conversation", default=None, help="LoCoMo: sample_id to replay (default the first)")
+    p.add_argument("--flush-every", type=_positive, default=10,
+                   help="wait for background indexing/memory jobs every N turns (default 10)")
+    p.add_argument("--context-window", type=_positive, default=2048,
+                   help="the scripted model's context window in tokens (default 2048)")
+    p.add_argument("--data-dir", type=Path, default=None, help="keep the replay's SQLite/Chroma here")
+    p.add_argument("--database-url", default=None, help="replay into this database instead of SQLite")
+    p.add_argument("--json", action="store_true", help="print the report summary as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+
+def summary(report: dict, path: Path) -> dict:
+    """The report without its per-turn rows and per-probe items: what a terminal shows."""
+    probes = report["probes"]
+    return {"report": str(path), "meta": report["meta"], "tokens": report["tokens"],
+            "latency_ms": report["latency_ms"], "memory": report["memory"]["tables"],
+            "pending_question": {"checked": report["pending_question"]["checked"],
+                                 "violations": len(report["pending_question"]["violations"])},
+            "probes": None if probes is None else {k: probes[k] for k in ("asked", "skipped", "recall")}}
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from assistant.cli import _settings, console
+    from assistant.errors import ReplayFormatError
+    from assistant.replay import ReplayOptions, run_replay
+    from assistant.replay_input import load_probes, load_script
+    from assistant.replay_report import check_out_dir, write_report
+
+    try:
+        script = load_script(args.file, conversation=args.conversation)
+        probes = load_probes(args.probes, script) if args.probes else script.probes
+    except ReplayFormatError as exc:  # the file's fault, not the config's: no doctor hint
+        console.print(f"[red]lastmile replay: {escape(str(exc))}[/]", highlight=False)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path(f"replay-{args.file.stem}-{stamp}")
+    check_out_dir(out)
+    options = ReplayOptions(model=args.model, user_id=args.user, limit=args.limit,
+                            flush_every=args.flush_every, context_window=args.context_window,
+                            progress=not args.no_progress)
+    with tempfile.TemporaryDirectory(prefix="lastmile-replay-") as scratch:
+        data_dir = args.data_dir or Path(scratch)
+        settings = _settings().model_copy(update={
+            "data_dir": data_dir, "database_url": args.database_url, "chroma_url": None})
+        report = run_replay(script, settings, options, probes=probes)
+    path = write_report(report, out)
+    result = summary(report, path)
+    if args.json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+    else:
+        flat = report["tokens"]["flatness"]
+        console.print(f"lastmile replay: {report['meta']['turns']} turns in {report['meta']['duration_s']} s; "
+                      f"prompt tokens at turns {report['tokens']['at_turn']}, flatness ratio "
+                      f"{flat['ratio']}; pending-question violations: "
+                      f"{result['pending_question']['violations']}")
+        if result["probes"]:
+            console.print(f"probe evidence recall in the memory block: {result['probes']['recall']['all']:.3f} "
+                          f"({result['probes']['asked']} probes)")
+        console.print(f"report: {escape(str(path / 'report.md'))}")
+    return 1 if result["pending_question"]["violations"] else 0

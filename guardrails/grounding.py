@@ -1,0 +1,174 @@
+"""The citation guard: checks a grounded answer against the sources it was shown.
+
+After the model, ``CitationGuard.after_model`` reads ``ctx.notes["sources"]`` (the
+numbered ``SourceRef``s the prompt showed, ``{id: ref}``), runs
+``guardrails.verify_citations`` and leaves for the orchestrator:
+
+* ``ctx.notes["citations"]``: one ``Citation`` per cited source, verdict aggregated;
+* ``ctx.notes["citation_checks"]``: every sentence's ``SentenceCheck``;
+* ``ctx.notes["groundedness"]``: share of claim sentences supported (feeds confidence).
+
+Then the deployment policy: ``annotate`` marks unsupported and invalid-citation
+sentences in place; ``strip`` removes them; ``reask`` is handled by the orchestrator
+(``assistant.grounding.reask_once`` re-asks the model once naming the failures) and
+whatever still fails afterwards is annotated. No sources shown: nothing to check, the
+text passes untouched (a "[1]" in code is not a citation then).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from assistant.reply import Citation, SentenceCheck
+from guardrails.base import Guard, GuardContext
+from guardrails.citations import CitationReport, verify_citations
+
+__all__ = ["BAD_VERDICTS", "LABELS", "POLICIES", "CitationGuard", "failures_prompt", "summarise"]
+
+log = logging.getLogger(__name__)
+POLICIES = ("annotate", "strip", "reask")
+BAD_VERDICTS = ("unsupported", "invalid_citation")
+LABELS = {"unsupported": " ⚠ (unverified: the cited source does not support this)",
+          "invalid_citation": " ⚠ (unverified: cites a source that was not provided)"}
+STRIPPED_ALL = "I could not find support for an answer in the available sources."
+_SEP = r"(?:\s*\[[^\]\n]{1,24}\]|[^\w\[])*?"  # between words: spaces, punctuation, [n] markers
+_TAIL = re.compile(r"(?:\s*\[[^\]\n]{1,24}\]|[^\w\s\[])*")  # closing punctuation and markers
+
+
+def summarise(report: CitationReport, sources: Mapping[str, Any]) -> tuple[list[Citation], list[SentenceCheck]]:
+    """Sentence checks, and one ``Citation`` per cited id in order of first citation."""
+    checks = [SentenceCheck(s.text, tuple(s.cited), s.verdict, float(s.score),
+                            bool(getattr(s, "claim", True))) for s in report.sentences]
+    by_id: dict[str, list[SentenceCheck]] = {}
+    for check in checks:
+        for sid in check.cited:
+            by_id.setdefault(sid, []).append(check)
+    citations = []
+    for sid, cited in by_id.items():
+        ref = sources.get(sid)
+        if ref is None:
+            citations.append(Citation(sid, "", "", "", "invalid_citation", sentences=tuple(cited)))
+            continue
+        verdicts = {c.verdict for c in cited if c.verdict != "invalid_citation"} or {"invalid_citation"}
+        verdict = verdicts.pop() if len(verdicts) == 1 else "partial"
+        evidence = [getattr(s, "evidence", None) for s in report.sentences if sid in s.cited]
+        snippet = next((e for e in evidence if isinstance(e, str) and e and e in ref.text), None)
+        citations.append(Citation(sid, ref.title, ref.path, _snip(snippet or ref.text), verdict,
+                                  page=ref.page, chunk_id=ref.chunk_id, sentences=tuple(cited)))
+    return citations, checks
+
+
+def _snip(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def failures_prompt(checks: Sequence[SentenceCheck]) -> str:
+    """The re-ask message: which sentences failed, and what to do about them."""
+    lines = []
+    for c in checks:
+        if c.verdict == "invalid_citation":
+            lines.append(f'- "{c.text}" cites {", ".join(f"[{i}]" for i in c.cited)}, but no such '
+                         "source was provided.")
+        elif c.verdict == "unsupported":
+            lines.append(f'- "{c.text}" is not supported by {", ".join(f"[{i}]" for i in c.cited)}.')
+    return ("Some sentences of your answer are not supported by the sources they cite:\n"
+            + "\n".join(lines) + "\nRewrite the whole answer using only what the numbered sources "
+            "say, citing them like [1]. Drop or correct those sentences; if the sources do not "
+            "answer the question, say so.")
+
+
+def _span(answer: str, text: str, start: int) -> tuple[int, int] | None:
+    """Where ``text`` (a checked sentence, markers removed) sits in ``answer`` at or after
+    ``start``, including its closing punctuation and citation markers."""
+    words = re.findall(r"\w+", text)
+    if not words:
+        return None
+    match = re.compile(_SEP.join(re.escape(w) for w in words)).search(answer, start)
+    if match is None:
+        return None
+    tail = _TAIL.match(answer, match.end())
+    return match.start(), tail.end() if tail else match.end()
+
+
+def _rewrite(answer: str, checks: Sequence[SentenceCheck], edit: Callable[[str, SentenceCheck], str]) -> str | None:
+    """Apply ``edit`` to each flagged sentence in place; ``None`` if one cannot be found."""
+    pieces, cursor = [], 0
+    for check in checks:
+        span = _span(answer, check.text, cursor)
+        if span is None:
+            if check.verdict in BAD_VERDICTS:
+                return None
+            continue
+        if check.verdict in BAD_VERDICTS:
+            pieces.append(answer[cursor:span[0]])
+            pieces.append(edit(answer[span[0]:span[1]], check))
+        else:
+            pieces.append(answer[cursor:span[1]])
+        cursor = span[1]
+    pieces.append(answer[cursor:])
+    return "".join(pieces)
+
+
+def _rebuild(checks: Sequence[SentenceCheck], keep: Callable[[SentenceCheck], str | None]) -> str:
+    """Fallback when sentences cannot be located: the answer rebuilt from the checks."""
+    out = []
+    for c in checks:
+        text = keep(c)
+        if text is not None:
+            out.append(text + "".join(f" [{i}]" for i in c.cited if c.verdict != "invalid_citation"))
+    return " ".join(out)
+
+
+class CitationGuard(Guard):
+    """Verify citations after the model and apply the policy (see the module docstring)."""
+
+    name = "citations"
+
+    def __init__(self, policy: str = "annotate", *,
+                 verify: Callable[[str, Mapping[str, str]], CitationReport] = verify_citations) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"citation policy must be one of {POLICIES}, got {policy!r}")
+        self.policy = policy
+        self.verify = verify
+
+    def check(self, ctx: GuardContext, text: str) -> tuple[list[Citation], list[SentenceCheck]] | None:
+        """Verify ``text`` against the turn's sources (cached per text); None: no sources."""
+        sources = ctx.notes.get("sources") or {}
+        if not sources or not text.strip():
+            return None
+        cached = ctx.notes.get("_citation_cache")
+        if cached and cached[0] == text:
+            return cached[1]
+        report = self.verify(text, {sid: ref.text for sid, ref in sources.items()})
+        result = summarise(report, sources)
+        ctx.notes["_citation_cache"] = (text, result)
+        ctx.notes["groundedness"] = float(report.groundedness)
+        return result
+
+    def after_model(self, ctx: GuardContext, text: str) -> str:
+        try:
+            result = self.check(ctx, text)
+        except Exception:
+            log.warning("citation check failed; answer kept unchecked", exc_info=True)
+            ctx.notes["validation_errors"] = [*ctx.notes.get("validation_errors", []), "citation check failed"]
+            return text
+        if result is None:
+            return text
+        citations, checks = result
+        ctx.notes["citations"], ctx.notes["citation_checks"] = citations, checks
+        if not any(c.verdict in BAD_VERDICTS for c in checks):
+            return text
+        if self.policy == "strip":
+            out = _rewrite(text, checks, lambda _s, _c: "")
+            if out is None:
+                out = _rebuild(checks, lambda c: None if c.verdict in BAD_VERDICTS else c.text)
+            out = re.sub(r"[ \t]{2,}", " ", re.sub(r"\n{3,}", "\n\n", out)).strip()
+            ctx.notes["citations_stripped"] = sum(c.verdict in BAD_VERDICTS for c in checks)
+            return out if re.search(r"\w", out) else STRIPPED_ALL
+        out = _rewrite(text, checks, lambda s, c: s.rstrip() + LABELS[c.verdict])
+        return out if out is not None else _rebuild(
+            checks, lambda c: c.text + LABELS[c.verdict] if c.verdict in BAD_VERDICTS else c.text)

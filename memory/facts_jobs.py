@@ -1,0 +1,210 @@
+"""Fact extraction off the critical path: every user turn becomes a durable ``facts`` job.
+
+``FactRecorder`` (a ``TurnRecorder``) only enqueues — a turn never waits for
+extraction. ``FactExtractor`` is the job handler: the rule-based candidates are applied
+first (so a fact is known even while the model is down), then, when a model is
+configured, ``assistant.extract`` asks it for more. A model candidate is kept only if
+its value appears in the message (no invented facts), and may withdraw facts only when
+the message itself asks to forget or negates something. Invalid model output raises
+``ExtractionFailed`` and an outage a ``ProviderError``: the queue retries the job later;
+the rule part is idempotent, so a retry repeats nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.errors import FactNotFound, LastmileError
+from memory.facts import Change, FactInfo, FactMemory
+from memory.facts_extract import (
+    Candidate,
+    ExtractedFacts,
+    extract_rules,
+    forget_request,
+    norm_key,
+    norm_value,
+    says_forget,
+)
+from memory.jobs import Job, JobQueue
+from memory.store import StoredMessage
+
+__all__ = ["FACTS_JOB", "FactExtractor", "FactRecorder", "ForgetResult", "Recorders", "attach_facts",
+           "forget", "model_getter"]
+
+log = logging.getLogger(__name__)
+FACTS_JOB = "facts"
+MODEL_CONFIDENCE = 0.6
+FORGET_SIMILARITY = 0.35
+INSTRUCTIONS = (
+    "List the facts the USER states about themself in this message (where they live, "
+    "their name, job, employer, likes, dislikes, allergies, pets, languages ...). "
+    "key: a short attribute name; value: copied from the message. op: 'add' for a fact "
+    "stated, 'forget' if they ask you to forget it, 'retract' if they say it is no longer "
+    "true. No facts: {\"facts\": []}.")
+
+
+class FactRecorder:
+    """Enqueues one ``facts`` job per stored user message (deduplicated by message id)."""
+
+    def __init__(self, jobs: JobQueue) -> None:
+        self.jobs = jobs
+
+    def submit(self, messages: Sequence[StoredMessage]) -> None:
+        for message in messages:
+            if message.role == "user" and message.content.strip():
+                self.jobs.enqueue(FACTS_JOB, {"message_id": message.id, "session_id": message.session_id},
+                                  user_id=message.user_id, dedupe_key=f"facts:{message.id}")
+
+    def flush(self) -> None:
+        """Nothing to wait for here: the work is in the queue (``JobWorker.flush``)."""
+
+
+class Recorders:
+    """Several turn recorders behind one (e.g. the turn indexer and the fact recorder)."""
+
+    def __init__(self, *recorders: object) -> None:
+        self.recorders = [r for r in recorders if r is not None]
+
+    def submit(self, messages: Sequence[StoredMessage]) -> None:
+        for recorder in self.recorders:
+            recorder.submit(messages)  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        for recorder in self.recorders:
+            recorder.flush()  # type: ignore[attr-defined]
+
+
+class FactExtractor:
+    """The ``facts`` job handler. ``model`` returns the extraction model, or None for
+    rules only; it is called per job so a model that cannot be built is retried later."""
+
+    def __init__(self, memory: FactMemory, model: Callable[[], object | None] | None = None, *,
+                 max_invalid: int = 2) -> None:
+        self.memory = memory
+        self.model = model or (lambda: None)
+        self.max_invalid = max_invalid
+        self.changes: list[Change] = []  # the last job's, for tests and replay reports
+
+    def __call__(self, job: Job) -> list[Change]:
+        user_id = job.user_id or ""
+        found = self.memory.messages(user_id, [int(job.payload["message_id"])])
+        if not found or found[0].role != "user":
+            log.info("facts job %d: message %s is gone; nothing to do", job.id, job.payload)
+            return []
+        message = found[0]
+        if job.attempts > 1:
+            self.memory.sync(user_id)  # an earlier attempt may have left Chroma behind SQL
+        changes = self.memory.apply(user_id, extract_rules(message.content), source=message)
+        # An outage is waited out for as long as the queue allows; a model that keeps
+        # answering nonsense is given ``max_invalid`` tries, then the rules' facts stand.
+        hopeless = (job.attempts > self.max_invalid
+                    and (job.last_error or "").startswith("ExtractionFailed"))
+        if hopeless:
+            log.warning("facts for msg-%d: model output invalid %d times; rules only",
+                        message.id, job.attempts - 1)
+        model = None if hopeless else self.model()
+        if model is not None:
+            changes += self.memory.apply(user_id, self._from_model(model, message),
+                                         source=message, extractor="model")
+        self.changes = changes
+        return changes
+
+    def _from_model(self, model: object, message: StoredMessage) -> list[Candidate]:
+        from assistant.extract import extract
+
+        got = extract(model, ExtractedFacts, message.content, instructions=INSTRUCTIONS,  # type: ignore[arg-type]
+                      metadata={"purpose": "facts", "user_id": message.user_id,
+                                "session_id": message.session_id, "turn_id": message.id})
+        said = norm_value(message.content)
+        may_withdraw = says_forget(message.content)
+        kept = []
+        for c in got.facts:
+            grounded = not c.value or norm_value(c.value) in said
+            if (c.op == "add" and c.value and grounded) or (c.op != "add" and may_withdraw and grounded):
+                kept.append(c.model_copy(update={"key": norm_key(c.key), "value": c.value.strip(),
+                                                 "confidence": min(c.confidence, MODEL_CONFIDENCE)}))
+        if len(kept) < len(got.facts):
+            log.info("kept %d of %d model fact(s) for msg-%d (ungrounded ones dropped)",
+                     len(kept), len(got.facts), message.id)
+        return kept
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """What a forget request did; ``message`` is a sentence fit for the user."""
+
+    forgotten: list[FactInfo] = field(default_factory=list)
+    message: str = ""
+
+
+def forget(memory: FactMemory, user_id: str, target: int | str) -> ForgetResult:
+    """Forget a fact by id, or every current fact matching a description ("where I
+    live", "that I like sushi", "my dog"). Nothing matching is an answer, not an error."""
+    if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+        try:
+            done = memory.forget_ids(user_id, [int(target)], "user asked to forget it")
+        except FactNotFound:
+            return ForgetResult([], f"There is no fact {target} to forget.")
+        return ForgetResult(done, f"Forgotten: {done[0].text}" if done
+                            else f"Fact {target} was already forgotten.")
+    text = " ".join(str(target).split())
+    if not text:
+        raise ValueError("say what to forget: a fact id or a description")
+    phrase = text if text.lower().startswith(("forget", "delete", "erase", "remove")) else f"forget {text}"
+    current = memory.facts(user_id)
+    wanted = forget_request(phrase) or []
+    hits = [f for f in current for c in wanted
+            if c.key in ("*", f.key) and (not c.value or norm_value(c.value) in norm_value(f.value))]
+    if not hits and not wanted:
+        scored = memory.search(user_id, text, k=5)
+        best = scored[0][1] if scored else 0.0
+        hits = [f for f, s in scored if s >= FORGET_SIMILARITY and s >= best - 0.05]
+    if not hits:
+        return ForgetResult([], f"I have nothing stored about {text!r}, so there is nothing to forget.")
+    done = memory.forget_ids(user_id, list(dict.fromkeys(f.id for f in hits)),
+                             f"user asked to forget {text!r}")
+    return ForgetResult(done, "Forgotten: " + " ".join(f.text for f in done))
+
+
+def model_getter(assistant: object, policy: str, injected: bool) -> Callable[[], object | None]:
+    """The extraction model per ``LASTMILE_FACTS_MODEL``: ``rules`` none; ``chat`` the
+    chat model; ``auto`` the chat model unless the embedder injected its own (a test
+    double's scripted replies are not for us). A model that cannot be built means rules
+    only for that job."""
+    def get() -> object | None:
+        if policy == "rules" or (policy == "auto" and injected):
+            return None
+        try:
+            return assistant.model  # type: ignore[attr-defined]
+        except LastmileError as exc:
+            log.warning("fact extraction uses rules only: %s", exc)
+            return None
+    return get
+
+
+def attach_facts(a: Any, *, injected: bool) -> FactMemory | None:
+    """Wire fact memory into an ``Assistant``: facts recalled ahead of its turn memory,
+    a ``facts`` job per user turn, and the handler on its worker. None when there is no
+    job queue (no SQL store) or ``LASTMILE_FACTS_ENABLED`` is off."""
+    from memory.facts_recall import FactRecall, LayeredRecall
+    from memory.vectors import open_chroma
+
+    settings = a.settings
+    if a.jobs is None or a.worker is None or not settings.facts_enabled:
+        return None
+    try:
+        chroma = open_chroma(settings.chroma_path, settings.chroma_url)
+    except LastmileError as exc:
+        log.warning("fact search is off (facts stay in SQL): %s", exc)
+        chroma = None
+    memory = FactMemory(a.jobs.engine, chroma, guards=a.guards,
+                        similarity=settings.facts_similarity)
+    a.memory = LayeredRecall(FactRecall(memory), a.memory,
+                             facts_share=settings.facts_budget_share)
+    a.recorder = Recorders(a.recorder, FactRecorder(a.jobs))
+    a.worker.register(FACTS_JOB, FactExtractor(
+        memory, model_getter(a, settings.facts_model, injected)))
+    return memory
