@@ -89,9 +89,10 @@ class ChatTab:
             yield box, [*shown, {"role": "assistant", "content": views.TYPING}], gr.skip(), ""
             partial = ""
             for chunk in stream:
-                if isinstance(chunk, Restart):  # a provider failed mid-reply; next one starts over
-                    gr.Info(f"The reply was restarted on {chunk.provider} "
-                            "(the previous provider failed mid-answer).")
+                if isinstance(chunk, Restart):  # the text so far is void; the next model starts over
+                    why = ("a stronger model was needed" if chunk.reason.startswith("escalated")
+                           else "the previous provider failed mid-answer")
+                    gr.Info(f"The reply was restarted on {chunk.provider} ({why}).")
                     partial = ""
                     continue
                 partial += chunk
@@ -100,6 +101,8 @@ class ChatTab:
             raise gr.Error(exc.user_message) from exc
         reply = stream.reply
         assert reply is not None
+        if getattr(reply, "notice", None):  # safe mode, a weaker fallback: say so, visibly
+            gr.Warning(reply.notice)
         notes = {reply.message_id: reply.error} if reply.error and reply.message_id else None
         chat, ids, _ = self._view(user_id, session_id, notes)
         yield gr.skip(), chat, ids, views.citations_html(getattr(reply, "citations", None))
