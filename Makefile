@@ -48,6 +48,8 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/citations.py
 	$(BIN)/lastmile bench locomo --data ../shared/data/locomo/locomo_dev.json --baseline
 	$(BIN)/lastmile bench faults
+	$(BIN)/python benchmarks/prompt_tokens.py
+	$(BIN)/python benchmarks/semantic_cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -128,9 +128,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="JSON {'provider:model-glob': [usd_in, usd_out] per 1M tokens}; over built-ins.")
     budget_user_daily_usd: float | None = Field(
-        None, ge=0, le=1_000_000, description="Daily spend cap per user (UTC day); unset: none.")
+        None, ge=0, le=1_000_000, allow_inf_nan=False,
+        description="Daily spend cap per user (UTC day); unset: none.")
     budget_global_daily_usd: float | None = Field(
-        None, ge=0, le=10_000_000, description="Daily spend cap across all users; unset: none.")
+        None, ge=0, le=10_000_000, allow_inf_nan=False,
+        description="Daily spend cap across all users; unset: none.")
     budget_soft_fraction: float = Field(
         0.8, gt=0, le=1, description="Fraction of a cap that raises a soft-limit alert.")
     budget_alert_webhook: str | None = Field(
@@ -260,6 +262,16 @@ class Settings(BaseSettings):
         description="Unsupported cited sentences: annotate them, strip them, or re-ask once.")
     review_threshold: float = Field(
         0.5, ge=0, le=1, description="Answers with a confidence below this go to human review.")
+    # scope guard (H7)
+    scope_statement: str | None = Field(
+        None, max_length=2000, description="What this assistant is for; unset: no scope check.")
+    scope_keywords: str = Field(
+        "", description="Comma-separated words that put a message in scope outright.")
+    scope_action: str = Field(
+        "flag", pattern="^(flag|refuse)$", description="Out-of-scope input: flag it, or refuse kindly.")
+    scope_threshold: float = Field(
+        0.25, ge=-1, le=1, description="MiniLM cosine to the scope statement below which a message "
+                                       "is out of scope.")
 
     # --- issue 6: sign-in, roles, OpenAI-compatible endpoint ----------------------------
     auth: str = Field(

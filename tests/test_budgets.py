@@ -63,7 +63,10 @@ def budget_settings(settings: Settings, fs: FaultServer, providers: str, **extra
         "providers": providers, "openai_api_key": SecretStr("sk-test"),
         "openai_base_url": fs.url + "/v1", "retry_attempts": 1, "index_turns": False,
         "max_reply_tokens": MAX_TOKENS, "system_prompt": PROMPT,
-        "prices": {"openai:test-model": PRICE}, **extra})
+        "prices": {"openai:test-model": PRICE},
+        # Background fact extraction and summaries are paid calls too (and budgeted); these
+        # tests count chat calls only, so those use the deterministic extractors.
+        "facts_model": "rules", "summary_model": "extractive", **extra})
 
 
 def test_soft_limit_alerts_once_then_hard_limit_refuses_politely(
