@@ -22,7 +22,7 @@ from assistant.errors import DocumentRejected
 from memory.loaders import KINDS, LoadedDoc, load
 from memory.models import Chunk, Source, utcnow
 
-__all__ = ["FileResult", "IngestReport", "chunk_document", "collect_files", "ingest_files"]
+__all__ = ["FileResult", "IngestReport", "chunk_document", "collect_files", "ingest_files", "prune_source"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def chunk_document(doc: LoadedDoc, *, size: int, overlap: int) -> list[tuple[int
     return out
 
 
-def _prune(db: Session, source: Source) -> list[str]:
+def prune_source(db: Session, source: Source) -> list[str]:
     """Delete a source's chunks; return their Chroma ids."""
     ids = list(db.scalars(select(Chunk.id).where(Chunk.source_id == source.id)))
     db.execute(delete(Chunk).where(Chunk.source_id == source.id))
@@ -134,7 +134,7 @@ def ingest_files(
     for source in gone:
         with sessions() as db, db.begin():
             row = db.get(Source, source.id)
-            ids = _prune(db, row) if row else []
+            ids = prune_source(db, row) if row else []
             if row:
                 db.delete(row)
         if ids:
@@ -171,7 +171,7 @@ def _ingest_one(sessions: Callable[[], Session], vectors: object, path: Path, ol
     with sessions() as db, db.begin():
         row = db.scalar(select(Source).where(Source.owner == owner, Source.collection == collection,
                                              Source.path == str(path)))
-        stale = _prune(db, row) if row is not None else []
+        stale = prune_source(db, row) if row is not None else []
         if row is None:
             row = Source(owner=owner, collection=collection, path=str(path))
             db.add(row)

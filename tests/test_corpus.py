@@ -184,8 +184,28 @@ def test_users_never_see_each_others_documents(corpus: Corpus, tmp_path: Path) -
     assert corpus.collections("alice") == {"private": 1} and corpus.collections(None) == {"handbook": 1}
 
 
+def test_sources_are_listed_per_user_and_only_the_owner_deletes(corpus: Corpus, tmp_path: Path) -> None:
+    write(tmp_path / "alice" / "diary.md", "# Diary\n\nMy locker combination is 4417.")
+    write(tmp_path / "shared" / "handbook.md", "# Handbook\n\nThe gym opens at six every morning.")
+    corpus.ingest([tmp_path / "alice"], collection="uploads", user_id="alice")
+    corpus.ingest([tmp_path / "shared"], collection="handbook")
+    listed = corpus.sources("alice")
+    assert [(s.title, s.shared, s.collection) for s in listed] == [
+        ("Diary", False, "uploads"), ("Handbook", True, "handbook")]
+    assert [s.title for s in corpus.sources("bob")] == ["Handbook"]
+    diary, handbook = listed
+    assert not corpus.delete_source("bob", diary.id)  # not his
+    assert not corpus.delete_source("alice", handbook.id)  # shared: not hers to delete
+    assert [h.title for h in corpus.search("alice", "locker combination", k=5)][:1] == ["Diary"]
+    assert corpus.delete_source("alice", diary.id)
+    assert "Diary" not in [h.title for h in corpus.search("alice", "locker combination", k=5)]
+    assert [s.title for s in corpus.sources("alice")] == ["Handbook"]
+    assert not corpus.delete_source("alice", diary.id)  # already gone
+
+
 def test_retrieve_numbers_sources_within_the_budget(sqlite_corpus: Corpus, tmp_path: Path) -> None:
     corpus = sqlite_corpus
+    assert corpus.search("u", "volcano") == []  # empty corpus: nothing, and no error
     for n, topic in enumerate(["volcano eruptions in Iceland", "volcano monitoring with seismometers",
                                "volcano ash and aviation"]):
         write(tmp_path / "v" / f"v{n}.md", f"# Volcano {n}\n\nThis page covers {topic}. " * 4)
