@@ -28,8 +28,10 @@ from assistant.providers.base import approx_message_tokens
 from assistant.people import PeopleAPI
 from assistant.reply import AsyncReplyStream, Reply, ReplyStream, Restart
 from assistant.session_ops import SessionOps
+from assistant.safemode import RETRIEVAL_LABEL
 from assistant.settings import Settings
-from guardrails import Guard, GuardChain, GuardContext, default_pipeline
+from assistant.stages import timed
+from guardrails import Guard, GuardChain, GuardContext, ScopeGuard, default_pipeline
 from memory.context_summary import KIND as SUMMARY_JOB
 from memory.context_summary import SessionSummaries
 from memory.context_turn import turn_context
@@ -115,7 +117,8 @@ class Assistant(SessionOps, PeopleAPI):
             self._owned.append(self.worker)
         self.guards = GuardChain(guards if guards is not None else default_pipeline(
             max_chars=self.settings.max_message_chars, pii_modes=self.settings.pii_mode,
-            pii_always=self.settings.pii_always, injection_input=self.settings.injection_input))
+            pii_always=self.settings.pii_always, injection_input=self.settings.injection_input,
+            scope=ScopeGuard.from_settings(self.settings)))
         # Facts about the user: extracted by ``facts`` jobs, recalled ahead of turns.
         self.facts_memory = attach_facts(self, injected=model is not None)
         engine = getattr(store, "engine", None)
@@ -176,12 +179,14 @@ class Assistant(SessionOps, PeopleAPI):
         """
         ctx = GuardContext(user_id=user_id, session_id=session_id,
                            notes={"destination": self._destination(), "cache": cache})
-        clean = self.guards.before_input(ctx, text)
+        with timed(ctx, "guards"):
+            clean = self.guards.before_input(ctx, text)
         try:
             tokens: int | None = self.model.count_tokens([HumanMessage(content=clean)])
         except LastmileError:
             tokens = None  # the turn will report the model problem; the message is kept
-        stored = self.store.add_message(user_id, session_id, "user", clean, token_count=tokens)
+        with timed(ctx, "storage"):
+            stored = self.store.add_message(user_id, session_id, "user", clean, token_count=tokens)
         return ReplyStream(self._turn(ctx, stored))
 
     def chat(self, text: str, *, session_id: str, user_id: str = "default",
@@ -261,10 +266,12 @@ class Assistant(SessionOps, PeopleAPI):
         messages: list[BaseMessage] = []
         report: ContextReport | None = None
         started = time.perf_counter()
+        model_started: float | None = None
         try:
             model = self.model
             out.provider = model.label
-            messages, report = self._context(ctx, model, user_msg.content)
+            with timed(ctx, "context"):
+                messages, report = self._context(ctx, model, user_msg.content)
             request = ModelRequest(
                 messages, max_tokens=self.settings.max_reply_tokens,
                 temperature=self.settings.temperature,
@@ -272,6 +279,7 @@ class Assistant(SessionOps, PeopleAPI):
                           "session_id": ctx.session_id, "turn_id": user_msg.id,
                           "cache": ctx.notes.get("cache", True),
                           "snippets": ctx.notes.get("snippets", [])})
+            model_started = time.perf_counter()
             for chunk in model.request(request):
                 out.provider = chunk.extra.get("provider", out.provider)
                 out.notice = chunk.extra.get("notice", out.notice)  # safe mode says so
@@ -303,6 +311,9 @@ class Assistant(SessionOps, PeopleAPI):
             raise
         finally:
             out.latency_ms = (time.perf_counter() - started) * 1000
+            if model_started is not None:
+                ctx.notes.setdefault("stages_ms", {})["model"] = round(
+                    (time.perf_counter() - model_started) * 1000, 2)
             stored = self._store_reply(ctx, user_msg, model, messages, out, report)
         return Reply(text=out.text, provider=out.provider, session_id=ctx.session_id,
                      message_id=stored.id, user_message_id=user_msg.id,
@@ -315,14 +326,16 @@ class Assistant(SessionOps, PeopleAPI):
                      messages: list[BaseMessage], out: _Outcome,
                      report: ContextReport | None) -> StoredMessage:
         out.text = "".join(out.parts)
-        if out.status == "ok":
-            out.text = self.guards.after_model(ctx, out.text)
+        with timed(ctx, "verification"):
+            if out.status == "ok":
+                out.text = self.guards.after_model(ctx, out.text)
         count = model.count_tokens if model is not None else approx_message_tokens
         # What this reply will cost when it is fed back as context (template included).
         cost = count([AIMessage(content=out.text)]) if out.text else 0
         out.completion_tokens = out.usage.completion_tokens if out.usage else cost
         out.prompt_tokens = out.usage.prompt_tokens if out.usage else (count(messages) if messages else 0)
-        confidence, doubts = grounding.assess(ctx, out)
+        with timed(ctx, "verification"):
+            confidence, doubts = grounding.assess(ctx, out)
         stored = self.store.add_message(
             ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
             provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
@@ -330,10 +343,12 @@ class Assistant(SessionOps, PeopleAPI):
             finish_reason=out.finish_reason,
             context=None if report is None else {
                 **report.to_dict(), "reply_reserve": self.settings.max_reply_tokens,
-                **grounding.stored_fields(ctx, confidence)})
+                **grounding.stored_fields(ctx, confidence),
+                "stages_ms": ctx.notes.get("stages_ms", {}), "notice": out.notice})
         grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
                                 confidence, doubts)
-        if self.recorder is not None and out.status == "ok":
+        # A retrieval-only safe-mode reply only quotes memories; indexing it would echo them.
+        if self.recorder is not None and out.status == "ok" and out.provider != RETRIEVAL_LABEL:
             self.recorder.submit([user_msg, stored])
         return stored
 
