@@ -11,6 +11,7 @@ failure per turn (after retries), and fallback moves on past an open circuit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,6 +35,8 @@ from assistant.providers.base import ChatModel, ModelChunk, ModelRequest
 __all__ = ["BreakerModel", "CircuitBreaker", "RetryPolicy", "RetryingModel", "close_quietly"]
 
 log = logging.getLogger(__name__)
+#: Request metadata a half-open probe carries: the retry layer then makes one attempt.
+PROBE = "breaker_probe"
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
@@ -127,9 +130,10 @@ class RetryingModel(_Wrapper):
         return iterator, head
 
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
+        attempts = 1 if request.metadata.get(PROBE) else self.policy.attempts
         retrying = Retrying(  # one per call: a Retrying carries per-call state
             sleep=self._sleep, reraise=True, retry=retry_if_exception(self._retryable),
-            stop=stop_any(stop_after_attempt(self.policy.attempts), self._server_says_too_long),
+            stop=stop_any(stop_after_attempt(attempts), self._server_says_too_long),
             wait=self._wait, before_sleep=self._before_sleep)
         iterator, head = retrying(self._open, request)
         try:
@@ -240,6 +244,8 @@ class BreakerModel(_Wrapper):
         if permit is None:
             raise CircuitOpen(f"circuit open for {self.label}", provider=self.label)
         probe = permit == "probe"
+        if probe:  # a half-open probe asks once: retrying a provider we think is down only stalls
+            request = dataclasses.replace(request, metadata={**request.metadata, PROBE: True})
         iterator = iter(self.inner.request(request))
         try:
             yield from iterator

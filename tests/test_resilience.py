@@ -200,6 +200,25 @@ def test_half_open_probe_failure_reopens_and_restarts_the_timer(clock: FakeClock
     assert model.breaker.state == "half_open"
 
 
+def test_a_half_open_probe_is_tried_once_not_retried(clock: FakeClock) -> None:
+    inner = ScriptedModel(provider="primary")
+    waits: list[float] = []
+    model = BreakerModel(RetryingModel(inner, RetryPolicy(attempts=3, jitter=False), sleep=waits.append),
+                         CircuitBreaker("primary", failure_threshold=1, reset_timeout_s=30, clock=clock))
+    inner.enqueue(down(), down(), down())
+    with pytest.raises(ProviderUnavailable):  # closed: the full retry budget
+        collect(model)
+    assert len(inner.requests) == 3 and len(waits) == 2 and model.breaker.state == "open"
+    clock.advance(30)
+    inner.enqueue(down(), "would have answered on a retry")
+    with pytest.raises(ProviderUnavailable):  # half-open: one attempt, then open again
+        collect(model)
+    assert len(inner.requests) == 4 and len(waits) == 2 and model.breaker.state == "open"
+    clock.advance(30)
+    assert text(collect(model)) == "would have answered on a retry"
+    assert model.breaker.state == "closed"
+
+
 def test_only_one_probe_while_half_open(clock: FakeClock) -> None:
     inner = ScriptedModel(provider="primary")
     model = breaker_model(inner, clock)
