@@ -8,6 +8,7 @@ from guardrails.injection import InjectionGuard, scan
 from guardrails.input import InputLimits
 from guardrails.normalize import Normalize
 from guardrails.pii import PIIFinding, PIIGuard, detect, parse_modes, redact
+from guardrails.scope import ScopeGuard
 
 __all__ = [
     "CitationReport",
@@ -20,6 +21,7 @@ __all__ = [
     "Normalize",
     "PIIFinding",
     "PIIGuard",
+    "ScopeGuard",
     "default_pipeline",
     "detect",
     "parse_modes",
@@ -30,8 +32,10 @@ __all__ = [
 
 
 def default_pipeline(*, max_chars: int = 20_000, pii_modes: str = "redact", pii_always: bool = False,
-                     injection_input: str = "flag") -> list[Guard]:
+                     injection_input: str = "flag", scope: Guard | None = None) -> list[Guard]:
     """Limits, then normalisation, then PII (redacted before text goes to a remote
-    provider or into memory), then prompt-injection checks on input and retrieved text."""
-    return [InputLimits(max_chars), Normalize(), PIIGuard(pii_modes, always=pii_always),
-            InjectionGuard(input_action=injection_input)]
+    provider or into memory), then prompt-injection checks on input and retrieved text,
+    then (when the deployment states its scope) the out-of-scope check."""
+    guards = [InputLimits(max_chars), Normalize(), PIIGuard(pii_modes, always=pii_always),
+              InjectionGuard(input_action=injection_input)]
+    return guards + ([scope] if scope is not None else [])

@@ -158,7 +158,10 @@ def stem(word: str) -> str:
 
 
 def content_stems(text: str) -> set[str]:
-    return {stem(t) for t in tokens(text) if t.lower() not in _STOP and not t.isdigit()}
+    """Stems of the words that carry content: no stop words, no numbers (digits or words;
+    numbers have their own check)."""
+    return {stem(t) for t in tokens(text)
+            if t.lower() not in _STOP and not t.isdigit() and t.lower() not in _WORDNUM}
 
 
 def numbers(text: str) -> list[tuple[float, bool]]:
@@ -196,6 +199,8 @@ def entities(text: str, known: set[str] = frozenset()) -> set[str]:
             continue
         if not (t[0].isupper() or any(c.isupper() for c in t[1:])):
             continue
+        if t.isupper() and len(t) <= 3 and i and toks[i - 1][0].isdigit():
+            continue  # a unit after a number ("281 TB", "5 GB"), not a name
         if i == 0 and not (t.isupper() and len(t) > 1) and stem(t) not in known:
             continue
         out.add(stem(t))
@@ -238,9 +243,9 @@ def _units(text: str) -> list[tuple[float, bool, bool, str]]:
     next content word ("7 million visitors" -> "visitor")."""
     out = []
     text = _join_number_words(text)
-    for m in list(_NUM.finditer(text)) + list(re.finditer(r"\b(" + "|".join(_WORDNUM) + r")\b", text, re.I)):
+    for m in list(_NUM.finditer(text)) + list(re.finditer(r"\b(" + "|".join(_WORDNUM) + r")\b", text, re.IGNORECASE)):
         after = text[m.end():]
-        scale = re.match(r"\s*(thousand|million|billion|trillion)\b", after, re.I) if not m.group(0)[0].isdigit() else None
+        scale = re.match(r"\s*(thousand|million|billion|trillion)\b", after, re.IGNORECASE) if not m.group(0)[0].isdigit() else None
         after = after[scale.end():] if scale else after
         unit = re.match(r"\s*-?\s*(%|per ?cent|[a-z]+)", after)  # the very next word, lowercase
         nxt = [] if not unit or unit.group(1) in _STOP else ["%" if unit.group(1)[0] in "%p" and "cent" in unit.group(1) or unit.group(1) == "%" else unit.group(1)]

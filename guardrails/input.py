@@ -6,6 +6,7 @@ import unicodedata
 
 from assistant.errors import InputRejected
 from guardrails.base import Guard, GuardContext
+from guardrails.normalize import reject_junk
 
 __all__ = ["InputLimits"]
 
@@ -28,6 +29,8 @@ class InputLimits(Guard):
         if not isinstance(text, str):
             raise InputRejected(f"message must be text, got {type(text).__name__}",
                                 user_message="Please send your message as text.", guard=self.name)
+        # Judge binary junk on the raw text: stripping control bytes first would hide it.
+        reject_junk(text, guard=self.name)
         cleaned = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
         if all(unicodedata.category(ch) in _INVISIBLE or ch in "\n\t" for ch in cleaned):
             raise InputRejected("empty message",

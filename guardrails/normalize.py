@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from assistant.errors import InputRejected
 from guardrails.base import Guard, GuardContext
 
-__all__ = ["Normalize", "is_junk", "item_text", "normalize_text", "with_text"]
+__all__ = ["Normalize", "is_junk", "item_text", "normalize_text", "reject_junk", "with_text"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,16 @@ def is_junk(text: str, *, ratio: float = 0.2, minimum: int = 3) -> bool:
     """True when at least ``minimum`` and ``ratio`` of the characters are binary junk."""
     bad = sum(1 for ch in text if _is_bad(ch))
     return bad >= minimum and bad >= ratio * max(len(text), 1)
+
+
+def reject_junk(text: str, *, ratio: float = 0.2, guard: str = "normalize") -> None:
+    """Refuse binary data pasted as text (``InputRejected`` with a user-facing sentence)."""
+    if is_junk(text, ratio=ratio):
+        raise InputRejected(
+            "input looks like binary data",
+            user_message="Your message looks like binary or corrupted data rather than text. "
+            "Please paste plain text (or describe the file) and try again.",
+            guard=guard)
 
 
 def normalize_text(text: str) -> tuple[str, Counter[str]]:
@@ -145,12 +155,7 @@ class Normalize(Guard):
         self.retrieval = retrieval
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
-        if is_junk(text, ratio=self.junk_ratio):
-            raise InputRejected(
-                "input looks like binary data",
-                user_message="Your message looks like binary or corrupted data rather than text. "
-                "Please paste plain text (or describe the file) and try again.",
-                guard=self.name)
+        reject_junk(text, ratio=self.junk_ratio, guard=self.name)
         clean, counts = normalize_text(text)
         _note(ctx, "normalize", counts)
         if not clean:

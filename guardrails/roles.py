@@ -13,7 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from guardrails.claims import STOP, content_stems, entities, stem, tokens
+from guardrails.claims import (
+    STOP,
+    content_stems,
+    entities,
+    numbers,
+    numbers_match,
+    stem,
+    tokens,
+)
 
 __all__ = ["acronym_of", "clauses", "direction_clash", "negation_clash", "role_swaps",
            "uncovered_clauses"]
@@ -97,9 +105,15 @@ def role_swaps(claim: str, evidence: str, known: set[str]) -> list[str]:
     return swapped
 
 
+# "impossible", "unable", "inactive": a negated adjective is the negation of its stem.
+_NEG_PREFIX = re.compile(r"\b(?:un|in|im|il|ir|non-?)([a-z]{4,}(?:able|ible|ent|ant|ive|al|ful|ous|ed))\b",
+                         re.IGNORECASE)
+
+
 def _negated_words(text: str) -> set[str]:
-    """Stems of the content words each negation cue governs."""
-    out: set[str] = set()
+    """Stems of the content words each negation cue governs (and of prefix-negated
+    adjectives: "impossible" negates "possible")."""
+    out: set[str] = {stem(m.group(1)) for m in _NEG_PREFIX.finditer(text)}
     for m in _NEG_CUE.finditer(text):
         rest = [t for t in tokens(text[m.end():]) if t.lower() not in STOP][:_SCOPE]
         out |= {stem(t) for t in rest}
@@ -113,8 +127,12 @@ def negation_clash(claim: str, evidence: str) -> bool:
     is the one the claim restates. Only words in a negation's scope count, so "never
     changes" vs "keeps the same" (no shared negated word) is left to similarity.
     """
-    cstems = content_stems(claim)
     cneg = _negated_words(claim)
+    cstems = content_stems(claim) | cneg
+    # Is the claim negative at all? A cue, or a prefix negation whose stem the evidence
+    # uses ("impossible" / "possible"); "included" is not "in-cluded".
+    negative_claim = bool(_NEG_CUE.search(claim)) or bool(
+        {stem(m.group(1)) for m in _NEG_PREFIX.finditer(claim)} & content_stems(evidence))
     spans = [(clause, content_stems(clause), len(cstems & content_stems(sent)))
              for sent in re.split(r"(?<=[.!?])\s+", evidence) for clause in clauses(sent) or [sent]]
     for word in cstems:
@@ -127,13 +145,21 @@ def negation_clash(claim: str, evidence: str) -> bool:
         clause = max(having, key=lambda h: h[:3])[3]  # a tie goes to the negated clause
         # One side negates this word, the other has no negation at all (both negating
         # different heads, "does not maintain an army" / "has no army", agree).
-        if (word in cneg and not _NEG_CUE.search(clause)) or (
-                word in _negated_words(clause) and not cneg):
+        if (word in cneg and not _negative(clause, word)) or (
+                word in _negated_words(clause) and not negative_claim):
             return True
     # A positive claim restating (3+ shared words) a clause the evidence negates, even if
     # the negated head differs: "effective against viruses" / "do not work against viruses".
-    return not cneg and any(_NEG_CUE.search(c) and len(cstems & content_stems(c)) >= 3
-                            for c in clauses(evidence))
+    # Only when that negated clause restates the claim better than any positive one.
+    overlap = {c: len(cstems & content_stems(c)) for c in clauses(evidence)}
+    negative = max((n for c, n in overlap.items() if _NEG_CUE.search(c)), default=0)
+    positive = max((n for c, n in overlap.items() if not _NEG_CUE.search(c)), default=0)
+    return not negative_claim and negative >= 3 and negative > positive
+
+
+def _negative(text: str, word: str) -> bool:
+    """Does ``text`` negate anything (a cue), or ``word`` itself by prefix ("impossible")?"""
+    return bool(_NEG_CUE.search(text)) or any(stem(m.group(1)) == word for m in _NEG_PREFIX.finditer(text))
 
 
 def direction_clash(claim: str, evidence: str) -> bool:
@@ -162,13 +188,17 @@ def uncovered_clauses(claim: str, sources: Iterable[str], min_cover: float = 0.3
     have: set[str] = set()
     for src in sources:
         have |= content_stems(src)
+    text = " ".join(sources)
     prefixes = {h[:5] for h in have if len(h) >= 5}
     cover = []
     for clause in clauses(claim):
         stems = content_stems(clause)
         hit = sum(s in have or (len(s) >= 5 and s[:5] in prefixes) for s in stems)
-        cover.append((clause, len(stems), hit / max(1, len(stems))))
+        nums = numbers(clause)  # numbers are content too: found ones count as covered
+        hit += sum(numbers_match(f"{v:g}", text) for v, _ in nums)
+        total = len(stems) + len(nums)
+        cover.append((clause, total, hit / max(1, total)))
     # Partial support needs a supported part: one well-covered clause, others bare.
-    if len(cover) < 2 or max(c for _, n, c in cover if n >= 2) < 0.5:
+    if len(cover) < 2 or max((c for _, n, c in cover if n >= 2), default=0.0) < 0.5:
         return []
     return [clause for clause, n, c in cover if n >= 2 and c < min_cover]

@@ -148,6 +148,10 @@ async def test_nonsense_is_a_provider_failure_on_the_async_path_too(model: ChatM
     assert len(fs.requests) == 1
 
 
+#: Settings that make calls of their own after a turn (fact extraction, summaries).
+BACKGROUND_CALLS = ("facts_enabled", "summarize_sessions")
+
+
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 def test_nonsense_falls_back_and_the_turn_is_kept(tmp_path: Path, fs: FaultServer, kind: str) -> None:
     """Through the real chain: the remote's nonsense moves the turn on to the next
@@ -155,13 +159,15 @@ def test_nonsense_falls_back_and_the_turn_is_kept(tmp_path: Path, fs: FaultServe
     keys = ({"openai_api_key": "sk-test", "openai_base_url": fs.url + "/v1"} if kind == "openai"
             else {"anthropic_api_key": "sk-test", "anthropic_base_url": fs.url})
     settings = Settings(data_dir=tmp_path, providers=f"{kind}:test-model,scripted", index_turns=False,
-                        retry_attempts=1, breaker_failure_threshold=100, **keys)  # type: ignore[arg-type]
-    fs.enqueue(*NONSENSE)
+                        retry_attempts=1, breaker_failure_threshold=100, **keys,  # type: ignore[arg-type]
+                        **{k: False for k in BACKGROUND_CALLS if k in Settings.model_fields})
+    fs.enqueue(*NONSENSE)  # one per chat turn: no background job may take one
     with Assistant(settings) as assistant:
         replies = [assistant.chat(f"question {i}", session_id="s") for i in range(len(NONSENSE))]
         stored = assistant.history("s")
         assert assistant.ledger is not None
-        failed = [row for row in assistant.ledger.calls() if row["provider"] == f"{kind}:test-model"]
+        failed = [row for row in assistant.ledger.calls()
+                  if row["provider"] == f"{kind}:test-model" and row["purpose"] == "chat"]
     assert [(r.status, r.provider) for r in replies] == [("ok", "scripted")] * len(NONSENSE)
     assert [r.text for r in replies] == [f"(scripted) you said: question {i}" for i in range(len(NONSENSE))]
     assert [m.role for m in stored] == ["user", "assistant"] * len(NONSENSE)
@@ -265,7 +271,8 @@ def test_assistant_end_to_end_through_build_provider(tmp_path: Path, fs: FaultSe
     keys = ({"openai_api_key": "sk-test", "openai_base_url": fs.url + "/v1"} if kind == "openai"
             else {"anthropic_api_key": "sk-test", "anthropic_base_url": fs.url})
     settings = Settings(data_dir=tmp_path, providers=f"{kind}:test-model", index_turns=False,
-                        provider_read_timeout_s=READ_TIMEOUT, retry_attempts=1, **keys)  # type: ignore[arg-type]
+                        provider_read_timeout_s=READ_TIMEOUT, retry_attempts=1,
+                        **dict.fromkeys(BACKGROUND_CALLS, False), **keys)  # type: ignore[arg-type]
     fs.enqueue(Fault.ok("stored reply", prompt_tokens=30, completion_tokens=2), Fault.error(500))
     with Assistant(settings) as assistant:
         session = assistant.new_session().session_id
