@@ -36,10 +36,10 @@ doctor: setup         ## what is configured and found
 	$(BIN)/lastmile doctor
 
 test: setup browser   ## set up, then run the whole test suite
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup      ## skip the real model and browser tests
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/embeddings.py

@@ -60,8 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     from assistant.ingest_cli import sample_corpus
 
-    sample_corpus(settings, console)  # the docs as a shared corpus: cited answers at once
-    bot = Assistant(settings)
+    # The docs as a shared corpus (ingested in the background): cited answers at once.
+    bot = Assistant(settings, documents=sample_corpus(settings, console, background=True))
     notice = None
     try:
         label = bot.model.label

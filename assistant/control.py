@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from assistant.errors import RemoteCallsDisabled
+from assistant.errors import ConfigurationError, RemoteCallsDisabled
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest
 from assistant.resilience import _Wrapper, close_quietly
 from memory.models import ControlFlag, utcnow
@@ -95,7 +95,8 @@ class ControlFlags:
     def set_kill_switch(self, on: bool, *, by: str | None = None) -> None:
         """Throw (or release) the switch for every process on this database."""
         if self.engine is None:
-            raise ValueError("the kill switch needs a database to be shared through")
+            raise ConfigurationError("the kill switch needs a database to be shared through "
+                                     "(this assistant's store has no SQL engine)")
         values = {"value": "on" if on else "off", "updated_by": by, "updated_at": utcnow()}
         for _ in range(2):  # update, else insert; a racing insert makes the retry an update
             try:

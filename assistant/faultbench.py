@@ -116,7 +116,7 @@ class Cell:
     first_ms: float = 0.0  # the first faulted turn: retries and timeouts before the breaker knows
     breaker_open_s: float | None = None  # fault start → primary circuit open (None: never)
     recovered_s: float | None = None  # fault lifted → primary answers again (None: not in time)
-    note: str | None = None  # why the primary did not come back, if it did not
+    note: str | None = None  # the last crash, or why the primary did not come back
 
     @property
     def passed(self) -> bool:
@@ -196,9 +196,9 @@ def run_cell(fault: str, wire: str, scope: str, cfg: BenchConfig, store: Any, da
                 stream = bot.stream(text, session_id="s", user_id=user)
                 cell.restarts += sum(isinstance(chunk, Restart) for chunk in stream)
                 reply = stream.reply
-            except Exception:  # a crash is what this bench exists to catch
-                logging.getLogger(__name__).exception("turn crashed (%s, %s, %s)", fault, wire, scope)
+            except Exception as exc:  # noqa: BLE001 - a crash is what this bench exists to catch
                 cell.crashed += 1
+                cell.note = f"crash: {type(exc).__name__}: {exc}"
                 return None
             finally:
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -351,7 +351,10 @@ def render(result: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lastmile bench faults", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lastmile bench faults",
+        description="The provider fault matrix: every fault x wire format x (primary down, all "
+                    "remote down) through a real assistant; exit 1 if any turn is lost.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--turns", type=int, default=BenchConfig.turns, help="fault turns per cell")
     parser.add_argument("--degraded", choices=["scripted", "local"], default="scripted",

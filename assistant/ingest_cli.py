@@ -28,24 +28,41 @@ def _corpus(settings: Settings) -> Any:
     return Corpus.open(settings)
 
 
-def sample_corpus(settings: Settings, console: Console) -> None:
+def sample_corpus(settings: Settings, console: Console, *, background: bool = False) -> Any:
     """Ingest the project's docs as the shared ``lastmile-docs`` collection (start-up of
-    ``lastmile serve``); unchanged files cost a hash each. Never stops the server."""
+    ``lastmile serve``); unchanged files cost a hash each. Returns the ``Corpus`` (or
+    ``None`` when disabled or unavailable). ``background``: ingest in a daemon thread, so
+    the server starts at once and sources appear as files land (a file interrupted
+    mid-way is redone at the next start). Never stops the server."""
+    import threading
+
     from assistant.errors import LastmileError
     from assistant.grounding import SAMPLE_COLLECTION, sample_corpus_paths
 
     paths = sample_corpus_paths() if settings.sample_corpus else []
     if not paths:
-        return
+        return None
     try:
         corpus = _corpus(settings)
-        report = corpus.ingest(paths, collection=SAMPLE_COLLECTION, progress=console.is_terminal)
-        corpus.engine.dispose()
     except LastmileError as exc:
-        console.print(f"[yellow]lastmile: sample corpus not ingested: {escape(str(exc))}[/]")
-        return
-    if report.count("added") or report.count("updated"):
-        console.print(f"lastmile: sample corpus: {escape(report.summary().splitlines()[0])}")
+        console.print(f"[yellow]lastmile: sample corpus not available: {escape(str(exc))}[/]")
+        return None
+
+    def run() -> None:
+        try:
+            report = corpus.ingest(paths, collection=SAMPLE_COLLECTION,
+                                   progress=console.is_terminal and not background)
+        except Exception as exc:  # noqa: BLE001 - a docs corpus is a bonus, never fatal
+            console.print(f"[yellow]lastmile: sample corpus not ingested: {escape(str(exc))}[/]")
+            return
+        if report.count("added") or report.count("updated"):
+            console.print(f"lastmile: sample corpus: {escape(report.summary().splitlines()[0])}")
+
+    if background:
+        threading.Thread(target=run, name="lastmile-sample-corpus", daemon=True).start()
+    else:
+        run()
+    return corpus
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

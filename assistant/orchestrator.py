@@ -35,7 +35,7 @@ from guardrails import Guard, GuardChain, GuardContext, ScopeGuard, default_pipe
 from memory.context_summary import KIND as SUMMARY_JOB
 from memory.context_summary import SessionSummaries
 from memory.context_turn import turn_context
-from memory.facts_jobs import attach_facts
+from memory.facts_jobs import attach_facts, remote_first
 from memory.jobs import open_jobs
 from memory.review import ReviewQueue
 from memory.store import SessionInfo, StoredMessage
@@ -245,7 +245,8 @@ class Assistant(SessionOps, PeopleAPI):
 
         store = SummaryStore(engine)
         mode = self.settings.summary_model
-        use_chat = mode == "chat" or (mode == "auto" and self._model is None)
+        use_chat = mode == "chat" or (mode == "auto" and self._model is None
+                                      and remote_first(self.settings))
         summaries = SessionSummaries(store, Summariser(
             store, (lambda: self.model) if use_chat else None,
             max_tokens=self.settings.summary_max_tokens,

@@ -4,41 +4,46 @@ Real SQLite/Chroma (a scratch data dir unless told otherwise), the real orchestr
 and either the configured model or a deterministic scripted one. Per turn it reads the
 reply's *stored* ``context`` (so it charts whatever blocks the orchestrator records:
 every ``*_tokens`` key), checks the pending-question rule against it, and times each
-stage from the outside — guards, storage, context assembly, model — with thin
-wrappers, so the orchestrator carries no replay code. Memory jobs are counted from
-their tables, whichever exist. ``assistant.replay_report`` turns the result into files.
+stage (the ``stages_ms`` the orchestrator stores, plus first token, storage of both
+messages and the whole turn from ``assistant.replay_timing``'s thin wrappers). Memory
+jobs are counted from their tables, whichever exist. ``assistant.replay_report`` turns
+the result into files.
 """
 
 from __future__ import annotations
 
-import logging
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, func, inspect, select, update
+from sqlalchemy import Engine, MetaData, Table, func, inspect, select
 
 from assistant.errors import InputRejected
 from assistant.orchestrator import Assistant
-from assistant.providers import ChatModel, ModelChunk, ModelRequest, ScriptedModel, build_model
-from assistant.replay_input import Probe, Script
-from assistant.resilience import _Wrapper
+from assistant.providers import ChatModel, ScriptedModel, build_model
+from assistant.replay_input import Probe, ReplayTurn, Script
+from assistant.replay_timing import (
+    Clock,
+    ScriptedReplies,
+    TimedModel,
+    TimedStore,
+    stages_ms,
+)
+from assistant.reply import Reply
 from assistant.settings import Settings
-from guardrails import Guard, GuardContext
 from memory.models import Message
-from memory.store import ConversationStore, StoredMessage
+from memory.store import StoredMessage
 
 __all__ = ["ReplayOptions", "default_reply", "memory_counts", "run_replay", "token_summary"]
 
-log = logging.getLogger(__name__)
-STAGES = ("guards", "storage", "context", "model_first_token", "model", "total")
+STAGES = ("guards", "storage", "context", "model_first_token", "model", "verification", "total")
 _NOT_MEMORY = {"users", "conversations", "messages", "provider_calls", "budget_counters",
                "budget_alerts", "alembic_version"}
-_GROUP_BY = ("status", "op", "operation", "action", "kind", "state")
+_GROUP_BY = ("kind", "status", "op", "action", "method", "extractor")
 
 
 @dataclass(frozen=True)
@@ -57,105 +62,11 @@ def default_reply(text: str) -> str:
     return "Noted: " + " ".join(words[:12]) + (" …" if len(words) > 12 else "")
 
 
-class _Clock:
-    """Per-turn stopwatch the wrappers write into."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.ms: dict[str, float] = {"guards": 0.0, "storage": 0.0}
-        self.model_start: float | None = None
-        self.first_token: float | None = None
-        self.model_end: float | None = None
-        self.last_message: str | None = None  # the chat prompt's last message, as sent
-
-
-class _TimedStore(ConversationStore):
-    """The real store; stamps messages with the replayed time and times each write."""
-
-    def __init__(self, engine: Engine, clock: _Clock) -> None:
-        super().__init__(engine)
-        self.clock = clock
-        self.stamp: datetime | None = None
-        self.last_user: StoredMessage | None = None
-
-    def add_message(self, user_id: str, key: str, role: str, content: str,  # type: ignore[no-untyped-def]
-                    **fields) -> StoredMessage:
-        started = time.perf_counter()
-        stored = super().add_message(user_id, key, role, content, **fields)
-        self.clock.ms["storage"] += (time.perf_counter() - started) * 1000
-        if self.stamp is not None:
-            with self.engine.begin() as conn:  # replay bookkeeping, not timed
-                conn.execute(update(Message).where(Message.id == stored.id).values(created_at=self.stamp))
-            stored = replace(stored, created_at=self.stamp)
-        if role == "user":
-            self.last_user = stored
-        return stored
-
-
-class _TimedGuards(Guard):
-    """The assistant's guard chain, timed."""
-
-    def __init__(self, inner: Guard, clock: _Clock) -> None:
-        self.inner, self.clock = inner, clock
-
-    def _timed(self, hook: Callable[..., Any], *args: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return hook(*args)
-        finally:
-            self.clock.ms["guards"] += (time.perf_counter() - started) * 1000
-
-    def before_input(self, ctx: GuardContext, text: str) -> str:
-        return self._timed(self.inner.before_input, ctx, text)
-
-    def after_retrieval(self, ctx: GuardContext, items: list) -> list:  # type: ignore[type-arg]
-        return self._timed(self.inner.after_retrieval, ctx, items)
-
-    def after_model(self, ctx: GuardContext, text: str) -> str:
-        return self._timed(self.inner.after_model, ctx, text)
-
-    def before_memory_write(self, ctx: GuardContext, item: Any) -> Any:
-        return self._timed(self.inner.before_memory_write, ctx, item)
-
-
-class _TimedModel(_Wrapper):
-    """Times chat requests (first token, end); background calls pass through untimed."""
-
-    def __init__(self, inner: ChatModel, clock: _Clock) -> None:
-        super().__init__(inner)
-        self.clock = clock
-
-    def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
-        if request.metadata.get("purpose") != "chat":
-            yield from self.inner.request(request)
-            return
-        clock = self.clock
-        clock.model_start = time.perf_counter()
-        clock.last_message = str(request.messages[-1].content) if request.messages else ""
-        try:
-            for chunk in self.inner.request(request):
-                if chunk.text and clock.first_token is None:
-                    clock.first_token = time.perf_counter()
-                yield chunk
-        finally:
-            clock.model_end = time.perf_counter()
-
-
-class _Replies:
-    """What the scripted model says next: the recorded reply, or ``default_reply``."""
-
-    def __init__(self) -> None:
-        self.next = "Noted."
-
-    def __call__(self, messages: Sequence[Any]) -> str:
-        return self.next
-
-
 def memory_counts(engine: Engine, user_id: str, cache: dict[str, Table] | None = None) -> dict:
-    """Rows per memory table for this user (grouped by status/op/kind when there is
-    such a column), plus how many messages are indexed: whatever tables exist."""
+    """Rows per memory table for this user (also counted by kind/status/method/...
+    where the table has such a column: facts valid/superseded/deleted, jobs per kind,
+    summaries by model or extractive), plus how many messages are indexed. Reads
+    whatever tables exist, so it keeps working as memory features come and go."""
     cache = {} if cache is None else cache
     out: dict[str, dict] = {}
     with engine.connect() as conn:
@@ -171,7 +82,7 @@ def memory_counts(engine: Engine, user_id: str, cache: dict[str, Table] | None =
                 continue
             where = table.c.user_id == user_id
             entry: dict[str, Any] = {"rows": conn.scalar(select(func.count()).select_from(table).where(where)) or 0}
-            if group := next((c for c in _GROUP_BY if c in table.c), None):
+            for group in (c for c in _GROUP_BY if c in table.c):
                 rows = conn.execute(select(table.c[group], func.count()).where(where).group_by(table.c[group]))
                 entry[group] = {str(value): n for value, n in rows}
             out[name] = entry
@@ -195,21 +106,16 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _stages(clock: _Clock, streamed: float, done: float, started: float) -> dict[str, float]:
-    ms = dict(clock.ms)
-    if clock.model_start is not None:
-        ms["context"] = (clock.model_start - streamed) * 1000
-        end = clock.model_end or done
-        ms["model"] = (end - clock.model_start) * 1000
-        if clock.first_token is not None:
-            ms["model_first_token"] = (clock.first_token - clock.model_start) * 1000
-    ms["total"] = (done - started) * 1000
-    return {k: round(v, 3) for k, v in ms.items()}
-
-
-def _turn_record(index: int, turn: Any, session: str, reply: Any, stored: StoredMessage | None,
+def _turn_record(index: int, turn: ReplayTurn, session: str, reply: Reply, stored: StoredMessage | None,
                  stages: dict[str, float], sent_last: str | None, user_text: str) -> dict:
+    """One turn's row: blocks and counts from the stored context, and the pending-question
+    check — the user message's id is in the prompt's ``message_ids`` and its text is
+    the last message the model was sent (``sent_last``; None when no model was called)."""
     context = (stored.context if stored is not None else None) or {}
+    # The orchestrator's own stage clock wins; storage stays ours (it covers the reply too).
+    own = {k: v for k, v in (context.get("stages_ms") or {}).items()
+           if k != "storage" and isinstance(v, (int, float))}
+    stages = {**stages, **own}
     ids = context.get("message_ids") or []
     problems = []
     if not context:
@@ -232,9 +138,15 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
+    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
     return {"p50": round(pick(0.5), 3), "p95": round(pick(0.95), 3), "max": round(ordered[-1], 3),
             "mean": round(statistics.fmean(values), 3)}
+
+
+def _latency(records: Sequence[dict]) -> dict[str, dict[str, float]]:
+    seen = {s for r in records for s in r["stages_ms"]}
+    order = [s for s in STAGES if s in seen] + sorted(seen - set(STAGES))
+    return {s: _percentiles([r["stages_ms"][s] for r in records if s in r["stages_ms"]]) for s in order}
 
 
 def token_summary(records: Sequence[dict], checkpoints: Sequence[int] = (50, 100, 300, 600)) -> dict:
@@ -246,7 +158,9 @@ def token_summary(records: Sequence[dict], checkpoints: Sequence[int] = (50, 100
     n = len(records)
     sixth = max(1, n // 6)
     early, late = totals[sixth: 2 * sixth] or totals, totals[-sixth:] or totals
-    ratio = statistics.fmean(late) / statistics.fmean(early) if early and statistics.fmean(early) else None
+    ratio = None  # too few turns for two windows to mean anything
+    if n >= 12 and statistics.fmean(early) > 0:
+        ratio = statistics.fmean(late) / statistics.fmean(early)
     return {
         "blocks": names,
         "at_turn": {str(t): totals[t - 1] for t in checkpoints if t <= n},
@@ -262,7 +176,7 @@ def token_summary(records: Sequence[dict], checkpoints: Sequence[int] = (50, 100
 
 
 def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], user: str,
-                run: str, replies: _Replies) -> dict:
+                run: str, replies: ScriptedReplies) -> dict:
     """Each probe in a fresh session (so only memory can bring the evidence back), with
     indexing detached so probes do not become memories of each other."""
     items, skipped = [], 0
@@ -295,58 +209,69 @@ def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], us
     return {"asked": len(items), "skipped": skipped, "recall": recall, "items": items}
 
 
+def _play(bot: Assistant, store: TimedStore, clock: Clock, turn: ReplayTurn, index: int,
+          session: str, user: str) -> dict:
+    """Send one turn, drain the stream, and read back what was stored."""
+    started = time.perf_counter()
+    stream = bot.stream(turn.content, session_id=session, user_id=user)  # may raise InputRejected
+    streamed = time.perf_counter()
+    for _ in stream:
+        pass
+    done = time.perf_counter()
+    reply = stream.reply
+    assert reply is not None  # set once the stream is drained
+    stored = _stored_reply(bot, user, session, reply.message_id)
+    pending = store.last_user
+    user_text = pending.content if pending and pending.id == reply.user_message_id else turn.content
+    return _turn_record(index, turn, session, reply, stored, stages_ms(clock, streamed, done, started),
+                        clock.last_message, user_text)
+
+
 def run_replay(script: Script, settings: Settings, options: ReplayOptions | None = None,
                *, probes: Sequence[Probe] = ()) -> dict:
-    """Replay ``script`` and return the report as a JSON-ready dict."""
+    """Replay ``script`` through a real ``Assistant`` on ``settings``' stores and return
+    the report as a JSON-ready dict (``assistant.replay_report`` writes it out)."""
     from tqdm import tqdm
 
     from memory.db import open_engine
 
     options = options or ReplayOptions()
-    clock, replies, user = _Clock(), _Replies(), options.user_id
+    clock, replies, user = Clock(), ScriptedReplies(), options.user_id
     turns = script.turns[: options.limit] if options.limit else script.turns
     run = uuid.uuid4().hex[:8]  # session keys never collide with an earlier replay's
-    store = _TimedStore(open_engine(settings.resolved_database_url), clock)
+    store = TimedStore(open_engine(settings.resolved_database_url), clock)
     if options.model == "scripted":
         base: ChatModel = ScriptedModel(fn=replies, model="replay", context_window=options.context_window)
     else:
         base = build_model(settings)
-    records, snapshots, ids_by_ref, cache = [], [], {}, {}  # type: ignore[var-annotated]
+    records: list[dict] = []
+    snapshots: list[dict] = []
     rejected: list[dict] = []
-    started_at = datetime.now(UTC)
-    wall = time.perf_counter()
-    with Assistant(settings, model=_TimedModel(base, clock), store=store) as bot:
-        bot.guards = _TimedGuards(bot.guards, clock)
-        for index, turn in enumerate(tqdm(turns, desc="replay", unit="turn", disable=not options.progress), 1):
-            session = f"{run}-{turn.session}"
-            store.stamp = _aware(turn.timestamp)
-            replies.next = turn.reply or default_reply(turn.content)
-            clock.reset()
-            started = time.perf_counter()
-            try:
-                stream = bot.stream(turn.content, session_id=session, user_id=user)
-            except InputRejected as exc:
-                rejected.append({"turn": index, "ref": turn.ref, "reason": exc.user_message})
-                continue
-            streamed = time.perf_counter()
-            for _ in stream:
-                pass
-            done = time.perf_counter()
-            reply = stream.reply
-            assert reply is not None
-            ids_by_ref[turn.ref] = reply.user_message_id
-            stored = _stored_reply(bot, user, session, reply.message_id)
-            pending = store.last_user
-            user_text = pending.content if pending and pending.id == reply.user_message_id else turn.content
-            records.append(_turn_record(index, turn, session, reply, stored,
-                                        _stages(clock, streamed, done, started), clock.last_message, user_text))
-            if index % options.flush_every == 0 or index == len(turns):
-                bot.flush()
-                snapshots.append({"turn": index, "counts": memory_counts(store.engine, user, cache)})
-        store.stamp = None
-        probe_report = _ask_probes(bot, probes, ids_by_ref, user, run, replies) if probes else None
-        final = memory_counts(store.engine, user, cache)
-    store.engine.dispose()
+    ids_by_ref: dict[str, int] = {}
+    tables: dict[str, Table] = {}
+    started_at, wall = datetime.now(UTC), time.perf_counter()
+    try:
+        with Assistant(settings, model=TimedModel(base, clock), store=store) as bot:
+            for index, turn in enumerate(tqdm(turns, desc="replay", unit="turn",
+                                              disable=not options.progress), 1):
+                store.stamp = _aware(turn.timestamp)
+                replies.next = turn.reply or default_reply(turn.content)
+                clock.reset()
+                try:
+                    record = _play(bot, store, clock, turn, index, f"{run}-{turn.session}", user)
+                except InputRejected as exc:
+                    rejected.append({"turn": index, "ref": turn.ref, "reason": exc.user_message})
+                else:
+                    records.append(record)
+                    ids_by_ref[turn.ref] = record["user_message_id"]
+                if index % options.flush_every == 0 or index == len(turns):
+                    bot.flush()  # let indexing, summaries and fact jobs catch up
+                    snapshots.append({"turn": index, "counts": memory_counts(store.engine, user, tables)})
+            store.stamp = None
+            probe_report = _ask_probes(bot, probes, ids_by_ref, user, run, replies) if probes else None
+            final = memory_counts(store.engine, user, tables)
+    finally:
+        store.engine.dispose()
     return {
         "meta": {"source": script.source, "format": script.kind, "conversation": script.conversation,
                  "model": base.label, "user_id": user, "run": run, "turns": len(records),
@@ -356,8 +281,7 @@ def run_replay(script: Script, settings: Settings, options: ReplayOptions | None
                  "unpaired_replies": script.unpaired_replies, "rejected": rejected},
         "tokens": token_summary(records),
         "turns": records,
-        "latency_ms": {stage: _percentiles([r["stages_ms"][stage] for r in records
-                                            if stage in r["stages_ms"]]) for stage in STAGES},
+        "latency_ms": _latency(records),
         "memory": {"tables": final, "snapshots": snapshots},
         "pending_question": {"checked": len(records),
                              "violations": [{"turn": r["turn"], "ref": r["ref"], "problems": r["problems"]}

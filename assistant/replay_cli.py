@@ -31,15 +31,22 @@ def _positive(value: str) -> int:
     return number
 
 
+def _user(value: str) -> str:
+    if not value.strip() or len(value) > 128:
+        raise argparse.ArgumentTypeError("a user id is 1 to 128 characters")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("replay", help="replay a long conversation and write a report",
-                       description=__doc__.splitlines()[0])
+                       description="Replay a long conversation through the assistant and write a "
+                                   "report (Markdown, PNG charts, JSON). See README, Replay.")
     p.add_argument("file", type=Path, help="JSONL of {role, content, timestamp?} or LoCoMo JSON")
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (must not exist or be empty; default replay-<name>-<time>)")
     p.add_argument("--model", choices=["scripted", "configured"], default="scripted",
                    help="scripted: deterministic replies (default); configured: LASTMILE_PROVIDERS")
-    p.add_argument("--user", default="replay", help="user id the conversation is replayed as")
+    p.add_argument("--user", type=_user, default="replay", help="user id the conversation is replayed as")
     p.add_argument("--probes", type=Path, default=None,
                    help="JSONL of {question, evidence: [turn id or line number, ...]}")
     p.add_argument("--limit", type=_positive, default=None, help="replay only the first N user turns")
@@ -67,20 +74,20 @@ def summary(report: dict, path: Path) -> dict:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from assistant.cli import _settings, console
-    from assistant.errors import ReplayFormatError
+    from assistant.errors import ConfigurationError
     from assistant.replay import ReplayOptions, run_replay
     from assistant.replay_input import load_probes, load_script
     from assistant.replay_report import check_out_dir, write_report
 
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path(f"replay-{args.file.stem}-{stamp}")
     try:
         script = load_script(args.file, conversation=args.conversation)
         probes = load_probes(args.probes, script) if args.probes else script.probes
-    except ReplayFormatError as exc:  # the file's fault, not the config's: no doctor hint
+        check_out_dir(out)
+    except ConfigurationError as exc:  # the input's fault: one line, no `doctor` hint
         console.print(f"[red]lastmile replay: {escape(str(exc))}[/]", highlight=False)
         return 2
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path(f"replay-{args.file.stem}-{stamp}")
-    check_out_dir(out)
     options = ReplayOptions(model=args.model, user_id=args.user, limit=args.limit,
                             flush_every=args.flush_every, context_window=args.context_window,
                             progress=not args.no_progress)

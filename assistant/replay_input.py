@@ -92,13 +92,13 @@ def _timestamp(obj: dict[str, Any], where: str) -> datetime | None:
     value = obj.get("timestamp")
     if value is None:
         return None
+    problem = f"{where}: 'timestamp' must be an ISO 8601 string, got {value!r:.60}"
+    if not isinstance(value, str):
+        raise ReplayFormatError(problem)
     try:
-        if not isinstance(value, str):
-            raise ValueError
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromisoformat(value)
     except ValueError:
-        raise ReplayFormatError(f"{where}: 'timestamp' must be an ISO 8601 string, "
-                                f"got {value!r:.60}") from None
+        raise ReplayFormatError(problem) from None
 
 
 def _load_jsonl(path: Path) -> Script:

@@ -96,14 +96,16 @@ def render_markdown(report: dict) -> str:
              "## Prompt tokens", "", "![prompt tokens](tokens.png)", ""]
     flat = tokens["flatness"]
     lines += _table(["turn", *tokens["at_turn"].keys()], [["prompt tokens", *tokens["at_turn"].values()]])
-    lines += ["", f"Flatness: mean {flat['late_mean']} over turns {flat['late_turns'][0]}–{flat['late_turns'][1]} "
-              f"vs {flat['early_mean']} over turns {flat['early_turns'][0]}–{flat['early_turns'][1]} "
-              f"(ratio **{flat['ratio']}**); max {tokens['max']}.", ""]
+    lines += ["", (f"Flatness: mean {flat['late_mean']} over turns {flat['late_turns'][0]}–"
+                   f"{flat['late_turns'][1]} vs {flat['early_mean']} over turns {flat['early_turns'][0]}–"
+                   f"{flat['early_turns'][1]} (ratio **{flat['ratio']}**; meaningful once the window is full "
+                   f"by turn {flat['early_turns'][0]}); max {tokens['max']}."), ""]
     lines += _table(["block", "mean tokens", "turns using it"],
                     [[b, tokens["mean_by_block"][b], tokens["turns_using"][b]] for b in tokens["blocks"]])
     lines += ["", "## Pending question", "",
-              f"Checked on {pending['checked']} turns: **{len(pending['violations'])} violation(s)** "
-              "(the pending user message must be in the prompt's `message_ids` and be its last message).", ""]
+              (f"Checked on {pending['checked']} turns: **{len(pending['violations'])} violation(s)** "
+               "(the pending user message must be in the prompt's `message_ids` and be its last "
+               "message)."), ""]
     lines += [f"- turn {v['turn']} ({v['ref']}): {'; '.join(v['problems'])}" for v in pending["violations"][:20]]
     lines += ["## Latency per stage (ms)", "", "![latency](latency.png)", ""]
     lines += _table(["stage", "p50", "p95", "max", "mean"],
@@ -123,8 +125,8 @@ def render_markdown(report: dict) -> str:
     probes = report.get("probes")
     lines += ["", "## Probes: evidence recall in the memory block", ""]
     if probes:
-        lines += [f"{probes['asked']} probes asked, each in a fresh session ({probes['skipped']} skipped: "
-                  "evidence beyond the replayed turns, or rejected).", ""]
+        lines += [(f"{probes['asked']} probes asked, each in a fresh session ({probes['skipped']} "
+                   "skipped: evidence beyond the replayed turns, or rejected)."), ""]
         lines += _table(["category", "recall"], [[c, f"{r:.3f}"] for c, r in probes["recall"].items()])
     else:
         lines.append("No probes given (`--probes FILE`, or a LoCoMo file's QA).")

@@ -194,8 +194,8 @@ class Settings(BaseSettings):
     facts_model: str = Field(
         "auto", pattern="^(auto|chat|rules)$",
         description="Who extracts facts besides the always-on rules: 'chat' (the chat model, "
-                    "structured output), 'rules' (nobody), or 'auto' (the chat model unless "
-                    "one was injected into Assistant(model=...)).")
+                    "structured output), 'rules' (nobody), or 'auto' (the chat model when a remote "
+                    "provider leads the chain and none was injected into Assistant(model=...)).")
     facts_budget_share: float = Field(
         0.4, ge=0, le=1, description="Share of the memory budget current facts may fill "
                                      "before episodic snippets.")

@@ -18,10 +18,11 @@ Nothing is ever deleted from SQL, and only ``valid`` facts ever reach a prompt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -126,6 +127,10 @@ class FactMemory:
         self._embedder = MiniLMEmbeddingFunction()
         self._vectors: OrderedDict[str, Any] = OrderedDict()  # text -> embedding (LRU)
         self._lock = threading.Lock()
+        # Reconciling reads, then writes: on PostgreSQL a row lock on the user serialises
+        # workers; elsewhere (SQLite) writers in this process take turns here.
+        self._serial: Any = (contextlib.nullcontext() if engine.dialect.name == "postgresql"
+                             else threading.Lock())
         self.collection = None if chroma is None else chroma.get_or_create_collection(
             collection, embedding_function=self._embedder,
             configuration={"hnsw": {"space": "cosine"}})
@@ -157,7 +162,7 @@ class FactMemory:
             draft = self._guarded(ctx, candidate)
             if draft is None:
                 continue
-            with self._sessions() as db, db.begin():
+            with self._serial, self._sessions() as db, db.begin():
                 self._lock_user(db, user_id)
                 change = (self._forget(db, user_id, candidate, draft, source)
                           if candidate.op != "add"
@@ -291,7 +296,8 @@ class FactMemory:
         if not text or len(text) > 1000:
             raise ValueError("a fact's text must be 1-1000 characters")
         ctx = GuardContext(user_id=user_id, session_id="", notes={"destination": "memory"})
-        with self._sessions() as db, db.begin():
+        with self._serial, self._sessions() as db, db.begin():
+            self._lock_user(db, user_id)
             old = self._own(db, user_id, fact_id)
             if old.status != "valid":
                 raise ValueError(f"fact {fact_id} is {old.status}; only a valid fact can be edited")
@@ -312,10 +318,24 @@ class FactMemory:
 
     def forget_ids(self, user_id: str, fact_ids: Sequence[int], reason: str) -> list[FactInfo]:
         """Mark these facts (all versions the user owns) forgotten."""
-        with self._sessions() as db, db.begin():
+        with self._serial, self._sessions() as db, db.begin():
+            self._lock_user(db, user_id)
             rows = [self._own(db, user_id, i) for i in fact_ids]
             rows = [r for r in rows if r.status != "forgotten"]
             done = self._close(rows, "forgotten", utcnow(), reason)
+        self._index(done)
+        return done
+
+    def drop_sources(self, user_id: str, message_ids: Collection[int]) -> list[FactInfo]:
+        """The messages were deleted: facts resting on nothing else are forgotten
+        (their rows stay, for the audit); returns those."""
+        gone = {int(i) for i in message_ids}
+        with self._serial, self._sessions() as db, db.begin():
+            self._lock_user(db, user_id)
+            rows = db.scalars(select(FactRow).where(FactRow.user_id == user_id,
+                                                    FactRow.status.in_(("valid", "superseded"))))
+            orphans = [r for r in rows if r.source_ids and set(map(int, r.source_ids)) <= gone]
+            done = self._close(orphans, "forgotten", utcnow(), "its source messages were deleted")
         self._index(done)
         return done
 

@@ -51,10 +51,19 @@ class Candidate(BaseModel):
     confidence: float = Field(0.6, ge=0, le=1)
 
 
+class StatedFact(BaseModel):
+    """One fact as a model reports it (no confidence: small models get numbers wrong)."""
+
+    key: str = Field(description="attribute, e.g. home, name, employer, job, likes, allergy",
+                     min_length=1, max_length=60)
+    value: str = Field("", description="the value, copied from the message", max_length=200)
+    op: Literal["add", "forget", "retract"] = "add"
+
+
 class ExtractedFacts(BaseModel):
     """What a model returns: facts the USER states about themself in the message."""
 
-    facts: list[Candidate] = Field(default_factory=list, max_length=12)
+    facts: list[StatedFact] = Field(default_factory=list, max_length=12)
 
 
 _TEMPLATES = {
@@ -78,6 +87,13 @@ SYNONYMS = {
     "dislike": "dislikes", "allergies": "allergy", "pets": "pet", "languages": "language",
     "hobbies": "hobby", "user name": "name", "full name": "name", "first name": "name",
 }
+
+
+def known_key(key: str, message: str) -> bool:
+    """Is ``key`` an attribute we know, or one the message names ("my <key>")? Keeps a
+    weak model's keys like "Maria" (from "my sister Maria ...") out of memory."""
+    said = " ".join(message.lower().replace("\u2019", "'").split())
+    return key in _TEMPLATES or key in MULTI_VALUED or f"my {key}" in said
 
 
 def norm_key(key: str) -> str:

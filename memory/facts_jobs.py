@@ -24,6 +24,7 @@ from memory.facts_extract import (
     ExtractedFacts,
     extract_rules,
     forget_request,
+    known_key,
     norm_key,
     norm_value,
     says_forget,
@@ -120,14 +121,17 @@ class FactExtractor:
                                 "session_id": message.session_id, "turn_id": message.id})
         said = norm_value(message.content)
         may_withdraw = says_forget(message.content)
-        kept = []
-        for c in got.facts:
-            grounded = not c.value or norm_value(c.value) in said
-            if (c.op == "add" and c.value and grounded) or (c.op != "add" and may_withdraw and grounded):
-                kept.append(c.model_copy(update={"key": norm_key(c.key), "value": c.value.strip(),
-                                                 "confidence": min(c.confidence, MODEL_CONFIDENCE)}))
+        kept: list[Candidate] = []
+        for fact in got.facts:
+            key, value = norm_key(fact.key), fact.value.strip()
+            grounded = known_key(key, message.content) and (
+                not value or norm_value(value) in said)
+            if grounded and (value if fact.op == "add" else may_withdraw):
+                candidate = Candidate(key=key, value=value, op=fact.op, confidence=MODEL_CONFIDENCE)
+                if candidate not in kept:
+                    kept.append(candidate)
         if len(kept) < len(got.facts):
-            log.info("kept %d of %d model fact(s) for msg-%d (ungrounded ones dropped)",
+            log.info("kept %d of %d model fact(s) for msg-%d (repeated or ungrounded ones dropped)",
                      len(kept), len(got.facts), message.id)
         return kept
 
@@ -169,13 +173,23 @@ def forget(memory: FactMemory, user_id: str, target: int | str) -> ForgetResult:
     return ForgetResult(done, "Forgotten: " + " ".join(f.text for f in done))
 
 
+def remote_first(settings: Any) -> bool:
+    """Is the chain led by a remote provider? Only then does ``auto`` spend model calls
+    on background work: the embedded 135M model is too weak to extract or summarise
+    reliably, and each call would hold its lock while the user waits for a chat reply."""
+    from assistant.providers import REMOTE
+
+    return settings.provider_specs[0].split(":", 1)[0].strip().lower() in REMOTE
+
+
 def model_getter(assistant: object, policy: str, injected: bool) -> Callable[[], object | None]:
     """The extraction model per ``LASTMILE_FACTS_MODEL``: ``rules`` none; ``chat`` the
-    chat model; ``auto`` the chat model unless the embedder injected its own (a test
-    double's scripted replies are not for us). A model that cannot be built means rules
-    only for that job."""
+    chat model; ``auto`` the chat model when a remote provider leads the chain and the
+    embedder did not inject its own (a test double's scripted replies are not for us).
+    A model that cannot be built means rules only for that job."""
     def get() -> object | None:
-        if policy == "rules" or (policy == "auto" and injected):
+        if policy == "rules" or (policy == "auto" and (injected or not remote_first(
+                assistant.settings))):  # type: ignore[attr-defined]
             return None
         try:
             return assistant.model  # type: ignore[attr-defined]

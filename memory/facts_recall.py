@@ -97,3 +97,18 @@ class LayeredRecall:
         return RecalledFacts(
             text, list(dict.fromkeys([*known.message_ids, *turns.message_ids])),
             [*known.items, *(getattr(turns, "items", None) or [])], known.fact_ids)
+
+    def forget_messages(self, user_id: str, message_ids: Collection[int]) -> None:
+        """Deleted messages leave recall: out of the turn memory, and the facts drawn
+        only from them are forgotten."""
+        self.facts.memory.drop_sources(user_id, message_ids)
+        forget = getattr(self.turns, "forget_messages", None)
+        if forget is not None:
+            forget(user_id, message_ids)
+
+    def __getattr__(self, name: str) -> object:
+        # Anything else the orchestrator asks of its memory is the turn memory's.
+        turns = self.__dict__.get("turns")
+        if turns is None:
+            raise AttributeError(name)
+        return getattr(turns, name)

@@ -86,13 +86,19 @@ class JobQueue:
     """Enqueue, claim, complete and fail jobs in the ``jobs`` table of ``engine``."""
 
     def __init__(self, engine: Engine, *, max_attempts: int = 12, backoff_initial_s: float = 2.0,
-                 backoff_max_s: float = 600.0, lock_timeout_s: float = 600.0) -> None:
+                 backoff_max_s: float = 600.0, lock_timeout_s: float = 600.0,
+                 reclaim_every_s: float | None = None) -> None:
+        """``reclaim_every_s``: how often ``claim`` looks for expired locks (default a
+        quarter of the lock timeout, at most 30 s)."""
         if max_attempts < 1 or backoff_initial_s < 0 or backoff_max_s < 0 or lock_timeout_s <= 0:
             raise ValueError("JobQueue needs max_attempts >= 1, non-negative backoff and a "
                              "positive lock timeout")
         self.engine = engine
         self.max_attempts = max_attempts
         self.lock_timeout = timedelta(seconds=lock_timeout_s)
+        self.reclaim_every_s = (min(30.0, lock_timeout_s / 4) if reclaim_every_s is None
+                                else reclaim_every_s)
+        self._next_reclaim = 0.0
         # Exponential backoff with jitter, computed by tenacity's own wait strategy.
         self._wait = wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s,
                                              jitter=backoff_initial_s)
@@ -152,12 +158,17 @@ class JobQueue:
         claim counts as an attempt. Expired locks are reclaimed first."""
         if kinds is not None and not kinds:
             return []
-        self.reclaim_stale()
+        if time.monotonic() >= self._next_reclaim:
+            self._next_reclaim = time.monotonic() + self.reclaim_every_s
+            self.reclaim_stale()
         now = utcnow()
         due = [JobRow.status == "queued", JobRow.run_after <= now]
         if kinds is not None:
             due.append(JobRow.kind.in_(list(kinds)))
         pick = select(JobRow.id).where(*due).order_by(JobRow.run_after, JobRow.id).limit(limit)
+        with self._sessions() as db:  # a read first: an idle poll never takes a write lock
+            if db.scalar(pick.limit(1)) is None:
+                return []
         claimed = {"status": "running", "locked_by": worker_id, "locked_at": now,
                    "attempts": JobRow.attempts + 1, "updated_at": now}
         with self._sessions() as db, db.begin():

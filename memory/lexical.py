@@ -123,6 +123,8 @@ class LexicalIndex:
             user = self._users.get(user_id)
             if user is None or not user.tokens:
                 return None
+            if windowed and not any(user.context.values()):
+                windowed = False  # no item has context: the windowed index is the plain one
             built = user.built.get(windowed)
             if built is None:
                 ids = list(user.tokens)

@@ -12,7 +12,7 @@ Evidence hygiene (the released data has a few typos): "D8:6; D9:17" is split in 
 conversation are dropped (``Question.dropped``), and a question left with no evidence
 is not scored. Memory-block tokens are counted with the MiniLM WordPiece tokenizer
 (see ``memory.memblock``); latency is the wall time of one ``search`` call (query
-embedding + Chroma + BM25 + fusion).
+embedding + dense scores + BM25 + fusion + neighbour turns).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from memory.memblock import approx_tokens, render_block
 from memory.retrieval import HybridRetriever, MemoryItem, RetrievalConfig, is_temporal
 
 __all__ = ["Conversation", "LocomoFormatError", "Question", "Turn", "evaluate", "ingest",
-           "load_locomo", "parse_session_date"]
+           "leave_one_out", "load_locomo", "parse_session_date"]
 
 SCORED = ("1", "2", "3", "4")
 _DIA = re.compile(r"^D:?(\d+):(\d+)$")
@@ -196,19 +196,24 @@ def _pct(values: list[float], q: float) -> float:
 def evaluate(retriever: HybridRetriever, conversations: Sequence[Conversation], *,
              ks: Sequence[int] = (5, 10), config: RetrievalConfig | None = None,
              token_budget: int = 10**6, count_tokens: Callable[[str], int] = approx_tokens,
-             ingested: bool = False, progress: Callable[[int], None] | None = None) -> dict:
+             ingested: bool = False, progress: Callable[[int], None] | None = None,
+             by_conversation: bool = False) -> dict:
     """Evidence recall@k per category and overall, memory-block tokens, search latency.
 
     The memory block is rendered from the top max(ks) items (``token_budget`` caps it;
     the default effectively does not). ``progress`` is called with 1 per question.
+    ``by_conversation`` adds {sample_id: {"n": questions, "recall": {k: mean}}}, to show
+    the spread across conversations (and for leave-one-conversation-out checks).
     """
     ks = sorted({int(k) for k in ks})
     top = ks[-1]
     per: dict[int, dict[str, list[float]]] = {k: {c: [] for c in SCORED} for k in ks}
     tokens: list[float] = []
     latency: list[float] = []
+    per_conv: dict[str, dict[int, list[float]]] = {}
     for conv in conversations:
         user = user_for(conv) if ingested else ingest(retriever, conv)
+        mine = per_conv.setdefault(conv.sample_id, {k: [] for k in ks})
         for q in conv.questions:
             if str(q.category) not in SCORED or not q.evidence:
                 continue
@@ -218,6 +223,7 @@ def evaluate(retriever: HybridRetriever, conversations: Sequence[Conversation], 
             for k in ks:  # the turns the top-k hits show: each hit plus its context turns
                 found = {sid for h in hits[:k] for sid in h.source_ids}
                 per[k][str(q.category)].append(sum(e in found for e in q.evidence) / len(q.evidence))
+                mine[k].append(per[k][str(q.category)][-1])
             block = render_block(hits, token_budget=token_budget, count_tokens=count_tokens,
                                  temporal=is_temporal(q.question))
             tokens.append(count_tokens(block))
@@ -229,10 +235,46 @@ def evaluate(retriever: HybridRetriever, conversations: Sequence[Conversation], 
         everything = [x for v in per[k].values() for x in v]
         row["all"] = float(np.mean(everything)) if everything else 0.0
         recall[str(k)] = row
-    return {"recall": recall,
-            "memory_tokens": {"mean": float(np.mean(tokens)) if tokens else 0.0, "p95": _pct(tokens, 95)},
-            "latency_ms": {"p50": _pct(latency, 50), "p95": _pct(latency, 95)}}
+    out = {"recall": recall,
+           "memory_tokens": {"mean": float(np.mean(tokens)) if tokens else 0.0, "p95": _pct(tokens, 95)},
+           "latency_ms": {"p50": _pct(latency, 50), "p95": _pct(latency, 95)}}
+    if by_conversation:
+        out["by_conversation"] = {
+            sid: {"n": len(rows[ks[0]]),
+                  "recall": {str(k): float(np.mean(v)) if v else 0.0 for k, v in rows.items()}}
+            for sid, rows in per_conv.items()}
+    return out
 
 
 def scored_questions(conversations: Iterable[Conversation]) -> int:
     return sum(1 for c in conversations for q in c.questions if str(q.category) in SCORED and q.evidence)
+
+
+def leave_one_out(by_design: dict[str, dict[str, dict]], k: int) -> dict:
+    """Leave-one-conversation-out check of a design choice (how much picking the best of
+    several designs on these conversations flatters the figure).
+
+    ``by_design``: design name -> ``evaluate(..., by_conversation=True)["by_conversation"]``.
+    For each conversation, the design with the best question-weighted recall@k on the
+    *other* conversations is picked and scored on the held-out one; the result is the
+    question-weighted mean of those held-out scores, beside the in-sample best.
+    """
+    names = list(by_design)
+    convs = list(next(iter(by_design.values()))) if names else []
+
+    def pooled(name: str, skip: str | None) -> float:
+        rows = [r for c, r in by_design[name].items() if c != skip]
+        n = sum(r["n"] for r in rows)
+        return sum(r["recall"][str(k)] * r["n"] for r in rows) / n if n else 0.0
+
+    held = []
+    for conv in convs:
+        best = max(names, key=lambda name: pooled(name, conv))
+        row = by_design[best][conv]
+        held.append({"held_out": conv, "picked": best, "train": pooled(best, conv),
+                     "recall": row["recall"][str(k)], "n": row["n"]})
+    total = sum(h["n"] for h in held)
+    in_sample = max(names, key=lambda name: pooled(name, None)) if names else ""
+    return {"k": k, "folds": held,
+            "recall": sum(h["recall"] * h["n"] for h in held) / total if total else 0.0,
+            "in_sample_best": in_sample, "in_sample_recall": pooled(in_sample, None) if names else 0.0}

@@ -5,11 +5,15 @@ category 1-4 question and scores the fraction of its evidence turns in the top k
 ``memory.locomo`` for the metric, evidence hygiene and token counting).
 
     lastmile bench locomo --data FILE [--k 5,10] [--json] [--baseline] [--chroma DIR]
+                          [--by-conversation] [--loco]
     python benchmarks/locomo.py ...   (the same)
 
 ``--json`` prints one object: {"recall": {"5": {"1".."4", "all"}, ...},
 "memory_tokens": {"mean", "p95"}, "latency_ms": {"p50", "p95"}}; with ``--baseline`` it
-also carries "baseline_bm25" and "baseline_dense" (same shape) for the single retrievers.
+also carries "baseline_bm25" and "baseline_dense" (same shape) for the single retrievers,
+with ``--by-conversation`` a "by_conversation" recall per conversation, and with
+``--loco`` a "loco" leave-one-conversation-out check over ``design_grid`` (is the
+default design's figure an artefact of choosing it on these conversations?).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,17 +31,29 @@ from memory.locomo import (
     LocomoFormatError,
     evaluate,
     ingest,
+    leave_one_out,
     load_locomo,
     scored_questions,
 )
-from memory.retrieval import HybridRetriever, with_weights
+from memory.retrieval import HybridRetriever, RetrievalConfig, with_weights
 from memory.vectors import open_chroma
 
-__all__ = ["main", "run"]
+__all__ = ["design_grid", "main", "run"]
+
+
+def design_grid(config: RetrievalConfig) -> dict[str, RetrievalConfig]:
+    """The retrieval designs compared by ``--loco``: fusion x windowed BM25 x skipping
+    shown turns, plus each path alone (all with +-1 neighbour turns, equal weights)."""
+    grid = {f"{fusion}{' +window' if window else ''}{' +skip' if skip else ''}":
+            replace(config, fusion=fusion, lexical_window=window, skip_shown=skip, neighbours=1)
+            for fusion in ("zscore", "rrf") for window in (True, False) for skip in (True, False)}
+    grid["bm25 +window +skip"] = with_weights(grid["zscore +window +skip"], dense=0, lexical=1)
+    grid["dense +skip"] = with_weights(grid["zscore +window +skip"], dense=1, lexical=0)
+    return grid
 
 
 def run(data: Path, ks: list[int], *, baseline: bool = False, chroma_dir: Path | None = None,
-        show_progress: bool = True) -> dict:
+        show_progress: bool = True, by_conversation: bool = False, loco: bool = False) -> dict:
     conversations = load_locomo(data)
     with tempfile.TemporaryDirectory(prefix="locomo-chroma-") as scratch:
         retriever = HybridRetriever(open_chroma(chroma_dir or Path(scratch)), collection="locomo")
@@ -51,8 +68,16 @@ def run(data: Path, ks: list[int], *, baseline: bool = False, chroma_dir: Path |
         results = {}
         for name, config in configs.items():
             with tqdm(total=n, desc=name, unit="q", disable=not show_progress, file=sys.stderr) as bar:
-                results[name] = evaluate(retriever, conversations, ks=ks, config=config,
-                                         ingested=True, progress=bar.update)
+                results[name] = evaluate(retriever, conversations, ks=ks, config=config, ingested=True,
+                                         progress=bar.update, by_conversation=by_conversation)
+        if loco:
+            grid = {}
+            for name, config in tqdm(design_grid(retriever.config).items(), desc="loco designs",
+                                     disable=not show_progress, file=sys.stderr):
+                grid[name] = evaluate(retriever, conversations, ks=ks, config=config, ingested=True,
+                                      by_conversation=True)["by_conversation"]
+            results["loco"] = leave_one_out(grid, max(ks))
+            results["loco"]["designs"] = grid
     out = results.pop("hybrid")
     out.update(results)
     return out
@@ -76,6 +101,16 @@ def _table(result: dict) -> None:
         console.print(f"{name}: memory block tokens mean {res['memory_tokens']['mean']:.0f}, "
                       f"p95 {res['memory_tokens']['p95']:.0f}; search latency p50 "
                       f"{res['latency_ms']['p50']:.1f} ms, p95 {res['latency_ms']['p95']:.1f} ms")
+        for conv, row in res.get("by_conversation", {}).items():
+            console.print(f"  {conv} ({row['n']} questions): " +
+                          ", ".join(f"R@{k} {v:.3f}" for k, v in row["recall"].items()))
+    if "loco" in result:
+        loco = result["loco"]
+        for fold in loco["folds"]:
+            console.print(f"held out {fold['held_out']}: picked {fold['picked']!r} "
+                          f"(R@{loco['k']} {fold['train']:.3f} on the others) -> {fold['recall']:.3f}")
+        console.print(f"leave-one-conversation-out R@{loco['k']} {loco['recall']:.3f}; in-sample best "
+                      f"{loco['in_sample_best']!r} {loco['in_sample_recall']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--baseline", action="store_true", help="also score BM25-only and dense-only")
     parser.add_argument("--chroma", type=Path, help="Chroma directory (default: a temporary one)")
+    parser.add_argument("--by-conversation", action="store_true",
+                        help="add recall per conversation (key by_conversation)")
+    parser.add_argument("--loco", action="store_true",
+                        help="leave-one-conversation-out check over a grid of designs (key loco)")
     args = parser.parse_args(argv)
     try:
         ks = sorted({int(k) for k in args.k.split(",") if k.strip()})
@@ -94,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--k must be positive integers separated by commas, got {args.k!r}")
     try:
-        result = run(args.data, ks, baseline=args.baseline, chroma_dir=args.chroma)
+        result = run(args.data, ks, baseline=args.baseline, chroma_dir=args.chroma,
+                     by_conversation=args.by_conversation, loco=args.loco)
     except (OSError, LocomoFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -371,7 +371,7 @@ class HybridRetriever:
             for delta in range(-cfg.neighbours, cfg.neighbours + 1):
                 other = positions.get((item.session_id, item.seq + delta)) if delta else None
                 if other is not None and other in items:
-                    share = cfg.neighbour_share * scores[sid] / abs(delta)
+                    share = cfg.neighbour_share * max(scores[sid], 0.0) / abs(delta)  # z can be < 0
                     bonus[other] = max(bonus.get(other, 0.0), share)
         for sid, extra in bonus.items():
             if sid not in scores:

@@ -249,3 +249,23 @@ def test_semantic_mode_through_the_assistant(tmp_path, database_url) -> None:
     assert reworded.provider == "cache(openai:test-model)"
     assert negated.text == "echo: What is not the capital city of France?"
     assert (stats["semantic_hits"], stats["misses"]) == (1, 2)
+
+
+def test_no_wrong_semantic_hit_on_the_labelled_pairs() -> None:
+    """The default threshold plus the guard serve no pair of different meaning; without
+    the guard the same threshold would (MiniLM alone cannot be trusted with this)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from memory.minilm import get_encoder
+
+    path = Path(__file__).parent / "data" / "semantic_cache_pairs.jsonl"
+    pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    threshold = Settings().cache_semantic_threshold
+    vectors = get_encoder().encode([t for p in pairs for t in (p["a"], p["b"])])
+    close = [p for i, p in enumerate(pairs) if float(np.dot(vectors[2 * i], vectors[2 * i + 1])) >= threshold]
+    served = [p for p in close if same_question(p["a"], p["b"])]
+    assert [p for p in served if not p["same"]] == []
+    assert [p for p in close if not p["same"]], "the set no longer tests the guard"
+    assert sum(p["same"] for p in served) >= len([p for p in pairs if p["same"]]) // 2

@@ -138,6 +138,7 @@ def test_partial_support_names_the_unsupported_clause() -> None:
     assert bad.verdict == "unsupported" and any("compensated" in r for r in bad.reasons)
 
 
+@pytest.mark.slow  # ~20 s on an idle box: 220 cases through the real encoder
 def test_labelled_set_and_benchmark_on_held_out_splits() -> None:
     cases = load_cases()
     assert len(cases) >= 400

@@ -19,7 +19,12 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import BaseModel, Field
 
 from assistant import Assistant, Settings
-from assistant.errors import ConfigurationError, ExtractionFailed, RuntimeFailure, SchemaNotSupported
+from assistant.errors import (
+    ConfigurationError,
+    ExtractionFailed,
+    RuntimeFailure,
+    SchemaNotSupported,
+)
 from assistant.extract import extract, parse_reply
 from assistant.faultserver import Fault, FaultServer
 from assistant.providers import ScriptedModel

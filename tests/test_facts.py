@@ -246,7 +246,10 @@ def test_people_api(fast: Settings) -> None:
 def test_invalid_extraction_is_logged_and_retried(fast: Settings, caplog) -> None:  # type: ignore[no-untyped-def]
     answers = iter(["this is not json", "{\"facts\": [{\"key\": 42}]}",  # attempt 1 + re-ask
                     json.dumps({"facts": [{"key": "hobby", "value": "chess", "op": "add"},
-                                          {"key": "home", "value": "Atlantis", "op": "add"}]})])
+                                          {"key": "hobby", "value": "chess", "op": "add"},
+                                          {"key": "home", "value": "Atlantis", "op": "add"},
+                                          {"key": "Bruno", "value": "chess", "op": "add"},
+                                          {"key": "hobby", "value": "", "op": "forget"}]})])
 
     def reply(messages: Sequence[BaseMessage]) -> str:
         return next(answers) if is_extraction(messages) else "Nice!"
@@ -259,7 +262,8 @@ def test_invalid_extraction_is_logged_and_retried(fast: Settings, caplog) -> Non
         assert bot.worker.flush(30, include_delayed=True)
         [job] = bot.jobs.jobs(kind=FACTS_JOB)
         assert job.status == "done" and job.attempts == 2
-        # The grounded model fact is kept; "Atlantis" was never said, so it is dropped.
+        # The grounded model fact is kept once; "Atlantis" was never said, "Bruno" is no
+        # attribute of the user, and the message asks to forget nothing: all dropped.
         assert [(f.key, f.value, f.extractor) for f in bot.facts("default")] == [("hobby", "chess", "model")]
     assert any("ExtractionFailed" in r.getMessage() for r in caplog.records)
 
@@ -307,6 +311,7 @@ def test_facts_job_survives_restart(fast: Settings) -> None:
     # Enqueued by another process (no listener here wakes this worker), then we stop.
     FactRecorder(JobQueue(first.jobs.engine)).submit([message])
     first.close()
+    assert first.worker is not None and not first.worker.running  # close() stopped it
     assert first.facts("ana") == []
     second = Assistant(fast, model=ScriptedModel(fn=lambda m: "ok"))
     try:
@@ -331,3 +336,98 @@ def test_candidate_schema_rejects_nonsense() -> None:
         Candidate(key="", value="x")
     with pytest.raises(ValueError):
         Candidate(key="home", value="x", op="explode")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_real_local_model_extraction_is_grounded_or_retried(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SmolLM2-135M with the JSON grammar: whatever it says, only facts stated in the
+    message are kept, and invalid output is an ExtractionFailed for the queue to retry."""
+    from assistant.errors import ExtractionFailed
+    from assistant.providers.local import LocalModel
+    from memory.facts_jobs import FactExtractor
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'local.db'}")
+    store = ConversationStore(engine)
+    memory = FactMemory(engine, open_chroma(tmp_path / "chroma"))
+    text = "I live in Lisbon and on weekends I play chess with my brother."
+    message = store.add_message("ana", "s", "user", text)
+    queue = JobQueue(engine)
+    queue.enqueue(FACTS_JOB, {"message_id": message.id}, user_id="ana")
+    [job] = queue.claim("w")
+    extractor = FactExtractor(memory, lambda: LocalModel.from_settings(Settings(local_n_ctx=1024)))
+    try:
+        extractor(job)
+    except ExtractionFailed as exc:
+        assert exc.attempts == 2  # first answer + one re-ask, then the queue takes over
+    facts = memory.facts("ana")
+    assert ("home", "Lisbon") in [(f.key, f.value) for f in facts]  # the rules never depend on it
+    for fact in facts:
+        assert fact.value.lower() in text.lower()  # nothing invented
+    engine.dispose()
+
+
+def test_deleting_a_session_forgets_the_facts_it_alone_supports(fast: Settings) -> None:
+    model = ScriptedModel(fn=lambda m: "ok")
+    with Assistant(fast, model=model) as bot:
+        bot.chat("I work at Acme", session_id="old", user_id="ana")
+        bot.chat("I like chess", session_id="old", user_id="ana")
+        bot.chat("Chess again: I like chess", session_id="new", user_id="ana")
+        bot.flush()
+        assert bot.delete_session("old", user_id="ana") == 4
+        assert [(f.key, f.value) for f in bot.facts("ana")] == [("likes", "chess")]
+        gone = [f for f in bot.facts("ana", include_history=True) if f.status == "forgotten"]
+        assert [f.value for f in gone] == ["Acme"]
+        bot.chat("Tell me about my job", session_id="new", user_id="ana")
+        system = system_text(model)
+        assert "The user likes chess." in system and "The user works at Acme." not in system
+
+
+def test_concurrent_reconciles_of_one_user_leave_one_current_value(parts) -> None:  # type: ignore[no-untyped-def]
+    """Two workers reconcile two moves of the same user at once: one valid home."""
+    import threading
+
+    store, memory = parts
+    moves = [say(store, f"I live in {city}") for city in ("Lisbon", "Porto", "Braga", "Faro")]
+    barrier = threading.Barrier(len(moves))
+    errors: list[BaseException] = []
+
+    def work(message) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        try:
+            memory.apply("ana", extract_rules(message.content), source=message)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in moves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [f.value for f in memory.facts("ana")] == ["Faro"]  # the newest message wins
+    assert len(memory.facts("ana", include_history=True)) == 4
+
+
+def test_auto_extraction_uses_the_chat_model_only_behind_a_remote_provider() -> None:
+    """The embedded 135M model is not asked to extract (weak, and it would hold the lock
+    the next chat turn needs); a remote-led chain is."""
+    from types import SimpleNamespace
+
+    from memory.facts_jobs import model_getter, remote_first
+
+    built = []
+
+    class Bot(SimpleNamespace):
+        @property
+        def model(self):  # type: ignore[no-untyped-def]
+            built.append(1)
+            return "the chat model"
+
+    local = Bot(settings=Settings(providers="local"))
+    remote = Bot(settings=Settings(providers="openai:gpt-4o-mini,local"))
+    assert not remote_first(local.settings) and remote_first(remote.settings)
+    assert model_getter(local, "auto", injected=False)() is None and not built
+    assert model_getter(remote, "auto", injected=False)() == "the chat model"
+    assert model_getter(remote, "auto", injected=True)() is None
+    assert model_getter(local, "chat", injected=False)() == "the chat model"
+    assert model_getter(remote, "rules", injected=False)() is None

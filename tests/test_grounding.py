@@ -5,6 +5,7 @@ prompt, so its citations point where a real model's would."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -243,9 +244,16 @@ def test_serve_ingests_the_sample_corpus_once(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(grounding, "sample_corpus_paths", lambda: [docs / "arch.md"])
     cfg = Settings(data_dir=tmp_path / "data", index_turns=False, summarize_sessions=False)
     console = Console(record=True, width=200)
-    sample_corpus(cfg, console)
+    assert sample_corpus(cfg, console).collections(None) == {grounding.SAMPLE_COLLECTION: 1}
     sample_corpus(cfg, console)  # unchanged: silent
     assert console.export_text().count("1 added") == 1
+    (docs / "arch.md").write_text("# Architecture\n\nThe orchestrator streams and stores replies.")
+    corpus = sample_corpus(cfg, console, background=True)  # `lastmile serve` does not wait
+    for thread in threading.enumerate():
+        if thread.name == "lastmile-sample-corpus":
+            thread.join(60)
+    assert "1 updated" in console.export_text()
+    assert "stores replies" in corpus.search("u", "what does the orchestrator do?")[0].text
     with Assistant(cfg, model=ScriptedModel(fn=lambda m: "ok")) as bot:
         assert bot.documents is not None
         assert bot.documents.collections(None) == {grounding.SAMPLE_COLLECTION: 1}
@@ -255,3 +263,21 @@ def test_serve_ingests_the_sample_corpus_once(monkeypatch: pytest.MonkeyPatch, t
     with Assistant(off.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'o.db'}"}),
                    model=ScriptedModel(fn=lambda m: "ok")) as bot:
         assert bot.documents is None  # no corpus: no retrieval per turn
+
+
+@pytest.mark.slow
+def test_the_local_model_answers_from_the_corpus_with_checked_sentences(world) -> None:  # type: ignore[no-untyped-def]
+    """SmolLM2-135M rarely cites, but every sentence it writes is still checked, and the
+    confidence and review status agree with the checks."""
+    from guardrails.citations import VERDICTS
+
+    cfg, corpus = world
+    local = cfg.model_copy(update={"providers": "local", "max_reply_tokens": 48})
+    with Assistant(local, documents=corpus) as bot:
+        reply = bot.chat("Where was Marie Curie born?", session_id="s", user_id="u")
+    assert reply.context is not None and reply.context.document_ids  # the sources were shown
+    assert reply.ok and reply.provider.startswith("local") and reply.text
+    assert reply.checks and all(c.verdict in VERDICTS for c in reply.checks)
+    assert reply.confidence is not None
+    assert (reply.review_status == "pending") == (reply.confidence < local.review_threshold)
+

@@ -144,7 +144,7 @@ def test_permanent_failure(engine) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_stale_lock_is_reclaimed(engine) -> None:  # type: ignore[no-untyped-def]
-    queue = JobQueue(engine, lock_timeout_s=30, max_attempts=2)
+    queue = JobQueue(engine, lock_timeout_s=30, max_attempts=2, reclaim_every_s=0)
     job_id = queue.enqueue("facts", {})
     [crashed] = queue.claim("dead-worker")
     assert queue.claim("w2") == []  # lock still fresh

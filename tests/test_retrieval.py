@@ -403,3 +403,40 @@ def test_lastmile_bench_locomo_prints_the_documented_json(tmp_path: Path, capsys
     (tmp_path / "bad.json").write_text('{"not": "locomo"}')
     assert main(["bench", "locomo", "--data", str(tmp_path / "bad.json")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_leave_one_out_picks_on_the_other_conversations_and_scores_the_held_out_one() -> None:
+    from memory.locomo import leave_one_out
+
+    def row(n: int, r: float) -> dict:
+        return {"n": n, "recall": {"10": r}}
+
+    # "steady" is good everywhere; "lucky" is best in sample only thanks to conversation c.
+    designs = {"steady": {"a": row(10, 0.8), "b": row(10, 0.8), "c": row(10, 0.8)},
+               "lucky": {"a": row(10, 0.7), "b": row(10, 0.7), "c": row(10, 1.0)}}
+    loco = leave_one_out(designs, 10)
+    assert loco["in_sample_best"] == "steady" and loco["in_sample_recall"] == pytest.approx(0.8)
+    assert [f["picked"] for f in loco["folds"]] == ["lucky", "lucky", "steady"]
+    assert [f["recall"] for f in loco["folds"]] == [0.7, 0.7, 0.8]  # chosen elsewhere, scored here
+    assert loco["folds"][0]["train"] == pytest.approx(0.85)
+    assert loco["recall"] == pytest.approx((0.7 + 0.7 + 0.8) / 3)
+
+
+def test_bench_reports_recall_by_conversation_and_the_loco_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from memory.locomo_bench import design_grid, main
+
+    data = _locomo()
+    second = json.loads(json.dumps(data[0]))
+    second["sample_id"] = "tiny-2"
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps([data[0], second]))
+    assert main(["bench", "locomo", "--data", str(path), "--k", "1,2", "--json", "--by-conversation",
+                 "--loco", "--chroma", str(tmp_path / "c")][2:]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["by_conversation"]) == {"tiny-1", "tiny-2"}
+    assert result["by_conversation"]["tiny-1"]["n"] == 3  # the category-5 question is not scored
+    assert result["by_conversation"]["tiny-1"]["recall"] == result["by_conversation"]["tiny-2"]["recall"]
+    loco = result["loco"]
+    assert loco["k"] == 2 and [f["held_out"] for f in loco["folds"]] == ["tiny-1", "tiny-2"]
+    assert set(loco["designs"]) == set(design_grid(RetrievalConfig()))
+    assert 0.0 <= loco["recall"] <= 1.0 and loco["in_sample_best"] in loco["designs"]

@@ -235,3 +235,12 @@ def _walk(model):
         yield from _walk(member)
     if (inner := getattr(model, "inner", None)) is not None:
         yield from _walk(inner)
+
+
+def test_the_switch_needs_a_shared_database() -> None:
+    from assistant.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="needs a database"):
+        ControlFlags(None).set_kill_switch(True)
+    assert ControlFlags(None).status() == {"kill_switch": False, "source": "default",
+                                           "updated_by": None, "updated_at": None}

@@ -67,7 +67,7 @@ def _grammar(schema_json: str) -> Any:
 
     try:
         return LlamaGrammar.from_json_schema(schema_json, verbose=False)
-    except Exception as exc:  # noqa: BLE001 - the converter raises Key/Value/Assertion errors
+    except Exception as exc:  # the converter raises Key/Value/Assertion errors
         raise SchemaNotSupported(
             f"the local model's JSON grammar cannot express this schema ({type(exc).__name__}: "
             f"{exc}); avoid recursive models, remote $refs and unanchored patterns, or use a "
