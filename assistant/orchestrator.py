@@ -348,9 +348,11 @@ class Assistant(SessionOps, PeopleAPI):
                 "stages_ms": ctx.notes.get("stages_ms", {}), "notice": out.notice})
         grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
                                 confidence, doubts)
-        # A retrieval-only safe-mode reply only quotes memories; indexing it would echo them.
-        if self.recorder is not None and out.status == "ok" and out.provider != RETRIEVAL_LABEL:
-            self.recorder.submit([user_msg, stored])
+        # What the user said is memory even when no model answered it (facts included); a
+        # failed reply is not, nor a retrieval-only one (it only quotes memories back).
+        if self.recorder is not None:
+            keep_reply = out.status == "ok" and out.provider != RETRIEVAL_LABEL
+            self.recorder.submit([user_msg, stored] if keep_reply else [user_msg])
         return stored
 
     # operations ---------------------------------------------------------------------

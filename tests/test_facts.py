@@ -211,6 +211,15 @@ def test_move_then_forget_through_chat(fast: Settings) -> None:
         assert bot.forget("default", "where I live").forgotten == []
 
 
+def test_a_fact_said_in_a_failed_turn_is_still_learned(fast: Settings) -> None:
+    model = ScriptedModel().enqueue(ProviderUnavailable("down"))
+    with Assistant(fast, model=model) as bot:
+        reply = bot.chat("I'm allergic to peanuts.", session_id="a")
+        bot.flush()
+        assert reply.status == "error"
+        assert [(f.key, f.value) for f in bot.facts("default")] == [("allergy", "peanuts")]
+
+
 def test_people_api(fast: Settings) -> None:
     with Assistant(fast, model=ScriptedModel(fn=lambda m: "ok")) as bot:
         bot.chat("I work at Acme and I like chess", session_id="s", user_id="ana")
