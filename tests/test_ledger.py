@@ -33,7 +33,10 @@ def make_settings(settings: Settings, fs: FaultServer, providers: str = "openai:
         "providers": providers, "openai_api_key": SecretStr("sk-test"), "openai_base_url": fs.url + "/v1",
         "retry_attempts": 2, "retry_initial_wait_s": 0.0, "retry_max_wait_s": 0.01,
         "provider_connect_timeout_s": 1.0, "provider_read_timeout_s": 5.0, "index_turns": False,
-        "prices": {"openai:test-model": PRICE}, **extra})
+        "prices": {"openai:test-model": PRICE},
+        # Background extraction/summaries would add rows of their own; tests that count
+        # chat rows keep them deterministic (the test below counts them on purpose).
+        "facts_model": "rules", "summary_model": "extractive", **extra})
 
 
 def usd(prompt: int, completion: int) -> float:
@@ -167,3 +170,18 @@ def test_migration_0003_keeps_old_rows_and_downgrades(database_url: str) -> None
     migrate(engine, "0002")
     migrate(engine)
     assert len(Ledger(engine).calls()) == 1
+
+
+def test_background_fact_extraction_is_in_the_ledger_with_its_purpose(
+        settings: Settings, fs: FaultServer) -> None:
+    config = make_settings(settings, fs, facts_model="chat",
+                           job_backoff_initial_s=0.01, job_backoff_max_s=0.05, job_poll_s=0.05)
+    fs.enqueue(Fault.ok("Noted."), Fault.ok('{"facts": []}'))
+    with Assistant(config) as bot:
+        reply = bot.chat("I live in Lisbon.", session_id="s", user_id="ann")
+        bot.flush()
+        rows = bot.ledger.calls(user_id="ann")  # type: ignore[union-attr]
+    assert reply.ok
+    purposes = [r["purpose"] for r in rows]
+    assert purposes[0] == "chat" and "facts" in purposes[1:]
+    assert all(r["cost_usd"] > 0 for r in rows if r["status"] == "ok")

@@ -64,12 +64,20 @@ def test_unreachable_server_is_one_clear_error(tmp_path) -> None:
         open_chroma(tmp_path, "chroma.example:8000")
 
 
+def turn_index(bot: Assistant):  # type: ignore[no-untyped-def]
+    """The turn indexer's index among the assistant's recorders."""
+    from memory.indexer import TurnIndexer
+
+    recorders = getattr(bot.recorder, "recorders", [bot.recorder])
+    return next(r for r in recorders if isinstance(r, TurnIndexer)).index
+
+
 def test_assistant_indexes_turns_in_server_chroma(tmp_path, chroma_server: str) -> None:
     settings = Settings(data_dir=tmp_path / "d", chroma_url=chroma_server)
     with Assistant(settings, model=ScriptedModel(["Sounds fun!"])) as bot:
         bot.chat("I'm learning to play the cello", session_id="music", user_id="zoe")
         bot.flush()
-        hits = bot.recorder.index.retriever.search("zoe", "musical instrument", k=2)  # type: ignore[union-attr]
+        hits = turn_index(bot).retriever.search("zoe", "musical instrument", k=2)  # type: ignore[union-attr]
     assert hits[0].item.text == "User: I'm learning to play the cello"
     assert {h.item.speaker for h in hits} == {"User", "Assistant"}
     assert not (tmp_path / "d" / "chroma").exists()  # server mode stores nothing locally
@@ -82,5 +90,5 @@ def test_turns_missed_by_the_index_are_caught_up_on_start(tmp_path) -> None:
         bot.chat("question while index was off", session_id="s")
     with Assistant(settings, model=ScriptedModel()) as bot:
         bot.flush()
-        assert bot.recorder.index.retriever.count("default") == 2  # type: ignore[union-attr]
+        assert turn_index(bot).retriever.count("default") == 2  # type: ignore[union-attr]
         assert bot.store.unindexed() == []  # type: ignore[attr-defined]
