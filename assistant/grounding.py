@@ -71,13 +71,14 @@ def _any_documents(engine: Any) -> bool:
         return conn.execute(select(Chunk.id).limit(1)).first() is not None
 
 
-def citation_guard(chain: GuardChain, policy: str) -> CitationGuard:
-    """The chain's citation guard; one with ``policy`` is appended when it has none, so
-    grounded answers are always checked (pass your own to configure it)."""
+def citation_guard(chain: GuardChain, settings: Settings) -> CitationGuard:
+    """The chain's citation guard; one with the configured policy and post-hoc attribution
+    (``LASTMILE_CITATION_POLICY``, ``LASTMILE_ATTRIBUTE_CITATIONS``) is appended when it has
+    none, so grounded answers are always checked (pass your own to configure it)."""
     found: list[Guard] = [g for g in chain.guards if isinstance(g, CitationGuard)]
     if found:
         return found[0]  # type: ignore[return-value]
-    guard = CitationGuard(policy)
+    guard = CitationGuard(settings.citation_policy, attribute=settings.attribute_citations)
     chain.guards.append(guard)
     return guard
 

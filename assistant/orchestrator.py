@@ -124,7 +124,7 @@ class Assistant(SessionOps, PeopleAPI):
         engine = getattr(store, "engine", None)
         self.documents = documents if documents is not None or not built_store else \
             grounding.default_documents(self.settings, engine)
-        self.citation_guard = grounding.citation_guard(self.guards, self.settings.citation_policy)
+        self.citation_guard = grounding.citation_guard(self.guards, self.settings)
         self.review = ReviewQueue(engine) if engine is not None else None
         self.summaries = self._session_summaries()
 

@@ -35,19 +35,25 @@ class Restart(str):
 @dataclass(frozen=True)
 class SentenceCheck:
     """One sentence of a grounded answer and what the citation check made of it:
-    ``verdict`` is supported / unsupported / uncited / invalid_citation."""
+    ``verdict`` is supported / unsupported / uncited / invalid_citation. ``origin``:
+    ``model`` (the model wrote the citation, or none) or ``attributed`` (the model cited
+    nothing and lastmile found a shown source that passes the same check; see
+    ``guardrails.attribution`` -- supported by construction, not independent evidence)."""
 
     text: str
     cited: tuple[str, ...]
     verdict: str
     score: float
     claim: bool = True
+    origin: str = "model"
 
 
 @dataclass(frozen=True)
 class Citation:
     """One source the answer cites. ``verdict``: ``supported`` (every sentence citing it
-    is), ``partial``, ``unsupported``, or ``invalid_citation`` (no such source was shown)."""
+    is), ``partial``, ``unsupported``, or ``invalid_citation`` (no such source was shown).
+    ``origin``: ``model`` when the model cited it, ``attributed`` when only lastmile did
+    (post-hoc, for sentences the model left uncited; see ``SentenceCheck.origin``)."""
 
     source_id: str
     title: str
@@ -57,6 +63,7 @@ class Citation:
     page: int | None = None
     chunk_id: str = ""
     sentences: tuple[SentenceCheck, ...] = ()
+    origin: str = "model"
 
 
 @dataclass(frozen=True)

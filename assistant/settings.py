@@ -262,6 +262,11 @@ class Settings(BaseSettings):
         description="Unsupported cited sentences: annotate them, strip them, or re-ask once.")
     review_threshold: float = Field(
         0.5, ge=0, le=1, description="Answers with a confidence below this go to human review.")
+    # post-hoc citation attribution (H9)
+    attribute_citations: str = Field(
+        "mark", pattern="^(mark|panel|off)$",
+        description="Uncited sentences a shown source supports: cite it for the model and add "
+                    "[n] to the text (mark), list it only with the citations (panel), or not (off).")
     # scope guard (H7)
     scope_statement: str | None = Field(
         None, max_length=2000, description="What this assistant is for; unset: no scope check.")

@@ -8,6 +8,13 @@ numbered ``SourceRef``s the prompt showed, ``{id: ref}``), runs
 * ``ctx.notes["citation_checks"]``: every sentence's ``SentenceCheck``;
 * ``ctx.notes["groundedness"]``: share of claim sentences supported (feeds confidence).
 
+Uncited claim sentences are then attributed post hoc (``guardrails.attribution``): the
+shown source that passes the same check is attached with ``origin="attributed"``, and
+under ``attribute="mark"`` (the default) its ``[n]`` is added to the text; ``panel`` only
+lists it; ``off`` leaves uncited sentences uncited. Attributed sentences count as
+supported in groundedness -- the check measured that support, with a stricter bar -- and
+keep their measured score; what no source supports stays ``uncited``.
+
 Then the deployment policy: ``annotate`` marks unsupported and invalid-citation
 sentences in place; ``strip`` removes them; ``reask`` is handled by the orchestrator
 (``assistant.grounding.reask_once`` re-asks the model once naming the failures) and
@@ -23,10 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from assistant.reply import Citation, SentenceCheck
+from guardrails.attribution import MODES, Attribution, attribute
 from guardrails.base import Guard, GuardContext
 from guardrails.citations import CitationReport, verify_citations
 
-__all__ = ["BAD_VERDICTS", "LABELS", "POLICIES", "CitationGuard", "failures_prompt", "summarise"]
+__all__ = ["BAD_VERDICTS", "LABELS", "POLICIES", "CitationGuard", "failures_prompt", "groundedness",
+           "mark_attributed", "summarise"]
 
 log = logging.getLogger(__name__)
 POLICIES = ("annotate", "strip", "reask")
@@ -38,10 +47,21 @@ _SEP = r"(?:\s*\[[^\]\n]{1,24}\]|[^\w\[])*?"  # between words: spaces, punctuati
 _TAIL = re.compile(r"(?:\s*\[[^\]\n]{1,24}\]|[^\w\s\[])*")  # closing punctuation and markers
 
 
-def summarise(report: CitationReport, sources: Mapping[str, Any]) -> tuple[list[Citation], list[SentenceCheck]]:
-    """Sentence checks, and one ``Citation`` per cited id in order of first citation."""
-    checks = [SentenceCheck(s.text, tuple(s.cited), s.verdict, float(s.score),
-                            bool(getattr(s, "claim", True))) for s in report.sentences]
+def summarise(report: CitationReport, sources: Mapping[str, Any],
+              attributed: Sequence[Attribution] = ()) -> tuple[list[Citation], list[SentenceCheck]]:
+    """Sentence checks, and one ``Citation`` per cited id in order of first citation.
+    ``attributed`` sentences become supported checks citing their source (origin
+    ``attributed``); a source the model cited keeps origin ``model`` and the verdict of
+    the model's own sentences."""
+    found = {a.index: a for a in attributed}
+    checks = [SentenceCheck(s.text, (found[i].source_id,), "supported", found[i].score, True, "attributed")
+              if i in found else SentenceCheck(s.text, tuple(s.cited), s.verdict, float(s.score),
+                                               bool(getattr(s, "claim", True)))
+              for i, s in enumerate(report.sentences)]
+    evidence: dict[str, list[Any]] = {}
+    for i, s in enumerate(report.sentences):
+        for sid in ((found[i].source_id,) if i in found else s.cited):
+            evidence.setdefault(sid, []).append(found[i].evidence if i in found else getattr(s, "evidence", None))
     by_id: dict[str, list[SentenceCheck]] = {}
     for check in checks:
         for sid in check.cited:
@@ -52,13 +72,20 @@ def summarise(report: CitationReport, sources: Mapping[str, Any]) -> tuple[list[
         if ref is None:
             citations.append(Citation(sid, "", "", "", "invalid_citation", sentences=tuple(cited)))
             continue
-        verdicts = {c.verdict for c in cited if c.verdict != "invalid_citation"} or {"invalid_citation"}
+        own = [c for c in cited if c.origin == "model"]
+        verdicts = {c.verdict for c in own or cited if c.verdict != "invalid_citation"} or {"invalid_citation"}
         verdict = verdicts.pop() if len(verdicts) == 1 else "partial"
-        evidence = [getattr(s, "evidence", None) for s in report.sentences if sid in s.cited]
-        snippet = next((e for e in evidence if isinstance(e, str) and e and e in ref.text), None)
+        snippet = next((e for e in evidence.get(sid, []) if isinstance(e, str) and e and e in ref.text), None)
         citations.append(Citation(sid, ref.title, ref.path, _snip(snippet or ref.text), verdict,
-                                  page=ref.page, chunk_id=ref.chunk_id, sentences=tuple(cited)))
+                                  page=ref.page, chunk_id=ref.chunk_id, sentences=tuple(cited),
+                                  origin="model" if own else "attributed"))
     return citations, checks
+
+
+def groundedness(checks: Sequence[SentenceCheck]) -> float:
+    """Share of claim sentences that are supported (1.0 when there are none)."""
+    claims = [c for c in checks if c.claim]
+    return 1.0 if not claims else sum(c.verdict == "supported" for c in claims) / len(claims)
 
 
 def _snip(text: str, limit: int = 240) -> str:
@@ -94,16 +121,18 @@ def _span(answer: str, text: str, start: int) -> tuple[int, int] | None:
     return match.start(), tail.end() if tail else match.end()
 
 
-def _rewrite(answer: str, checks: Sequence[SentenceCheck], edit: Callable[[str, SentenceCheck], str]) -> str | None:
-    """Apply ``edit`` to each flagged sentence in place; ``None`` if one cannot be found."""
+def _rewrite(answer: str, checks: Sequence[SentenceCheck], edit: Callable[[str, SentenceCheck], str],
+             which: Callable[[SentenceCheck], bool] = lambda c: c.verdict in BAD_VERDICTS) -> str | None:
+    """Apply ``edit`` to each ``which`` sentence (default: flagged) in place; ``None`` if one
+    cannot be found."""
     pieces, cursor = [], 0
     for check in checks:
         span = _span(answer, check.text, cursor)
         if span is None:
-            if check.verdict in BAD_VERDICTS:
+            if which(check):
                 return None
             continue
-        if check.verdict in BAD_VERDICTS:
+        if which(check):
             pieces.append(answer[cursor:span[0]])
             pieces.append(edit(answer[span[0]:span[1]], check))
         else:
@@ -111,6 +140,23 @@ def _rewrite(answer: str, checks: Sequence[SentenceCheck], edit: Callable[[str, 
         cursor = span[1]
     pieces.append(answer[cursor:])
     return "".join(pieces)
+
+
+_CLOSE = re.compile(r"[.!?…]+[\"'”’)]*\s*$")
+
+
+def mark_attributed(answer: str, checks: Sequence[SentenceCheck]) -> str:
+    """``answer`` with `` [n]`` before the closing punctuation of each attributed sentence
+    (the answer unchanged where a sentence cannot be located: the panel still lists it)."""
+    def edit(piece: str, check: SentenceCheck) -> str:
+        marker = "".join(f" [{sid}]" for sid in check.cited)
+        body = piece.rstrip()
+        close = _CLOSE.search(body)
+        cut = close.start() if close else len(body)
+        return body[:cut].rstrip() + marker + body[cut:] + piece[len(body):]
+
+    out = _rewrite(answer, checks, edit, lambda c: c.origin == "attributed")
+    return answer if out is None else out
 
 
 def _rebuild(checks: Sequence[SentenceCheck], keep: Callable[[SentenceCheck], str | None]) -> str:
@@ -128,11 +174,13 @@ class CitationGuard(Guard):
 
     name = "citations"
 
-    def __init__(self, policy: str = "annotate", *,
+    def __init__(self, policy: str = "annotate", *, attribute: str = "mark",
                  verify: Callable[[str, Mapping[str, str]], CitationReport] = verify_citations) -> None:
         if policy not in POLICIES:
             raise ValueError(f"citation policy must be one of {POLICIES}, got {policy!r}")
-        self.policy = policy
+        if attribute not in MODES:
+            raise ValueError(f"citation attribution must be one of {MODES}, got {attribute!r}")
+        self.policy, self.attribute = policy, attribute
         self.verify = verify
 
     def check(self, ctx: GuardContext, text: str) -> tuple[list[Citation], list[SentenceCheck]] | None:
@@ -143,10 +191,18 @@ class CitationGuard(Guard):
         cached = ctx.notes.get("_citation_cache")
         if cached and cached[0] == text:
             return cached[1]
-        report = self.verify(text, {sid: ref.text for sid, ref in sources.items()})
-        result = summarise(report, sources)
+        texts = {sid: ref.text for sid, ref in sources.items()}
+        report = self.verify(text, texts)
+        found: list[Attribution] = []
+        if self.attribute != "off":
+            try:
+                found = attribute(report.sentences, texts, verify=self.verify)
+            except Exception:  # noqa: BLE001 - attribution is a bonus; the check above stands
+                log.warning("citation attribution failed; uncited sentences stay uncited", exc_info=True)
+        result = summarise(report, sources, found)
         ctx.notes["_citation_cache"] = (text, result)
-        ctx.notes["groundedness"] = float(report.groundedness)
+        ctx.notes["groundedness"] = groundedness(result[1])
+        ctx.notes["citations_attributed"] = len(found)
         return result
 
     def after_model(self, ctx: GuardContext, text: str) -> str:
@@ -160,6 +216,8 @@ class CitationGuard(Guard):
             return text
         citations, checks = result
         ctx.notes["citations"], ctx.notes["citation_checks"] = citations, checks
+        if self.attribute == "mark":
+            text = mark_attributed(text, checks)
         if not any(c.verdict in BAD_VERDICTS for c in checks):
             return text
         if self.policy == "strip":

@@ -63,6 +63,10 @@ class TurnMemory:
         for user_id, items in by_user.items():
             self.retriever.add(user_id, items)
 
+    def forget_messages(self, user_id: str, message_ids: Collection[int]) -> None:
+        """Drop these messages of the user from recall (their session was deleted)."""
+        self.retriever.remove(user_id, [f"msg-{i}" for i in message_ids])
+
     def recall(self, user_id: str, query: str, *, token_budget: int,
                exclude: Collection[int] = (),
                count_tokens: Callable[[str], int] = approx_tokens) -> Recalled:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -263,6 +263,19 @@ class HybridRetriever:
             self.lexical.set_context(user_id, self._window_context(user_id, loaded))
             return self._items[user_id]
 
+    def remove(self, user_id: str, source_ids: Iterable[str]) -> None:
+        """Delete items of one user (a deleted session, a forgotten turn) from Chroma and
+        the in-process indexes; unknown ids are ignored."""
+        ids = list(source_ids)
+        if not ids:
+            return
+        try:
+            self.collection.delete(ids=[_chroma_id(user_id, sid) for sid in ids])
+        except Exception as exc:
+            raise VectorStoreUnavailable(f"deleting memories failed: {exc}") from exc
+        self.refresh(user_id)  # reloaded from Chroma on the next search
+        self.lexical.remove(user_id, ids)
+
     def refresh(self, user_id: str) -> None:
         with self._lock:
             self._items.pop(user_id, None)
@@ -318,13 +331,14 @@ class HybridRetriever:
                 for sid, rank in ranks.items():
                     scores[sid] = scores.get(sid, 0.0) + weight / (cfg.rrf_k + rank)
         else:
-            for sid in {*dense_rank, *lexical_rank}:
+            for sid in dict.fromkeys([*dense_rank, *lexical_rank]):  # ordered: deterministic ties
                 scores[sid] = sum(weight * run.z(sid) for weight, run in runs)
         scores = {sid: s for sid, s in scores.items() if sid in items}
         via = dict.fromkeys(scores, "fused")
         if cfg.neighbours > 0 and cfg.neighbour_share > 0:
             self._spread(user_id, items, scores, via, cfg)
-        ranked = sorted(scores, key=lambda s: (-scores[s], dense_rank.get(s, 10**9)))
+        ranked = sorted(scores, key=lambda s: (-scores[s], dense_rank.get(s, 10**9),
+                                               lexical_rank.get(s, 10**9), s))
         hits = [MemoryHit(items[s], scores[s], dense_rank.get(s), lexical_rank.get(s), via[s],
                           context) for s, context in self._select(user_id, ranked, k, cfg)]
         if is_temporal(query):  # dated memories first (stable: rank order kept within each)

@@ -281,3 +281,116 @@ def test_the_local_model_answers_from_the_corpus_with_checked_sentences(world) -
     assert reply.confidence is not None
     assert (reply.review_status == "pending") == (reply.confidence < local.review_threshold)
 
+
+
+# Post-hoc attribution (guardrails.attribution): the model cites nothing, lastmile finds
+# the shown source that passes the same check, or leaves the sentence uncited.
+
+def test_an_uncited_supported_sentence_gets_an_attributed_citation(world) -> None:  # type: ignore[no-untyped-def]
+    from guardrails.citations import verify_citations
+
+    cfg, corpus = world
+    answer = "Marie Curie was born in Warsaw in 1867. She founded the Radium Institute in Paris."
+    model = ScriptedModel(fn=lambda messages: answer)
+    with Assistant(cfg, model=model, documents=corpus) as bot:
+        reply = bot.chat("Where was Marie Curie born?", session_id="s", user_id="u")
+        stored = bot.history("s", "u")[-1]
+    n = ids_by_title(model.requests[0].messages)["Marie Curie"]
+    [citation] = reply.citations
+    assert (citation.source_id, citation.title, citation.verdict, citation.origin) == (
+        n, "Marie Curie", "supported", "attributed")
+    assert [(c.cited, c.verdict, c.origin) for c in reply.checks] == [((n,), "supported", "attributed")] * 2
+    assert reply.text == (f"Marie Curie was born in Warsaw in 1867 [{n}]. "
+                          f"She founded the Radium Institute in Paris [{n}].")
+    assert stored.content == reply.text and stored.context["citations"][0]["origin"] == "attributed"
+    # The score is what the check measures for that citation, not a made-up 1.0.
+    shown = {ref_id: text for ref_id, text in re.findall(r"^\[(\d+)\] .+?\n(.+?)(?=\n\n\[|\Z)",
+                                                         str(model.requests[0].messages[0].content),
+                                                         re.MULTILINE | re.DOTALL)}
+    direct = verify_citations(f"She founded the Radium Institute in Paris [{n}].", shown)
+    assert reply.checks[1].score == pytest.approx(direct.sentences[0].score)
+    assert reply.confidence == 1.0 and reply.review_status is None
+
+
+def test_an_unsupported_uncited_sentence_stays_uncited_and_lowers_confidence(world) -> None:  # type: ignore[no-untyped-def]
+    cfg, corpus = world
+
+    def respond(messages: Sequence[BaseMessage]) -> str:
+        n = ids_by_title(messages)["Marie Curie"]
+        return (f"Marie Curie was born in Warsaw in 1867 [{n}]. She won the Nobel Prize in "
+                "Physics in 1921. She founded the Radium Institute in Paris.")
+
+    model = ScriptedModel(fn=respond)
+    with Assistant(cfg, model=model, documents=corpus) as bot:
+        reply = bot.chat("Tell me about Marie Curie's prizes.", session_id="s", user_id="u")
+    n = ids_by_title(model.requests[0].messages)["Marie Curie"]
+    assert [(c.verdict, c.origin) for c in reply.checks] == [
+        ("supported", "model"), ("uncited", "model"), ("supported", "attributed")]
+    assert reply.checks[1].cited == () and reply.checks[1].claim  # flagged, no source found
+    assert "Physics in 1921." in reply.text and "1921 [" not in reply.text
+    assert reply.text.endswith(f"in Paris [{n}].")
+    [citation] = reply.citations  # the model cited this source itself: origin stays "model"
+    assert (citation.origin, citation.verdict, len(citation.sentences)) == ("model", "supported", 2)
+    assert reply.confidence == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_chit_chat_is_left_alone_even_with_sources_shown(world) -> None:  # type: ignore[no-untyped-def]
+    cfg, corpus = world
+    answer = "Great question! I hope this helps. Would you like to know more?"
+    model = ScriptedModel(fn=lambda messages: answer)
+    with Assistant(cfg, model=model, documents=corpus) as bot:
+        reply = bot.chat("Where was Marie Curie born?", session_id="s", user_id="u")
+    assert "SOURCES" in str(model.requests[0].messages[0].content)
+    assert reply.text == answer and reply.citations == ()
+    assert reply.checks and all(not c.claim and c.origin == "model" for c in reply.checks)
+
+
+@pytest.mark.parametrize("mode", ["panel", "off"])
+def test_attribution_modes_panel_and_off(world, mode: str) -> None:  # type: ignore[no-untyped-def]
+    cfg, corpus = world
+    answer = "Marie Curie was born in Warsaw in 1867."
+    model = ScriptedModel(fn=lambda messages: answer)
+    with Assistant(cfg.model_copy(update={"attribute_citations": mode}), model=model,
+                   documents=corpus) as bot:
+        reply = bot.chat("Where was Marie Curie born?", session_id="s", user_id="u")
+    assert reply.text == answer  # neither mode touches the text
+    if mode == "panel":
+        assert [(c.title, c.origin, c.verdict) for c in reply.citations] == [
+            ("Marie Curie", "attributed", "supported")]
+        assert reply.confidence == 1.0
+    else:
+        assert reply.citations == () and [c.verdict for c in reply.checks] == ["uncited"]
+        assert reply.confidence == 0.0 and reply.review_status == "pending"
+
+
+def test_another_users_document_is_never_attributed(world_db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg, corpus = world_db
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "vault.md").write_text("# Vault\n\nThe vault code is 8812 and it opens at noon.")
+    corpus.ingest([tmp_path / "alice"], collection="private", user_id="alice")
+    answer = "Marie Curie was born in Warsaw in 1867. The vault code is 8812 and it opens at noon."
+    model = ScriptedModel(fn=lambda messages: answer)
+    question = "Where was Marie Curie born, and what is the vault code?"
+    with Assistant(cfg, model=model, documents=corpus) as bot:
+        bob = bot.chat(question, session_id="b", user_id="bob")
+        alice = bot.chat(question, session_id="a", user_id="alice")
+    assert [c.title for c in bob.citations] == ["Marie Curie"]  # the shared doc only
+    assert [c.verdict for c in bob.checks] == ["supported", "uncited"]
+    assert "8812 and it opens at noon." in bob.text and "noon [" not in bob.text
+    assert {c.title for c in alice.citations} == {"Marie Curie", "Vault"}  # her own doc: attributed
+    assert all(c.origin == "attributed" for c in alice.citations)
+
+
+def test_attribution_never_cites_a_source_that_was_not_shown() -> None:
+    """Unit level: candidates come only from the sources given, and a wrong number or a
+    negation is not supported by any of them."""
+    from guardrails.attribution import attribute
+    from guardrails.citations import verify_citations
+
+    sources = {"1": TOWER.split("\n\n", 1)[1], "2": CURIE.split("\n\n", 1)[1]}
+    answer = ("The Eiffel Tower is 330 metres tall. The Eiffel Tower is 300 metres tall. "
+              "Marie Curie was not born in Warsaw. Penguins live in Antarctica.")
+    report = verify_citations(answer, sources)
+    found = attribute(report.sentences, sources)
+    assert [(a.index, a.source_id) for a in found] == [(0, "1")]
+    assert attribute(report.sentences, {"2": sources["2"]}) == []  # the tower text not shown

@@ -96,3 +96,19 @@ def test_feedback_is_stored_per_user_and_validated(bot, model) -> None:
         bot.feedback(reply.user_message_id, 1, user_id="ann")  # only replies take feedback
     with pytest.raises(ValueError, match="-1, 0 or 1"):
         bot.feedback(reply.message_id, 5, user_id="ann")
+
+
+def test_a_deleted_session_leaves_memory_too(settings: Settings) -> None:
+    model = ScriptedModel(fn=lambda messages: "Noted.")
+    with Assistant(settings, model=model) as bot:  # recall and facts on
+        bot.chat("My locker code is 4417 and I keep bees.", session_id="gone", user_id="ann")
+        bot.chat("I play the cello on Sundays.", session_id="kept", user_id="ann")
+        bot.flush()
+        bot.chat("What do you know about my hobbies and codes?", session_id="probe", user_id="ann")
+        before = _prompt(model)
+        assert "4417" in before and "cello" in before
+        bot.delete_session("gone", user_id="ann")
+        bot.chat("What do you know about my hobbies and codes?", session_id="probe2", user_id="ann")
+        after = _prompt(model)
+    assert "4417" not in after and "bees" not in after
+    assert "cello" in after  # the other session's memories stay

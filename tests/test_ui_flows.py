@@ -20,6 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from assistant import Assistant, ScriptedModel, Settings  # noqa: E402
 from guardrails.grounding import LABELS  # noqa: E402
 from memory.corpus import Corpus  # noqa: E402
+from ui.documents_tab import ALLOWED_TYPES, check_upload  # noqa: E402
 from memory.db import open_engine  # noqa: E402
 from memory.vectors import open_chroma  # noqa: E402
 
@@ -92,11 +93,11 @@ def corpus(ui_settings: Settings, tmp_path: Path) -> Corpus:
     return docs
 
 
-def test_grounded_answer_shows_sources_with_verdicts(page, live_server, ui_settings, corpus) -> None:
+def test_grounded_answer_shows_sources_with_verdicts(live_server, page, ui_settings, corpus) -> None:
     def answer(messages: Sequence) -> str:
         ids = source_ids(messages)
         return (f"Tram 28 runs from Martim Moniz to Campo de Ourique [{ids['Tram 28']}]. "
-                f"The Cacilhas ferry flies to the Moon every hour [{ids['Cacilhas ferry']}].")
+                f"The Cacilhas ferry leaves from Belém and takes three hours [{ids['Cacilhas ferry']}].")
 
     model = ScriptedModel(fn=answer)
     bot = Assistant(ui_settings, model=model, documents=corpus)
@@ -120,13 +121,16 @@ def test_grounded_answer_shows_sources_with_verdicts(page, live_server, ui_setti
     tram.locator("summary").click()
     expect(snippet).to_be_visible()
     expect(snippet).to_contain_text("Martim Moniz")
+    ferry.locator("summary").click()  # each sentence citing a source shows its own verdict
+    expect(ferry.locator(".lm-cite-sentence[data-verdict=unsupported]")).to_contain_text(
+        "The Cacilhas ferry leaves from Belém")
     stored = bot.history(bot.sessions()[0].session_id)[-1]
     assert {c["title"]: c["verdict"] for c in stored.context["citations"]} == {
         "Tram 28": "supported", "Cacilhas ferry": "unsupported"}
     shot(page, "flow-citations")
 
 
-def test_forgotten_fact_leaves_the_memory_tab_and_the_next_prompt(page, live_server,
+def test_forgotten_fact_leaves_the_memory_tab_and_the_next_prompt(live_server, page,
                                                                    ui_settings) -> None:
     model = ScriptedModel(fn=lambda messages: f"noted: {messages[-1].content}")
     bot = Assistant(ui_settings, model=model)
@@ -167,9 +171,9 @@ def test_forgotten_fact_leaves_the_memory_tab_and_the_next_prompt(page, live_ser
     assert "Lisbon" not in " ".join(str(m.content) for m in model.requests[-1].messages)
 
 
-def test_reviewer_approves_a_low_confidence_answer(page, live_server, ui_settings, corpus) -> None:
+def test_reviewer_approves_a_low_confidence_answer(live_server, page, ui_settings, corpus) -> None:
     def wrong(messages: Sequence) -> str:
-        return f"Tram 28 runs on the Moon [{source_ids(messages)['Tram 28']}]."
+        return f"Tram 28 runs from Belém to Cascais [{source_ids(messages)['Tram 28']}]."
 
     bot = Assistant(ui_settings, model=ScriptedModel(fn=wrong), documents=corpus)
     url, _ = live_server(bot)
@@ -182,7 +186,7 @@ def test_reviewer_approves_a_low_confidence_answer(page, live_server, ui_setting
     assert item.confidence < ui_settings.review_threshold
 
     open_tab(page, "Review")
-    row = page.locator(rows("lm-review-queue"), has_text="Tram 28 runs on the Moon")
+    row = page.locator(rows("lm-review-queue"), has_text="Tram 28 runs from Belém to Cascais")
     expect(row).to_have_count(1)
     row.locator("[role=gridcell]").nth(1).click()
     expect(page.locator(f"#lm-review-context .lm-review-item[data-id='{item.id}']")).to_contain_text(
@@ -195,12 +199,12 @@ def test_reviewer_approves_a_low_confidence_answer(page, live_server, ui_setting
     assert (decision["decision"], decision["reviewer_id"]) == ("approve", "default")
 
     page.reload()
-    expect(page.locator(BOT).last).to_contain_text("Tram 28 runs on the Moon")
+    expect(page.locator(BOT).last).to_contain_text("Tram 28 runs from Belém to Cascais")
     expect(page.locator(BOT).last.locator(".lm-provider")).to_have_text("scripted")
     expect(page.locator(BOT).last.locator(".lm-badge")).to_have_count(0)
 
 
-def test_documents_upload_refuse_and_delete(page, live_server, ui_settings, corpus,
+def test_documents_upload_refuse_and_delete(live_server, page, ui_settings, corpus,
                                            tmp_path: Path) -> None:
     bot = Assistant(ui_settings, model=ScriptedModel(), documents=corpus)
     url, _ = live_server(bot)
@@ -222,9 +226,9 @@ def test_documents_upload_refuse_and_delete(page, live_server, ui_settings, corp
     bad = tmp_path / "upload" / "tool.exe"
     bad.write_bytes(b"MZ\x90\x00 not a document")
     page.locator("#lm-upload input[type=file]").set_input_files(str(bad))
-    refusal = page.get_by_text(re.compile(r"tool\.exe|Invalid file type"))
+    refusal = page.get_by_text("tool.exe")  # Gradio checks the type before uploading
     expect(refusal.first).to_be_visible()
-    expect(refusal.first).to_contain_text(".md")  # the allowed types are named
+    expect(refusal.first).to_contain_text(", ".join(ALLOWED_TYPES))  # the allowed types named
     assert not any("tool" in s.path for s in corpus.sources("default"))
     shot(page, "flow-documents")
 
@@ -235,3 +239,19 @@ def test_documents_upload_refuse_and_delete(page, live_server, ui_settings, corp
     expect(page.locator(rows("lm-sources"), has_text="Tram 28")).to_have_count(1)
     assert [s.title for s in corpus.sources("default")] != [] and \
         "Harbour notes" not in [s.title for s in corpus.sources("default")]
+
+
+def test_the_server_side_upload_check_names_type_and_size_limit(tmp_path: Path) -> None:
+    """Gradio's type check runs in the browser; this one holds for any client."""
+    big = tmp_path / "big.md"
+    with big.open("wb") as out:
+        out.truncate(200_000_000)  # sparse: 200 MB on paper, nothing on disk
+    assert check_upload(big, 20_000_000) == (
+        "big.md: 200.0 MB is over the 20 MB limit (LASTMILE_INGEST_MAX_FILE_MB)")
+    tool = tmp_path / "tool.exe"
+    tool.write_bytes(b"MZ")
+    assert check_upload(tool, 20_000_000) == (
+        f"tool.exe: unsupported type .exe; allowed: {', '.join(ALLOWED_TYPES)}")
+    small = tmp_path / "notes.md"
+    small.write_text("# Notes\n\nfine")
+    assert check_upload(small, 20_000_000) is None

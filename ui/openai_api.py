@@ -13,6 +13,7 @@ with the matching status, which the official SDKs turn into their typed exceptio
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -86,11 +87,11 @@ def _session_key(user_id: str, body: ChatCompletionRequest) -> str:
 
 def _extra(reply: Reply) -> dict[str, Any]:
     """lastmile's own view of the turn, beside the OpenAI fields (clients ignore it)."""
-    citations = [c.to_dict() if hasattr(c, "to_dict") else c
-                 for c in getattr(reply, "citations", None) or []]
+    citations = [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c
+                 for c in reply.citations]  # Citation dataclasses: JSON needs plain dicts
     return {"provider": reply.provider, "session_id": reply.session_id, "status": reply.status,
-            "message_id": reply.message_id, "citations": citations,
-            "notice": getattr(reply, "notice", None)}
+            "message_id": reply.message_id, "citations": citations, "notice": reply.notice,
+            "confidence": reply.confidence, "review_status": reply.review_status}
 
 
 def _usage(reply: Reply) -> dict[str, int]:

@@ -80,6 +80,9 @@ CSS = """
 .lm-cite[data-verdict=unsupported] .lm-verdict, .lm-cite[data-verdict=invalid_citation] .lm-verdict
   { color: #b91c1c; font-weight: 600; }
 .lm-cite[data-verdict=supported] .lm-verdict { color: #15803d; }
+.lm-cite-sentence[data-verdict=unsupported] .lm-verdict,
+.lm-cite-sentence[data-verdict=invalid_citation] .lm-verdict { color: #b91c1c; font-weight: 600; }
+.lm-cite-sentence[data-verdict=supported] .lm-verdict { color: #15803d; }
 .lm-stats { display: flex; flex-wrap: wrap; gap: .75rem; }
 .lm-stat { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
   padding: .4rem .9rem; display: flex; flex-direction: column; min-width: 8rem; }
@@ -195,7 +198,7 @@ def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None 
     return out, ids, liked
 
 
-_VERDICT = {"supported": "✓ supported", "unsupported": "✗ unsupported",
+_VERDICT = {"supported": "✓ supported", "unsupported": "✗ unsupported", "partial": "◐ partly supported",
             "uncited": "? uncited", "invalid_citation": "✗ invalid citation"}
 
 
@@ -205,6 +208,18 @@ def _get(item: Any, *names: str) -> Any:
         if value not in (None, ""):
             return value
     return None
+
+
+def _sentences_html(citation: Any) -> str:
+    """The answer's sentences citing this source, each with its own verdict, so the one
+    a source does not back is visible even when others citing it are fine."""
+    rows = []
+    for check in _get(citation, "sentences") or ():
+        verdict = str(_get(check, "verdict") or "uncited")
+        rows.append(f'<li class="lm-cite-sentence" data-verdict="{html.escape(verdict)}">'
+                    f'{html.escape(str(_get(check, "text") or ""))} <span class="lm-verdict">'
+                    f'{html.escape(_VERDICT.get(verdict, verdict))}</span></li>')
+    return f'<ul class="lm-cite-sentences">{"".join(rows)}</ul>' if rows else ""
 
 
 def citations_html(citations: Iterable[Any] | None) -> str:
@@ -222,7 +237,7 @@ def citations_html(citations: Iterable[Any] | None) -> str:
             f'<summary><b>[{html.escape(str(_get(item, "source_id", "id") or "?"))}]</b> '
             f'{html.escape(str(title))} <span class="lm-verdict">'
             f'{html.escape(_VERDICT.get(verdict, verdict))}</span></summary>'
-            f'<blockquote>{html.escape(snippet)}</blockquote></details>')
+            f'<blockquote>{html.escape(snippet)}</blockquote>{_sentences_html(item)}</details>')
     return '<div class="lm-citations"><div class="lm-cite-head">Sources</div>' + "".join(rows) + "</div>"
 
 
