@@ -10,7 +10,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assistant.errors import InputRejected, LastmileError, ProviderError, SessionNotFound
+    from assistant.errors import (ExtractionFailed, InputRejected, LastmileError, ProviderError,
+                                  SessionNotFound)
+    from assistant.extract import extract
+    from assistant.providers.langchain import LastmileChatModel
     from assistant.orchestrator import Assistant
     from assistant.providers import (ChatModel, ModelChunk, ModelRequest, ScriptedModel,
                                      ScriptedReply, Usage)
@@ -33,6 +36,9 @@ __all__ = [
     "InputRejected",
     "ProviderError",
     "SessionNotFound",
+    "ExtractionFailed",
+    "extract",
+    "LastmileChatModel",
 ]
 
 _EXPORTS = {
@@ -51,6 +57,9 @@ _EXPORTS = {
     "InputRejected": "assistant.errors",
     "ProviderError": "assistant.errors",
     "SessionNotFound": "assistant.errors",
+    "ExtractionFailed": "assistant.errors",
+    "extract": "assistant.extract",
+    "LastmileChatModel": "assistant.providers.langchain",
 }
 
 

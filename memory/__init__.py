@@ -10,6 +10,12 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "Accounts",
+    "Corpus",
+    "FactMemory",
+    "JobQueue",
+    "JobWorker",
+    "ReviewQueue",
     "ConversationStore",
     "MiniLMEmbeddingFunction",
     "MiniLMEncoder",
@@ -24,6 +30,12 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "Accounts": "memory.accounts",
+    "Corpus": "memory.corpus",
+    "FactMemory": "memory.facts",
+    "JobQueue": "memory.jobs",
+    "JobWorker": "memory.jobs",
+    "ReviewQueue": "memory.review",
     "ConversationStore": "memory.store",
     "SessionInfo": "memory.store",
     "StoredMessage": "memory.store",
