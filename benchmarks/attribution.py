@@ -57,11 +57,18 @@ def evaluate(cases: list[dict[str, Any]], distractors: int = 3, seed: int = 7) -
         found = attribute(report.sentences, sources, margin=0.0)
         ms.append((time.perf_counter() - t0) * 1000 / max(1, len(report.sentences)))
         best = found[0] if found else None
-        rows.append((case["label"], best and sources[best.source_id] == own, best.score if best else None))
+        own_id = next(k for k, v in sources.items() if v == own)
+        cited = verify_citations(f"{sentence} [{own_id}]", sources).sentences  # the model citing it
+        rows.append((case["label"], best and sources[best.source_id] == own, best.score if best else None,
+                     any(x.verdict == "supported" for x in cited)))
     out: dict[str, Any] = {"cases": len(rows), "supported": sum(r[0] == "supported" for r in rows),
                            "unsupported": sum(r[0] == "unsupported" for r in rows), "margins": {}}
+    passed = [label for label, _, _, ok in rows if ok]
+    out["cited_by_model"] = {
+        "recall": round(passed.count("supported") / max(1, out["supported"]), 4),
+        "false_pass_rate": round(passed.count("unsupported") / max(1, out["unsupported"]), 4)}
     for m in MARGINS:
-        kept = [(label, right) for label, right, score in rows if score is not None and score >= THRESHOLD + m]
+        kept = [(label, right) for label, right, score, _ in rows if score is not None and score >= THRESHOLD + m]
         correct = sum(label == "supported" and right for label, right in kept)
         false_bad = sum(label == "unsupported" for label, _ in kept)
         out["margins"][f"{m:g}"] = {
@@ -94,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"margin {m:>5}: attributed {r['attributed']:3d}  precision {r['precision']:.3f}  "
               f"recall {r['recall']:.3f}  false attribution {r['false_attribution_rate']:.3f}  "
               f"wrong source {r['wrong_source']}")
+    base = res["cited_by_model"]
+    print(f"same sentences cited correctly by the model: recall {base['recall']:.3f}  "
+          f"false pass {base['false_pass_rate']:.3f}")
     print(f"ms/sentence (check + attribution): p50 {res['ms_per_sentence']['p50']}  "
           f"p95 {res['ms_per_sentence']['p95']}")
     return 0

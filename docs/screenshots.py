@@ -24,10 +24,10 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedder ships with the package
 
-from assistant import Assistant, ScriptedModel, Settings  # noqa: E402
-from memory.corpus import Corpus  # noqa: E402
-from memory.db import open_engine  # noqa: E402
-from memory.vectors import open_chroma  # noqa: E402
+from assistant import Assistant, ScriptedModel, Settings
+from memory.corpus import Corpus
+from memory.db import open_engine
+from memory.vectors import open_chroma
 
 __all__ = ["main", "seed", "take"]
 
@@ -75,8 +75,8 @@ def seed(root: Path) -> Assistant:
     (root / "kb" / "lisbon-transport.md").write_text(GUIDE)
     corpus = Corpus(open_engine(settings.resolved_database_url), open_chroma(settings.chroma_path))
     corpus.ingest([root / "kb"], collection="city-guides")
-    bot = Assistant(settings, model=ScriptedModel(fn=_answer), documents=corpus)
     user = settings.default_user
+    bot = Assistant(settings, model=ScriptedModel(fn=_answer), documents=corpus)
     intro = bot.new_session(user, "About me").session_id
     bot.chat("Hi! My name is Ann, I live in Lisbon and I'm allergic to peanuts.", session_id=intro,
              user_id=user)
@@ -87,6 +87,11 @@ def seed(root: Path) -> Assistant:
     trams = bot.new_session(user, "Riding tram 28").session_id
     bot.chat("Where does tram 28 run, and how should I pay?", session_id=trams, user_id=user)
     bot.flush()  # facts are extracted by the background worker
+    (root / "mine").mkdir(exist_ok=True)  # an upload of Ann's own, after the chats above
+    (root / "mine" / "itinerary.md").write_text(
+        "# My Lisbon itinerary\n\nDay 1: Alfama and the castle. Day 2: Belém and the Jerónimos "
+        "monastery. Day 3: a ferry to Cacilhas for lunch by the river.\n")
+    corpus.ingest([root / "mine"], collection="uploads", user_id=user)  # private to Ann
     _past_week(bot)
     return bot
 
@@ -171,6 +176,7 @@ def take(url: str, out: Path) -> list[Path]:
         item = page.locator("#lm-review-queue [role=row].virtual-row").first
         item.locator("[role=gridcell]").nth(1).click()
         expect(page.locator("#lm-review-context .lm-review-item")).to_be_visible()
+        page.locator("#lm-review-context .lm-cite summary").first.click()
         snap("review")
         page.get_by_role("tab", name="Dashboard").click()
         expect(page.locator("#lm-plot-latency")).to_be_visible()

@@ -159,13 +159,16 @@ def mark_attributed(answer: str, checks: Sequence[SentenceCheck]) -> str:
     return answer if out is None else out
 
 
-def _rebuild(checks: Sequence[SentenceCheck], keep: Callable[[SentenceCheck], str | None]) -> str:
-    """Fallback when sentences cannot be located: the answer rebuilt from the checks."""
+def _rebuild(checks: Sequence[SentenceCheck], keep: Callable[[SentenceCheck], str | None],
+             marks: bool = True) -> str:
+    """Fallback when sentences cannot be located: the answer rebuilt from the checks
+    (attributed ids shown only when ``marks``)."""
     out = []
     for c in checks:
         text = keep(c)
         if text is not None:
-            out.append(text + "".join(f" [{i}]" for i in c.cited if c.verdict != "invalid_citation"))
+            shown = c.verdict != "invalid_citation" and (marks or c.origin == "model")
+            out.append(text + "".join(f" [{i}]" for i in c.cited if shown))
     return " ".join(out)
 
 
@@ -223,10 +226,12 @@ class CitationGuard(Guard):
         if self.policy == "strip":
             out = _rewrite(text, checks, lambda _s, _c: "")
             if out is None:
-                out = _rebuild(checks, lambda c: None if c.verdict in BAD_VERDICTS else c.text)
+                out = _rebuild(checks, lambda c: None if c.verdict in BAD_VERDICTS else c.text,
+                               self.attribute == "mark")
             out = re.sub(r"[ \t]{2,}", " ", re.sub(r"\n{3,}", "\n\n", out)).strip()
             ctx.notes["citations_stripped"] = sum(c.verdict in BAD_VERDICTS for c in checks)
             return out if re.search(r"\w", out) else STRIPPED_ALL
         out = _rewrite(text, checks, lambda s, c: s.rstrip() + LABELS[c.verdict])
         return out if out is not None else _rebuild(
-            checks, lambda c: c.text + LABELS[c.verdict] if c.verdict in BAD_VERDICTS else c.text)
+            checks, lambda c: c.text + LABELS[c.verdict] if c.verdict in BAD_VERDICTS else c.text,
+            self.attribute == "mark")

@@ -21,7 +21,6 @@ from assistant import Assistant, ScriptedModel, Settings
 from assistant.grounding import SAMPLE_COLLECTION, sample_corpus_paths
 from assistant.ingest_cli import sample_corpus
 
-pytestmark = pytest.mark.slow  # embeds the whole sample corpus
 SOURCE = re.compile(r"^\[(\d+)\] .+? \((.+?)\)\n(.*?)(?=^\[\d+\] |\Z)", re.MULTILINE | re.DOTALL)
 
 
@@ -61,6 +60,7 @@ class Reader:
         return answer
 
 
+@pytest.mark.slow  # embeds the whole sample corpus
 def test_openai_sdk_streams_an_answer_from_memory_citing_the_sample_corpus(
         tmp_path: Path, live_server) -> None:
     # SQLite only: embedding the whole sample corpus is the slow part (~10 s idle, a
@@ -106,3 +106,28 @@ def test_openai_sdk_streams_an_answer_from_memory_citing_the_sample_corpus(
     assert Path(cited["path"]).name in {p.name for p in sample_corpus_paths()}
     assert cited["snippet"] and cited["title"]
     assert [s["verdict"] for s in cited["sentences"]] == ["supported"]
+
+
+def test_a_crashing_turn_is_an_openai_error_and_the_message_is_kept(tmp_path: Path,
+                                                                    live_server) -> None:
+    """Found by the test above while its model still had a bug: an unexpected exception
+    cut the SSE stream mid-way ("incomplete chunked read") instead of an error event."""
+    def broken(messages: Sequence) -> str:
+        raise RuntimeError("bug in the model adapter")
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'e.db'}",
+                        index_turns=False, cache_mode="off")
+    with Assistant(settings, model=ScriptedModel(fn=broken)) as bot:
+        url, _ = live_server(bot)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.APIError, match="failed to answer; the message is kept"):
+            list(client.chat.completions.create(model="lastmile", stream=True, messages=[
+                {"role": "user", "content": "stream please"}]))
+        with pytest.raises(openai.InternalServerError, match="failed to answer") as plain:
+            client.chat.completions.create(model="lastmile", messages=[
+                {"role": "user", "content": "plain please"}])
+        assert plain.value.status_code == 500 and "RuntimeError" not in str(plain.value.body)
+        kept = [(m.role, m.status, m.content) for s in bot.sessions()
+                for m in bot.history(s.session_id)]
+    assert sorted(kept) == sorted([("user", "ok", "stream please"), ("assistant", "error", ""),
+                                   ("user", "ok", "plain please"), ("assistant", "error", "")])

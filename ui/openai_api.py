@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from memory.accounts import Account, Accounts
 __all__ = ["ChatCompletionRequest", "openai_router"]
 
 MODEL_ID = "lastmile"
+log = logging.getLogger(__name__)
 
 
 class _Part(BaseModel):
@@ -75,6 +77,10 @@ class _APIError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": str(self), "type": self.kind, "param": self.param,
                           "code": self.code}}
+
+
+_INTERNAL = _APIError(500, "The server failed to answer; the message is kept. Try again.",
+                      kind="server_error", code="internal_error")
 
 
 def _session_key(user_id: str, body: ChatCompletionRequest) -> str:
@@ -195,6 +201,10 @@ class _Endpoint:
         except LastmileError as exc:
             yield f"data: {json.dumps(_APIError(500, exc.user_message, kind='server_error').body())}\n\n"
             return
+        except Exception:  # a bug, not a user error: end the stream the way clients expect
+            log.exception("chat completion stream failed")
+            yield f"data: {json.dumps(_INTERNAL.body())}\n\n"
+            return
         reply: Reply = stream.reply
         if reply.status == "error":
             error = _APIError(503, reply.error or "No model could answer.", kind="server_error",
@@ -234,6 +244,9 @@ def openai_router(bot: Assistant, accounts: Accounts | None = None, *, require_k
             return await run_in_threadpool(run, request, raw)
         except _APIError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
+        except Exception:  # the turn is stored as failed; the client gets OpenAI's shape
+            log.exception("chat completion failed")
+            return JSONResponse(_INTERNAL.body(), status_code=_INTERNAL.status)
 
     @router.get("/models")
     def models(request: Request) -> Any:

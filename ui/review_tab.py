@@ -14,6 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from assistant.orchestrator import Assistant
+from ui import views
 from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
 
@@ -33,10 +34,11 @@ def _context_html(item: Any) -> str:
     question = f"<p><b>Question</b></p><blockquote>{html.escape(item.question)}</blockquote>" \
         if item.question else ""
     details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))[:300]}</li>"
-                      for k, v in (item.details or {}).items())
+                      for k, v in (item.details or {}).items() if k != "citations")
+    sources = views.citations_html((item.details or {}).get("citations"))  # verdict per sentence
     return (f'<div class="lm-review-item" data-id="{item.id}">{question}<p><b>Answer under review'
             f"</b> ({html.escape(item.reason)})</p><blockquote>{html.escape(item.content)}</blockquote>"
-            f"<ul>{details}</ul></div>")
+            f"<ul>{details}</ul>{sources}</div>")
 
 
 def build_review(bot: Assistant, identity: Identity) -> gr.Tab:
