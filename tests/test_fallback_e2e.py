@@ -26,7 +26,10 @@ def test_server_dies_and_comes_back(tmp_path) -> None:
             retry_attempts=2, retry_initial_wait_s=0.01, retry_max_wait_s=0.05,
             breaker_failure_threshold=2, breaker_reset_timeout_s=RESET_S,
             provider_connect_timeout_s=0.5, provider_read_timeout_s=2.0,
-            max_reply_tokens=8, local_n_ctx=1024, index_turns=False)
+            max_reply_tokens=8, local_n_ctx=1024, index_turns=False,
+            # Background extraction would call the chain too (and could be the probe);
+            # this test follows the chat turns alone.
+            facts_model="rules", summary_model="extractive")
         with Assistant(settings) as bot:
             answered_by = []
             first = bot.chat("hello", session_id="s")
@@ -71,7 +74,7 @@ def test_mid_stream_cut_restarts_on_the_next_provider(tmp_path) -> None:
         settings = Settings(
             data_dir=tmp_path / "d", providers="openai:test-model,scripted",
             openai_api_key="sk-test", openai_base_url=fs.url + "/v1",  # type: ignore[arg-type]
-            retry_attempts=1, index_turns=False)
+            retry_attempts=1, index_turns=False, facts_model="rules", summary_model="extractive")
         with Assistant(settings) as bot:
             stream = bot.stream("tell me a story", session_id="s")
             chunks = list(stream)

@@ -227,7 +227,7 @@ def test_junk_detector_and_block_rendering() -> None:
 @pytest.mark.slow
 def test_the_local_model_writes_a_summary_or_the_fallback_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(data_dir=tmp_path / "d", index_turns=False, facts_enabled=False,
-                        local_n_ctx=2048, max_reply_tokens=48)
+                        local_n_ctx=2048, max_reply_tokens=48, summary_model="chat")
     with Assistant(settings) as bot:
         store = bot.store
         for content, reply in [("My name is Tom and I live in Oslo.", "Nice to meet you, Tom."),
