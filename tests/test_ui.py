@@ -69,7 +69,7 @@ def send(page, text: str) -> None:
     page.keyboard.press("Enter")
 
 
-def test_streamed_reply_shows_provider_and_is_stored(pages, serve, ui_settings) -> None:
+def test_streamed_reply_shows_provider_and_is_stored(serve, pages, ui_settings) -> None:
     words = "one two three four five six seven eight nine ten"
     bot = Assistant(ui_settings, model=SlowModel(fn=lambda _: words, model="test-model"))
     url, _ = serve(bot)
@@ -101,7 +101,7 @@ def test_streamed_reply_shows_provider_and_is_stored(pages, serve, ui_settings) 
     assert history[1].provider == "scripted:test-model" and history[1].status == "ok"
 
 
-def test_empty_message_is_rejected_kindly_and_not_stored(page, serve, ui_settings) -> None:
+def test_empty_message_is_rejected_kindly_and_not_stored(serve, page, ui_settings) -> None:
     model = ScriptedModel(fn=echo)
     bot = Assistant(ui_settings, model=model)
     url, _ = serve(bot, notice="The model is missing: run `make setup`.")
@@ -119,7 +119,7 @@ def test_empty_message_is_rejected_kindly_and_not_stored(page, serve, ui_setting
     assert len(bot.history(session.session_id)) == 2
 
 
-def test_new_rename_and_switch_sessions(page, serve, ui_settings) -> None:
+def test_new_rename_and_switch_sessions(serve, page, ui_settings) -> None:
     bot = Assistant(ui_settings, model=ScriptedModel(fn=echo))
     url, _ = serve(bot)
     open_chat(page, url)
@@ -146,7 +146,7 @@ def test_new_rename_and_switch_sessions(page, serve, ui_settings) -> None:
     assert [s.title for s in bot.sessions()] == ["Project Beta", "alpha question"]
 
 
-def test_history_survives_a_restart(pages, serve, ui_settings) -> None:
+def test_history_survives_a_restart(serve, pages, ui_settings) -> None:
     first = Assistant(ui_settings, model=ScriptedModel(fn=echo))
     url, stop = serve(first)
     page = pages.new()
@@ -167,7 +167,7 @@ def test_history_survives_a_restart(pages, serve, ui_settings) -> None:
     assert len(second.sessions()) == 1  # reopened, not a fresh empty chat
 
 
-def test_reply_failing_mid_stream_shows_partial_text_and_marker(page, serve, ui_settings) -> None:
+def test_reply_failing_mid_stream_shows_partial_text_and_marker(serve, page, ui_settings) -> None:
     model = ScriptedModel().enqueue(ScriptedReply("partial answer here", fail_after=2))
     bot = Assistant(ui_settings, model=model)
     url, _ = serve(bot)

@@ -63,7 +63,7 @@ def visible_tabs(page) -> list[str]:
     return [t.inner_text().strip() for t in page.locator("button[role=tab]").all() if t.is_visible()]
 
 
-def test_like_regenerate_and_delete(page, live_server, ui_settings) -> None:
+def test_like_regenerate_and_delete(live_server, page, ui_settings) -> None:
     bot = Assistant(ui_settings, model=numbered())
     url, _ = live_server(bot)
     page.goto(url)
@@ -90,7 +90,7 @@ def test_like_regenerate_and_delete(page, live_server, ui_settings) -> None:
     expect(page.locator(BOT)).to_have_count(0)
 
 
-def test_roles_decide_which_tabs_show(pages, live_server, ui_settings) -> None:
+def test_roles_decide_which_tabs_show(live_server, pages, ui_settings) -> None:
     settings = ui_settings.model_copy(update={"auth": "header"})
     bot = Assistant(settings, model=numbered())
     accounts = Accounts(bot.store.engine)
@@ -107,7 +107,7 @@ def test_roles_decide_which_tabs_show(pages, live_server, ui_settings) -> None:
     assert accounts.get("newcomer").role == "user"  # a proxy-vouched user is provisioned
 
 
-def test_password_sign_in_chats_as_that_user(page, live_server, ui_settings) -> None:
+def test_password_sign_in_chats_as_that_user(live_server, page, ui_settings) -> None:
     settings = ui_settings.model_copy(update={"auth": "password"})
     bot = Assistant(settings, model=numbered())
     Accounts(bot.store.engine).upsert("ann", password="correct horse", role="user")
@@ -129,7 +129,7 @@ def test_password_sign_in_chats_as_that_user(page, live_server, ui_settings) -> 
     assert visible_tabs(page) == TABS[:3]
 
 
-def test_dashboard_shows_figures_and_throws_the_kill_switch(page, live_server, ui_settings) -> None:
+def test_dashboard_shows_figures_and_throws_the_kill_switch(live_server, page, ui_settings) -> None:
     from assistant.control import ControlFlags
 
     bot = Assistant(ui_settings, model=numbered())

@@ -91,11 +91,13 @@ def fallback_rate(engine: Engine) -> float:
 
 
 def groundedness(engine: Engine, *, limit: int = 500) -> pd.DataFrame:
-    """Groundedness scores of recent grounded replies (``context["groundedness"]``)."""
+    """Groundedness of recent grounded replies (``context["groundedness"]``, else the
+    ``confidence`` grounding stored, which is groundedness capped by the answering model)."""
     stmt = (select(Message.context).where(Message.role == "assistant")
             .order_by(Message.id.desc()).limit(limit))
     with engine.connect() as conn:
-        scores = [(c or {}).get("groundedness") for (c,) in conn.execute(stmt)]
+        scores = [(c or {}).get("groundedness", (c or {}).get("confidence"))
+                  for (c,) in conn.execute(stmt)]
     bins = Counter(round(float(s), 1) for s in scores if isinstance(s, (int, float)))
     return pd.DataFrame([{"score": k, "replies": v} for k, v in sorted(bins.items())],
                         columns=["score", "replies"])
