@@ -58,7 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"default_user": args.user})
     host = args.host or settings.host
     port = args.port or settings.port
+    from assistant.audit import open_audit_log
     from assistant.ingest_cli import sample_corpus
+
+    open_audit_log(settings.data_dir / "audit.log")  # toasts' reference ids point here
 
     # The docs as a shared corpus (ingested in the background): cited answers at once.
     bot = Assistant(settings, documents=sample_corpus(settings, console, background=True))

@@ -345,7 +345,8 @@ class Assistant(SessionOps, PeopleAPI):
             context=None if report is None else {
                 **report.to_dict(), "reply_reserve": self.settings.max_reply_tokens,
                 **grounding.stored_fields(ctx, confidence),
-                "stages_ms": ctx.notes.get("stages_ms", {}), "notice": out.notice})
+                "stages_ms": ctx.notes.get("stages_ms", {}),
+                "guards_ms": ctx.notes.get("guards_ms", {}), "notice": out.notice})
         grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
                                 confidence, doubts)
         # What the user said is memory even when no model answered it (facts included); a

@@ -7,9 +7,13 @@ orchestrator only ever calls a ``GuardChain``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from assistant.audit import audit
+from assistant.errors import InputRejected
 
 __all__ = ["Guard", "GuardChain", "GuardContext"]
 
@@ -53,8 +57,23 @@ class GuardChain(Guard):
         self.guards = list(guards)
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
-        for guard in self.guards:
-            text = guard.before_input(ctx, text)
+        """Each guard in turn, each timed; the timings (and a refusal, if any) go to the
+        audit log as one ``input_guards`` event, and to ``ctx.notes["guards_ms"]``."""
+        timings: dict[str, float] = ctx.notes.setdefault("guards_ms", {})
+        refused: str | None = None
+        try:
+            for guard in self.guards:
+                started = time.perf_counter()
+                try:
+                    text = guard.before_input(ctx, text)
+                except InputRejected:
+                    refused = guard.name
+                    raise
+                finally:
+                    timings[guard.name] = round((time.perf_counter() - started) * 1000, 3)
+        finally:
+            audit("input_guards", user_id=ctx.user_id, session_id=ctx.session_id,
+                  ms=timings, refused_by=refused)
         return text
 
     def after_retrieval(self, ctx: GuardContext, items: list[T]) -> list[T]:

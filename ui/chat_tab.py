@@ -8,33 +8,50 @@ call, so one browser can never act on another user's session.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 
 import gradio as gr
 
+from assistant.audit import audit
 from assistant.errors import LastmileError
 from assistant.orchestrator import Assistant
 from assistant.reply import ReplyStream, Restart
 from ui import views
 from ui.identity import Identity
 
-__all__ = ["QUIET", "ChatTab", "friendly"]
+__all__ = ["QUIET", "ChatTab", "friendly", "shown_error"]
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 QUIET: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
 
 
+def shown_error(exc: BaseException) -> gr.Error:
+    """A short toast for ``exc`` with a reference id that finds its audit-log line; a
+    stack trace never reaches the page."""
+    if isinstance(exc, LastmileError):
+        ref = audit("ui_error", error=type(exc).__name__, detail=str(exc))
+        return gr.Error(f"{exc.user_message} (ref {ref})")
+    ref = audit("ui_crash", error=type(exc).__name__, detail=str(exc))
+    log.error("UI handler failed (ref %s)", ref, exc_info=exc)
+    return gr.Error(f"Something went wrong on our side; nothing you typed was lost. (ref {ref})")
+
+
 def friendly(fn: F) -> F:
-    """Library errors become a dialog with their user-facing sentence, never a trace."""
+    """Errors become a toast with a user-facing sentence and a reference id."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except LastmileError as exc:
-            raise gr.Error(exc.user_message) from exc
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a toast, never a trace
+            raise shown_error(exc) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -97,8 +114,10 @@ class ChatTab:
                     continue
                 partial += chunk
                 yield gr.skip(), [*shown, {"role": "assistant", "content": partial}], gr.skip(), gr.skip()
-        except LastmileError as exc:
-            raise gr.Error(exc.user_message) from exc
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the turn is stored; the page gets a toast
+            raise shown_error(exc) from exc
         reply = stream.reply
         assert reply is not None
         if getattr(reply, "notice", None):  # safe mode, a weaker fallback: say so, visibly
