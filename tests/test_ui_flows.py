@@ -256,3 +256,19 @@ def test_the_server_side_upload_check_names_type_and_size_limit(tmp_path: Path) 
     small = tmp_path / "notes.md"
     small.write_text("# Notes\n\nfine")
     assert check_upload(small, 20_000_000) is None
+
+
+def test_uploads_are_kept_under_a_stable_per_user_path(tmp_path: Path) -> None:
+    """Re-uploading a changed file of the same name updates that source, not a new one."""
+    from ui.documents_tab import keep_upload
+
+    first = tmp_path / "gradio" / "a1" / "notes.md"
+    first.parent.mkdir(parents=True)
+    first.write_text("# Notes\n\nversion one")
+    second = tmp_path / "gradio" / "b2" / "notes.md"
+    second.parent.mkdir(parents=True)
+    second.write_text("# Notes\n\nversion two")
+    kept1 = keep_upload(tmp_path / "data", "ann/../bob", first)
+    kept2 = keep_upload(tmp_path / "data", "ann/../bob", second)
+    assert kept1 == kept2 == tmp_path / "data" / "uploads" / "ann_.._bob" / "notes.md"
+    assert kept2.read_text().endswith("version two")

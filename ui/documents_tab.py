@@ -7,6 +7,8 @@ unsupported type is refused with the limit named instead of failing half-way.
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from assistant.orchestrator import Assistant
 from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
 
-__all__ = ["ALLOWED_TYPES", "build_documents", "sources_frame"]
+__all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "keep_upload", "sources_frame"]
 
 ALLOWED_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 COLUMNS = ["id", "collection", "scope", "title", "path", "chunks", "updated"]
@@ -41,6 +43,16 @@ def check_upload(path: Path, max_bytes: int) -> str | None:
         return (f"{path.name}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit "
                 "(LASTMILE_INGEST_MAX_FILE_MB)")
     return None
+
+
+def keep_upload(data_dir: Path, user_id: str, upload: Path) -> Path:
+    """Copy an upload out of Gradio's temp dir to ``<data dir>/uploads/<user>/<name>``:
+    a stable path, so uploading a changed file of the same name updates that source."""
+    folder = data_dir / "uploads" / re.sub(r"[^A-Za-z0-9_.-]", "_", user_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / upload.name
+    shutil.copyfile(upload, target)
+    return target
 
 
 def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
@@ -78,7 +90,8 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
             accepted = [p for p in paths if not check_upload(p, max_bytes)]
             lines = [f"- ✗ {why}" for why in refused]
             for path in progress.tqdm(accepted, desc="Ingesting"):
-                report = corpus().ingest([path], collection=UPLOAD_COLLECTION, user_id=user)
+                kept = keep_upload(Path(bot.settings.data_dir), user, path)
+                report = corpus().ingest([kept], collection=UPLOAD_COLLECTION, user_id=user)
                 lines.append(f"- {path.name}: {report.summary()}")
             return "\n".join(lines) or "Nothing to ingest.", sources_frame(corpus().sources(user)), None
 
