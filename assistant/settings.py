@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     )
     local_n_ctx: int = Field(2048, ge=256, description="Context window of the local model.")
     local_n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default all cores.")
+    local_repeat_penalty: float = Field(
+        1.15, ge=1.0, le=2.0,
+        description="llama.cpp repeat penalty: above 1 keeps a small model from looping.")
     max_reply_tokens: int = Field(256, ge=1, description="Reply reserve and max generated tokens.")
     context_budget_tokens: int | None = Field(
         None, ge=64, description="Prompt token budget; default model context minus reply reserve."

@@ -89,7 +89,8 @@ class LocalModel(ChatModel):
 
     provider = "local"
 
-    def __init__(self, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+    def __init__(self, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None,
+                 repeat_penalty: float = 1.0) -> None:
         if not path.is_file():
             raise ModelFileNotFound(f"local model file not found: {path}; {INSTALL_HINT}",
                                     user_message="The local model is not installed; see "
@@ -98,6 +99,7 @@ class LocalModel(ChatModel):
         self.model = _model_name(path)
         self.context_window = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
+        self.repeat_penalty = repeat_penalty
         self._llama, self._lock = load_llama(path, n_ctx, self.n_threads)
         self._formatter = self._make_formatter()
 
@@ -106,7 +108,8 @@ class LocalModel(ChatModel):
         path = Path(model_path) if model_path else settings.resolved_local_model_path
         if path is None:
             raise ModelFileNotFound(f"no local model found; {INSTALL_HINT}")
-        return cls(path, n_ctx=settings.local_n_ctx, n_threads=settings.local_n_threads)
+        return cls(path, n_ctx=settings.local_n_ctx, n_threads=settings.local_n_threads,
+                   repeat_penalty=settings.local_repeat_penalty)
 
     def _make_formatter(self) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -140,7 +143,9 @@ class LocalModel(ChatModel):
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
         messages = convert_to_openai_messages(list(request.messages))
         kwargs: dict[str, Any] = {"max_tokens": request.max_tokens,
-                                  "temperature": request.temperature, "stop": list(request.stop) or None}
+                                  "temperature": request.temperature, "stop": list(request.stop) or None,
+                                  # Small models loop ("The users fall back to the users…").
+                                  "repeat_penalty": self.repeat_penalty}
         if request.response_schema is not None:
             kwargs["grammar"] = grammar_for(request.response_schema)  # before taking the lock
         parts: list[str] = []
