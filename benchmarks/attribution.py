@@ -25,10 +25,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.citations import load_cases  # noqa: E402
-from guardrails.attribution import MARGIN, attribute  # noqa: E402
-from guardrails.citations import THRESHOLD, verify_citations  # noqa: E402
-from guardrails.claims import parse_markers  # noqa: E402
+from benchmarks.citations import load_cases
+from guardrails.attribution import MARGIN, attribute
+from guardrails.citations import THRESHOLD, verify_citations
+from guardrails.claims import parse_markers
 
 __all__ = ["evaluate", "main"]
 MARGINS = (0.0, 0.025, MARGIN, 0.1)

@@ -27,7 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from guardrails.citations import THRESHOLD, CitationReport, CitedSentence, verify_citations
+from guardrails.citations import (
+    THRESHOLD,
+    CitationReport,
+    CitedSentence,
+    verify_citations,
+)
 from guardrails.claims import content_stems, parse_markers
 
 __all__ = ["MARGIN", "MAX_CANDIDATES", "MODES", "Attribution", "attribute"]

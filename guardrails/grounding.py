@@ -200,7 +200,7 @@ class CitationGuard(Guard):
         if self.attribute != "off":
             try:
                 found = attribute(report.sentences, texts, verify=self.verify)
-            except Exception:  # noqa: BLE001 - attribution is a bonus; the check above stands
+            except Exception:
                 log.warning("citation attribution failed; uncited sentences stay uncited", exc_info=True)
         result = summarise(report, sources, found)
         ctx.notes["_citation_cache"] = (text, result)

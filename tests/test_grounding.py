@@ -304,7 +304,7 @@ def test_an_uncited_supported_sentence_gets_an_attributed_citation(world) -> Non
                           f"She founded the Radium Institute in Paris [{n}].")
     assert stored.content == reply.text and stored.context["citations"][0]["origin"] == "attributed"
     # The score is what the check measures for that citation, not a made-up 1.0.
-    shown = {ref_id: text for ref_id, text in re.findall(r"^\[(\d+)\] .+?\n(.+?)(?=\n\n\[|\Z)",
+    shown = {ref_id: text for ref_id, text in re.findall(r"^\[(\d+)\] .+?\n(.+?)(?=\n\n\[|\n\nAnswer from|\Z)",
                                                          str(model.requests[0].messages[0].content),
                                                          re.MULTILINE | re.DOTALL)}
     direct = verify_citations(f"She founded the Radium Institute in Paris [{n}].", shown)

@@ -77,6 +77,7 @@ CSS = """
   padding: .5rem .8rem; font-size: .85rem; }
 .lm-cite-head { font-weight: 600; margin-bottom: .25rem; }
 .lm-cite summary { cursor: pointer; }
+.lm-origin { font-size: .75rem; color: var(--body-text-color-subdued); }
 .lm-cite[data-verdict=unsupported] .lm-verdict, .lm-cite[data-verdict=invalid_citation] .lm-verdict
   { color: #b91c1c; font-weight: 600; }
 .lm-cite[data-verdict=supported] .lm-verdict { color: #15803d; }
@@ -222,6 +223,14 @@ def _sentences_html(citation: Any) -> str:
     return f'<ul class="lm-cite-sentences">{"".join(rows)}</ul>' if rows else ""
 
 
+def _origin_html(item: Any) -> str:
+    """Say so when lastmile, not the model, matched a sentence to this source."""
+    if _get(item, "origin") != "attributed":
+        return ""
+    return (' <span class="lm-origin" title="The model did not cite this; lastmile matched '
+            'the sentence to the source and checked it.">· attributed by lastmile</span>')
+
+
 def citations_html(citations: Iterable[Any] | None) -> str:
     """The sources panel under the chat: each cited source with title, snippet and verdict."""
     items = list(citations or [])
@@ -236,7 +245,7 @@ def citations_html(citations: Iterable[Any] | None) -> str:
             f'<details class="lm-cite" data-verdict="{html.escape(verdict)}">'
             f'<summary><b>[{html.escape(str(_get(item, "source_id", "id") or "?"))}]</b> '
             f'{html.escape(str(title))} <span class="lm-verdict">'
-            f'{html.escape(_VERDICT.get(verdict, verdict))}</span></summary>'
+            f'{html.escape(_VERDICT.get(verdict, verdict))}</span>{_origin_html(item)}</summary>'
             f'<blockquote>{html.escape(snippet)}</blockquote>{_sentences_html(item)}</details>')
     return '<div class="lm-citations"><div class="lm-cite-head">Sources</div>' + "".join(rows) + "</div>"
 
