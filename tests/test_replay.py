@@ -17,7 +17,8 @@ from assistant.cli import main
 from assistant.errors import ReplayFormatError
 from assistant.replay_input import load_script, synthetic_turns
 
-DEV = Path(__file__).parents[2] / "shared" / "data" / "locomo" / "locomo_dev.json"
+#: A tiny conversation in the LoCoMo format (ours: tests never depend on data outside the repo).
+TINY_LOCOMO = Path(__file__).parent / "data" / "locomo_tiny.json"
 PNG = b"\x89PNG\r\n\x1a\n"
 WINDOW = 768  # scripted model window: 512 prompt tokens after the 256-token reply reserve
 PLANTED = {3: "By the way, my cat is called Zorblax and she hates thunderstorms.",
@@ -185,11 +186,7 @@ def test_malformed_jsonl_names_the_line_and_writes_nothing(
 
 
 def _small_locomo() -> list[dict]:
-    sample = json.loads(DEV.read_text())[0]
-    conv = {k: v for k, v in sample["conversation"].items()
-            if k in ("speaker_a", "speaker_b", "session_1", "session_1_date_time")}
-    return [{"sample_id": sample["sample_id"], "conversation": conv,
-             "qa": [q for q in sample["qa"] if all(e.startswith("D1:") for e in q.get("evidence", []))]}]
+    return json.loads(TINY_LOCOMO.read_text())
 
 
 @pytest.mark.parametrize(("path", "key"), [
@@ -257,13 +254,13 @@ def test_locomo_replay_carries_session_dates_and_scores_its_questions(
                                "--data-dir", str(tmp_path / "data"))
     assert code == 0
     meta = summary["meta"]
-    assert meta["format"] == "locomo" and meta["conversation"] == "conv-26" and meta["turns"] == 18
+    assert meta["format"] == "locomo" and meta["conversation"] == "tiny-1" and meta["turns"] == 6
     assert summary["pending_question"]["violations"] == 0
     probes = summary["probes"]
     assert probes["asked"] > 0 and 0.0 <= probes["recall"]["all"] <= 1.0
     store = ConversationStore(open_engine(f"sqlite:///{tmp_path / 'data' / 'lastmile.db'}"))
     first = store.history("replay", f"{meta['run']}-session_1")[0]
-    assert first.content.startswith("Caroline: ")
+    assert first.content.startswith("Alice: ")
     assert first.created_at.replace(tzinfo=None) == datetime(2023, 5, 8, 13, 56)
     store.engine.dispose()
 

@@ -296,41 +296,10 @@ def test_lexical_tokens_drop_question_words_and_stem() -> None:
 
 # -- LoCoMo -------------------------------------------------------------------------------
 
-def _turn(speaker: str, dia: str, text: str, **extra: str) -> dict:
-    return {"speaker": speaker, "dia_id": dia, "text": text, **extra}
-
-
 def _locomo() -> list[dict]:
-    return [{
-        "sample_id": "tiny-1",
-        "conversation": {
-            "speaker_a": "Alice", "speaker_b": "Bob",
-            "session_1_date_time": "1:56 pm on 8 May, 2023",
-            "session_1": [
-                _turn("Alice", "D1:1", "I finally adopted a golden retriever puppy named Biscuit!"),
-                _turn("Bob", "D1:2", "Congrats! I spent the weekend repairing my grandfather's sailboat."),
-                _turn("Alice", "D1:3", "Look what I made at my Tuesday class.",
-                      blip_caption="a photo of a clay pottery vase"),
-            ],
-            "session_2_date_time": "10:00 am on 2 June, 2023",
-            "session_2": [
-                _turn("Bob", "D2:1", "The sailboat is finished, we took it out on Lake Tahoe."),
-                _turn("Alice", "D2:2", "Biscuit learned to fetch frisbees at the park."),
-                _turn("Bob", "D2:3", "I am reading a thrilling novel about volcanoes."),
-            ],
-        },
-        "qa": [
-            {"question": "What is the name of Alice's puppy?", "answer": "Biscuit",
-             "evidence": ["D1:1"], "category": 4},
-            {"question": "When did Bob take the sailboat to Lake Tahoe?", "answer": "2 June 2023",
-             "evidence": ["D2:1"], "category": 2},
-            {"question": "What did Alice make in her pottery class and what is Bob reading?",
-             "answer": "a vase; a novel about volcanoes", "evidence": ["D1:3; D2:3", "D9:9"],
-             "category": 1},
-            {"question": "What is Bob's cat called?", "adversarial_answer": "Tom", "evidence": [],
-             "category": 5},
-        ],
-    }]
+    """A tiny conversation in the LoCoMo format (tests/data/locomo_tiny.json): two
+    sessions with dates, an image caption, and questions of categories 1, 2, 4 and 5."""
+    return json.loads((Path(__file__).parent / "data" / "locomo_tiny.json").read_text())
 
 
 def test_tiny_locomo_fixture_evaluates_to_a_known_recall(tmp_path: Path) -> None:
