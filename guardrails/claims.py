@@ -96,6 +96,10 @@ _WORDNUM.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy":
                  "ninety": 90, "hundred": 100, "thousand": 1000, "twice": 2, "double": 2, "half": 0.5,
                  "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
                  "eighth": 8, "ninth": 9, "tenth": 10, "dozen": 12, "thirds": 3})
+#: Number words that state a quantity ("ten minutes"); ordinals like "first" also open
+#: sentences as mere sequencing, so they do not make a sentence a claim.
+_CARDINALS = {w for w, v in _WORDNUM.items() if isinstance(v, int) and v >= 2 and not w.endswith(
+    ("st", "nd", "rd", "th", "ice", "ble", "thirds"))} | {"hundred", "thousand", "million", "billion"}
 _SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9,
           "b": 1e9, "trillion": 1e12, "tn": 1e12}
 _NUM = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(?:\s*(st|nd|rd|th|s)\b)?"
@@ -129,7 +133,10 @@ def _join_number_words(text: str) -> str:
     """"twenty-six" -> "26", so compound number words count as one number."""
     return _COMPOUND_WORD.sub(lambda m: str(_WORDNUM[m.group(1).lower()]
                                             + _UNITS.index(m.group(2).lower()) + 1), text)
-_FILLER = re.compile(r"^(?:hi|hello|hey|thanks|thank you|sure|certainly|of course|great question|good question|"
+_FIRST_PERSON = re.compile(r"^i(?:['’](?:ll|m|ve|d))?$", re.IGNORECASE)  # "I'll" is no name
+# Acknowledgements a chat reply opens with ("Noted.", "Got it, ...") state nothing checkable.
+_FILLER = re.compile(r"^(?:noted|got it|understood|will do|sounds good|all right|alright|"
+                     r"hi|hello|hey|thanks|thank you|sure|certainly|of course|great question|good question|"
                      r"here(?:'s| is| are)|below|the following|i hope|hope|let me|feel free|please|happy to|"
                      r"glad to|i'm not|i am not|in short|in summary|to summari[sz]e|enjoy|ok|okay|"
                      r"that's|what a|would you|do you|good luck|i think|i believe|in my (?:view|opinion))\b", re.IGNORECASE)
@@ -195,7 +202,7 @@ def entities(text: str, known: set[str] = frozenset()) -> set[str]:
     out = set()
     for i, t in enumerate(toks):
         acronym = t.isupper() and len(t) > 1  # "WHO", "US": names even if stop words
-        if (t.lower() in _STOP and not acronym) or t.lower() == "i" or t.isdigit():
+        if (t.lower() in _STOP and not acronym) or _FIRST_PERSON.match(t) or t.isdigit():
             continue
         if not (t[0].isupper() or any(c.isupper() for c in t[1:])):
             continue
@@ -228,7 +235,7 @@ def is_claim(text: str) -> bool:
     t = text.strip()
     if t.endswith("?") or not tokens(t):
         return False
-    has_num = bool(_NUM.search(t))
+    has_num = bool(_NUM.search(t)) or any(w.lower() in _CARDINALS for w in tokens(t))
     if (_FILLER.match(t) or _OPINION.search(t)) and not has_num:
         return False
     if _SUBJECTIVE.search(t) and not has_num and not entities(t):

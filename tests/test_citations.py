@@ -150,3 +150,19 @@ def test_labelled_set_and_benchmark_on_held_out_splits() -> None:
     assert res["test"]["precision"] >= 0.90 and res["test"]["recall"] >= 0.85, res["test"]
     # The fresh held-out split is small (55 cases): a looser floor that still catches a regression.
     assert res["holdout"]["precision"] >= 0.85 and res["holdout"]["recall"] >= 0.75, res["holdout"]
+
+
+@pytest.mark.parametrize("text, claim", [
+    ("Noted — I'll keep that in mind.", False),  # chat acknowledgements assert nothing
+    ("Got it, thanks for telling me.", False),
+    ("Sounds good, I will remember that.", False),
+    ("The ferry takes ten minutes.", True),  # a number written as a word is still a number
+    ("Paris is the capital of France.", True),
+    ("I'll check the Tagus ferry times.", True),  # "I'll" is no name, "Tagus" is
+])
+def test_what_counts_as_a_claim(text: str, claim: bool) -> None:
+    from guardrails.claims import is_claim
+
+    assert is_claim(text) is claim
+    [sentence] = verify_citations(text, {"1": "Unrelated text about gardening."}).sentences
+    assert sentence.claim is claim and sentence.verdict == "uncited"
