@@ -22,7 +22,7 @@ from chromadb.api.models.Collection import Collection
 
 from assistant.errors import VectorStoreUnavailable
 
-__all__ = ["DenseIndex", "QueryEmbeddingCache", "chroma_dense", "load_vectors"]
+__all__ = ["QUERY_CACHE", "DenseIndex", "QueryEmbeddingCache", "chroma_dense", "embed_query", "load_vectors"]
 
 DIM = 384
 
@@ -158,3 +158,15 @@ class QueryEmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+#: One process-wide cache, so a turn embeds its query once for every memory it searches
+#: (episodes, facts): on two cores each MiniLM forward pass (~10 ms) counts.
+QUERY_CACHE = QueryEmbeddingCache(2048)
+
+
+def embed_query(text: str) -> np.ndarray:
+    """The MiniLM embedding of a search query, shared through ``QUERY_CACHE``."""
+    from memory.minilm import get_encoder
+
+    return QUERY_CACHE.get(text, get_encoder().encode)

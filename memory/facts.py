@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import FactNotFound, VectorStoreUnavailable
 from guardrails import GuardChain, GuardContext
+from memory.dense import embed_query
 from memory.embedding_function import MiniLMEmbeddingFunction
 from memory.facts_extract import (
     CONTRADICTS,
@@ -414,7 +415,7 @@ class FactMemory:
         if self.collection is None or not text.strip():
             return []
         try:
-            got: Any = self.collection.query(query_embeddings=self._embed([text]), n_results=k,
+            got: Any = self.collection.query(query_embeddings=[embed_query(text)], n_results=k,
                                              where={"user_id": user_id}, include=["distances"])
         except Exception as exc:
             raise VectorStoreUnavailable(f"searching facts failed: {exc}") from exc

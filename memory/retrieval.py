@@ -36,7 +36,7 @@ import numpy as np
 from chromadb.api import ClientAPI
 
 from assistant.errors import VectorStoreUnavailable
-from memory.dense import DenseIndex, QueryEmbeddingCache, chroma_dense, load_vectors
+from memory.dense import QUERY_CACHE, DenseIndex, chroma_dense, load_vectors
 from memory.embedding_function import MiniLMEmbeddingFunction
 from memory.lexical import LexicalIndex
 from memory.memblock import approx_tokens, render_block
@@ -181,7 +181,7 @@ class HybridRetriever:
             configuration={"hnsw": {"space": "cosine"}})
         self.lexical = LexicalIndex()
         self.dense = DenseIndex()  # per-user vectors, served instead of Chroma's query
-        self.query_cache = QueryEmbeddingCache(1024)
+        self.query_cache = QUERY_CACHE  # shared with fact search: one embedding per query
         self._items: dict[str, dict[str, MemoryItem]] = {}  # user -> source id -> item
         self._by_pos: dict[str, dict[tuple[str, int], str]] = {}  # user -> (session, seq) -> id
         self._lock = threading.RLock()
