@@ -36,7 +36,7 @@ class LedgerModel(_Wrapper):
     def __init__(self, inner: ChatModel, ledger: Ledger, budget: Budget | None = None) -> None:
         super().__init__(inner)
         self.ledger = ledger
-        self.budget = budget if budget is not None and budget.enabled else None
+        self.budget = budget  # kept even with no cap today: an admin may set one at run time
 
     def _reserve(self, request: ModelRequest, record: CallRecord) -> Hold | None:
         if self.budget is None or self.inner.provider == "fallback":

@@ -18,22 +18,30 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, literal_column, select, update
+from sqlalchemy import Connection, Engine, delete, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from assistant.errors import BudgetExceeded
 from memory.ledger import nusd_to_usd, today
-from memory.models import BudgetAlert, BudgetCounter, utcnow
+from memory.models import BudgetAlert, BudgetCounter, ControlFlag, utcnow
 
 __all__ = ["Budget", "Hold"]
 
 log = logging.getLogger(__name__)
 C = BudgetCounter
+#: control_flags rows an admin writes to change a cap at run time (value: USD or "off").
+CAP_FLAGS = {"user": "budget_user_daily_usd", "global": "budget_global_daily_usd"}
+CAPS_REFRESH_S = 1.0
+
+
+def _nusd(usd: float | None) -> int | None:
+    return None if usd is None else round(usd * 1e9)
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,8 @@ class Budget:
         if not 0 < soft_fraction <= 1:
             raise ValueError("soft_fraction must be in (0, 1]")
         self.engine, self.soft_fraction = engine, soft_fraction
-        self.user_cap = None if user_daily_usd is None else round(user_daily_usd * 1e9)
-        self.global_cap = None if global_daily_usd is None else round(global_daily_usd * 1e9)
+        self._configured = {"user": _nusd(user_daily_usd), "global": _nusd(global_daily_usd)}
+        self._overrides: tuple[float, dict[str, int | None]] = (float("-inf"), {})
         self.webhook, self.webhook_timeout_s = webhook, webhook_timeout_s
         self._posts: list[threading.Thread] = []
         self._posts_lock = threading.Lock()
@@ -86,17 +94,65 @@ class Budget:
                    global_daily_usd=settings.budget_global_daily_usd,
                    soft_fraction=settings.budget_soft_fraction, webhook=settings.budget_alert_webhook)
 
+    # caps: from settings, unless an admin set one at run time (control_flags rows) ------
+    def _caps(self) -> dict[str, int | None]:
+        """The caps in force, re-read from the database at most every ``CAPS_REFRESH_S``."""
+        read_at, overrides = self._overrides
+        if time.monotonic() - read_at >= CAPS_REFRESH_S:
+            with self.engine.connect() as conn:
+                rows = dict(conn.execute(select(ControlFlag.name, ControlFlag.value).where(
+                    ControlFlag.name.in_(CAP_FLAGS.values()))).all())
+            overrides = {scope: _nusd(None if rows[flag] == "off" else float(rows[flag]))
+                         for scope, flag in CAP_FLAGS.items() if flag in rows}
+            self._overrides = (time.monotonic(), overrides)
+        return {**self._configured, **overrides}
+
+    @property
+    def user_cap(self) -> int | None:
+        return self._caps()["user"]
+
+    @property
+    def global_cap(self) -> int | None:
+        return self._caps()["global"]
+
+    def set_cap(self, scope: str, usd: float | None, *, by: str | None = None) -> None:
+        """Change the ``user`` (each user's) or ``global`` daily cap for every process on
+        this database, now: ``None`` removes the cap. ``reset_cap`` returns to settings."""
+        if scope not in CAP_FLAGS:
+            raise ValueError(f"scope must be one of {sorted(CAP_FLAGS)}, got {scope!r}")
+        if usd is not None and not (0 <= usd <= 10_000_000) or usd != usd:  # nan too
+            raise ValueError(f"a daily cap must be between 0 and 10,000,000 USD, got {usd!r}")
+        self._write(CAP_FLAGS[scope], "off" if usd is None else repr(float(usd)), by)
+
+    def reset_cap(self, scope: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(ControlFlag).where(ControlFlag.name == CAP_FLAGS[scope]))
+        self._overrides = (float("-inf"), {})
+
+    def _write(self, name: str, value: str, by: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(ControlFlag).where(ControlFlag.name == name))
+            conn.execute(insert(ControlFlag).values(name=name, value=value, updated_by=by,
+                                                    updated_at=utcnow()))
+        self._overrides = (float("-inf"), {})
+        log.warning("budget %s set to %s%s", name, value, f" by {by}" if by else "")
+
+    def caps_usd(self) -> dict[str, float | None]:
+        """The caps in force, in USD, for a dashboard."""
+        return {scope: None if cap is None else nusd_to_usd(cap) for scope, cap in self._caps().items()}
+
     @property
     def enabled(self) -> bool:
-        return self.user_cap is not None or self.global_cap is not None
+        return any(cap is not None for cap in self._caps().values())
 
     def _scopes(self, user_id: str | None) -> tuple[tuple[str, int], ...]:
         # Always user before global: one lock order, so concurrent turns cannot deadlock.
+        caps = self._caps()
         scopes = []
-        if self.user_cap is not None and user_id:
-            scopes.append((f"user:{user_id}", self.user_cap))
-        if self.global_cap is not None:
-            scopes.append(("global", self.global_cap))
+        if caps["user"] is not None and user_id:
+            scopes.append((f"user:{user_id}", caps["user"]))
+        if caps["global"] is not None:
+            scopes.append(("global", caps["global"]))
         return tuple(scopes)
 
     def reserve(self, user_id: str | None, nusd: int, *, label: str = "") -> Hold | None:

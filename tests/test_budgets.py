@@ -162,3 +162,34 @@ def test_nonsense_budget_settings_are_rejected_at_load(monkeypatch: pytest.Monke
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_an_admin_changes_caps_at_run_time_for_every_process(settings: Settings, fs: FaultServer,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import memory.budget as budget_module
+    from memory.budget import Budget
+
+    monkeypatch.setattr(budget_module, "CAPS_REFRESH_S", 0.0)  # no waiting for the re-read
+    config = budget_settings(settings, fs, "openai:test-model")  # no cap configured
+    with Assistant(config) as bot:
+        assert bot.chat("q", session_id="a", user_id="u").ok
+        admin = Budget(bot.store.engine)  # another process's view of the same database
+        admin.set_cap("user", 0.5 * CALL_NUSD / 1e9, by="ada")  # less than one call
+        refused = bot.chat("q", session_id="b", user_id="u")
+        assert refused.status == "error" and refused.error == BudgetExceeded.user_message
+        assert bot.budget.caps_usd() == {"user": pytest.approx(0.5 * CALL_NUSD / 1e9), "global": None}
+        admin.set_cap("user", None, by="ada")  # no cap at all
+        assert bot.chat("q", session_id="c", user_id="u").ok
+        admin.set_cap("global", 0.0, by="ada")
+        assert bot.chat("q", session_id="d", user_id="v").status == "error"
+        admin.reset_cap("global")
+        admin.reset_cap("user")  # back to the settings (none)
+        assert bot.chat("q", session_id="e", user_id="v").ok and bot.budget.caps_usd() == {
+            "user": None, "global": None}
+    assert len(fs.requests) == 3  # refused calls never reached the provider
+    with pytest.raises(ValueError, match="between 0 and"):
+        admin.set_cap("user", -1)
+    with pytest.raises(ValueError, match="between 0 and"):
+        admin.set_cap("user", float("nan"))
+    with pytest.raises(ValueError, match="scope must be"):
+        admin.set_cap("team", 1.0)

@@ -147,3 +147,10 @@ def test_dashboard_shows_figures_and_throws_the_kill_switch(live_server, page, u
     shot(page, "dashboard")
     page.locator("#lm-kill input").uncheck()
     until(lambda: not ControlFlags(bot.store.engine).status()["kill_switch"])
+    from memory.budget import Budget
+
+    page.locator("#lm-cap-user input").fill("2.5")
+    page.locator("#lm-cap-apply").click()
+    until(lambda: Budget(bot.store.engine).caps_usd() == {"user": 2.5, "global": None})
+    page.locator("#lm-cap-reset").click()
+    until(lambda: Budget(bot.store.engine).caps_usd() == {"user": None, "global": None})

@@ -73,9 +73,18 @@ def snapshot(bot: Assistant) -> tuple[Any, ...]:
     kill = _kill_switch(bot, engine)
     latency = dashboard.latency_frame(engine)
     latency["turn"] = latency["turn"].astype(str)
+    caps = bot.budget.caps_usd() if bot.budget is not None else {"user": None, "global": None}
     return (_numbers_html(shown), latency, dashboard.spend_frame(engine, by="user"),
             dashboard.spend_frame(engine, by="purpose"), dashboard.breaker_states(_model(bot)),
-            dashboard.groundedness(engine), kill)
+            dashboard.groundedness(engine), kill, caps["user"], caps["global"],
+            _spend_today(bot))
+
+
+def _spend_today(bot: Assistant) -> pd.DataFrame:
+    counters = bot.budget.counters() if bot.budget is not None else {}
+    rows = [{"scope": scope, "spent_usd": round(spent / 1e9, 6), "reserved_usd": round(held / 1e9, 6)}
+            for scope, (held, spent) in sorted(counters.items())]
+    return pd.DataFrame(rows, columns=["scope", "spent_usd", "reserved_usd"])
 
 
 def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
@@ -102,9 +111,21 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
                 kill = gr.Checkbox(label="Kill switch: stop every remote model call now "
                                          "(safe mode answers locally or from sources)",
                                    elem_id="lm-kill")
+                with gr.Row():
+                    user_cap = gr.Number(label="Daily cap per user (USD, empty: none)",
+                                         minimum=0, elem_id="lm-cap-user")
+                    global_cap = gr.Number(label="Daily cap for everyone (USD, empty: none)",
+                                           minimum=0, elem_id="lm-cap-global")
+                with gr.Row():
+                    apply_caps = gr.Button("Apply caps", size="sm", elem_id="lm-cap-apply")
+                    reset_caps = gr.Button("Back to settings", size="sm", elem_id="lm-cap-reset")
+                spend = gr.Dataframe(pd.DataFrame(columns=["scope", "spent_usd", "reserved_usd"]),
+                                     label="Today's spend against the caps", interactive=False,
+                                     elem_id="lm-spend-today")
                 refresh = gr.Button("Refresh", size="sm", elem_id="lm-dash-refresh")
         timer = gr.Timer(15)
-        outputs = [numbers, latency, cost, tokens, health, grounded, kill]
+        outputs = [numbers, latency, cost, tokens, health, grounded, kill, user_cap, global_cap,
+                   spend]
 
         def on_refresh(request: gr.Request) -> tuple[Any, ...]:
             identity.require(request, "admin")
@@ -119,6 +140,25 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
             gr.Warning("Kill switch ON: remote models are off." if on else "Kill switch off.")
             return snapshot(bot)
 
+        def on_caps(user_usd: float | None, global_usd: float | None, request: gr.Request) -> tuple[Any, ...]:
+            viewer = identity.require(request, "admin")
+            if bot.budget is None:
+                raise gr.Error("Budgets need the SQL store.")
+            try:
+                bot.budget.set_cap("user", user_usd, by=viewer.user_id)
+                bot.budget.set_cap("global", global_usd, by=viewer.user_id)
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from exc
+            gr.Info("Caps applied to every process on this database.")
+            return snapshot(bot)
+
+        def on_reset(request: gr.Request) -> tuple[Any, ...]:
+            identity.require(request, "admin")
+            if bot.budget is not None:
+                bot.budget.reset_cap("user")
+                bot.budget.reset_cap("global")
+            return snapshot(bot)
+
         def on_tick(request: gr.Request) -> tuple[Any, ...]:
             if not identity.viewer(request).allows("admin"):  # the timer runs for everyone
                 return tuple(gr.skip() for _ in outputs)
@@ -128,4 +168,6 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
             event(on_refresh, None, outputs, **_QUIET)
         timer.tick(on_tick, None, outputs, **_QUIET)
         kill.input(on_kill, [kill], outputs, **_QUIET)
+        apply_caps.click(on_caps, [user_cap, global_cap], outputs, **_QUIET)
+        reset_caps.click(on_reset, None, outputs, **_QUIET)
     return tab
