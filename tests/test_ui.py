@@ -18,14 +18,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from assistant import Assistant, ScriptedModel, ScriptedReply, Settings  # noqa: E402
 
+from ui_support import BOT, INPUT, SELECTED, send  # noqa: E402
+
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 expect = sync_api.expect
 
-BOT = "#lm-chat [data-testid='bot']"
 USER = "#lm-chat [data-testid='user']"
-INPUT = "#lm-input textarea"
-SELECTED = "#lm-sessions label.selected"
 
 
 class SlowModel(ScriptedModel):
@@ -62,11 +61,6 @@ def open_chat(page, url: str) -> None:
     """Load the page and wait until a session is open (the selected list entry)."""
     page.goto(url)
     expect(page.locator(SELECTED)).to_have_count(1)
-
-
-def send(page, text: str) -> None:
-    page.locator(INPUT).fill(text)
-    page.keyboard.press("Enter")
 
 
 def test_streamed_reply_shows_provider_and_is_stored(serve, pages, ui_settings) -> None:

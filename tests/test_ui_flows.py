@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,39 +23,18 @@ from memory.db import open_engine
 from memory.vectors import open_chroma
 from ui.documents_tab import ALLOWED_TYPES, check_upload
 
+from ui_support import BOT, SELECTED, send, shot, until  # noqa: E402
+
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 expect = sync_api.expect
 expect.set_options(timeout=20_000)  # the box is shared; the page may take a while
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
-BOT = "#lm-chat [data-testid='bot']"
-INPUT = "#lm-input textarea"
-SELECTED = "#lm-sessions label.selected"
 
 TRAM = ("# Tram 28\n\nTram 28 in Lisbon runs from Martim Moniz to Campo de Ourique. It uses "
         "vintage Remodelado cars built in the 1930s.")
 FERRY = ("# Cacilhas ferry\n\nThe Cacilhas ferry in Lisbon crosses the Tagus river from Cais do "
          "Sodré to Cacilhas in about ten minutes.")
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def until(condition, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    """Poll a server-side condition the page's action should bring about."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return value
-
-
-def send(page, text: str) -> None:
-    page.locator(INPUT).fill(text)
-    page.keyboard.press("Enter")
 
 
 def rows(table: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -16,30 +15,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from assistant import Assistant, ScriptedModel, Settings  # noqa: E402
 from memory.accounts import Accounts  # noqa: E402
 
+from ui_support import BOT, SELECTED, send, shot, until  # noqa: E402
+
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 expect = sync_api.expect
 expect.set_options(timeout=20_000)  # the box is shared; the page may take a while
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
-BOT = "#lm-chat [data-testid='bot']"
-INPUT = "#lm-input textarea"
-SELECTED = "#lm-sessions label.selected"
 TABS = ["Chat", "Memory", "Documents", "Review", "Dashboard"]
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def until(condition, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    """Poll a server-side condition the page's action should bring about."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture
@@ -51,11 +34,6 @@ def ui_settings(tmp_path: Path) -> Settings:
 def numbered() -> ScriptedModel:
     counter = itertools.count(1)
     return ScriptedModel(fn=lambda messages: f"answer {next(counter)} to {messages[-1].content}")
-
-
-def send(page, text: str) -> None:
-    page.locator(INPUT).fill(text)
-    page.keyboard.press("Enter")
 
 
 def visible_tabs(page) -> list[str]:
