@@ -120,6 +120,9 @@ def test_new_rename_and_switch_sessions(serve, page, ui_settings) -> None:
     sessions = page.locator("#lm-sessions label")
     send(page, "alpha question")
     expect(page.locator(BOT).last).to_contain_text("echo: alpha question")
+    # The first message titles the chat once the reply is done; wait for the sidebar
+    # to say so before leaving (a late title update would land on the new chat's box).
+    expect(page.locator(SELECTED)).to_have_text("alpha question")
     page.locator("#lm-new").click()
     expect(sessions).to_have_count(2)
     expect(page.locator(USER)).to_have_count(0)
