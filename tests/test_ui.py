@@ -126,8 +126,10 @@ def test_new_rename_and_switch_sessions(serve, page, ui_settings) -> None:
     page.locator("#lm-new").click()
     expect(sessions).to_have_count(2)
     expect(page.locator(USER)).to_have_count(0)
-    page.get_by_text("Rename this chat").click()
-    page.locator("#lm-title input").fill("Project Beta")
+    title = page.locator("#lm-title input")
+    expect(title).to_have_value("New chat")  # mounted with the new chat's title first
+    title.fill("Project Beta")
+    expect(title).to_have_value("Project Beta")
     page.locator("#lm-rename").click()
     expect(page.locator(SELECTED)).to_have_text("Project Beta")
     send(page, "beta question")

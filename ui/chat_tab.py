@@ -135,10 +135,13 @@ class ChatTab:
             gr.HTML('<div class="lm-sidebar-title">Conversations</div>')
             new_btn = gr.Button("+  New chat", variant="primary", elem_id="lm-new")
             sessions = gr.Radio(choices=[], show_label=False, container=False, elem_id="lm-sessions")
-            with gr.Accordion("Rename this chat", open=False, elem_id="lm-rename-box"):
+            # Always mounted (not in a closed accordion): a box that mounts on opening can
+            # take the server's value after the user started typing.
+            with gr.Row(equal_height=True, elem_id="lm-rename-box"):
                 title_box = gr.Textbox(show_label=False, max_lines=1, elem_id="lm-title",
-                                       placeholder="Chat title", container=False)
-                rename_btn = gr.Button("Save title", size="sm", elem_id="lm-rename")
+                                       placeholder="Chat title", container=False, scale=3)
+                rename_btn = gr.Button("Rename", size="sm", elem_id="lm-rename", scale=1,
+                                       min_width=70)
             with gr.Accordion("Delete this chat", open=False, elem_id="lm-delete-box"):
                 gr.Markdown("Deletes its messages for good, including from memory.")
                 delete_btn = gr.Button("Delete permanently", size="sm", variant="stop",
