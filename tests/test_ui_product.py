@@ -128,6 +128,7 @@ def test_dashboard_shows_figures_and_throws_the_kill_switch(live_server, page, u
     from memory.budget import Budget
 
     page.locator("#lm-cap-user input").fill("2.5")
+    expect(page.locator("#lm-cap-user input")).to_have_value("2.5")
     page.locator("#lm-cap-apply").click()
     until(lambda: Budget(bot.store.engine).caps_usd() == {"user": 2.5, "global": None})
     page.locator("#lm-cap-reset").click()

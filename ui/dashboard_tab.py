@@ -159,15 +159,26 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
                 bot.budget.reset_cap("global")
             return snapshot(bot)
 
+        # Live updates (timer, kill switch) leave the cap inputs alone: an admin may be
+        # typing a new cap while the figures refresh.
+        live = [o for o in outputs if o is not user_cap and o is not global_cap]
+        live_ids = {id(o) for o in live}
+
+        def figures_only(values: tuple[Any, ...]) -> tuple[Any, ...]:
+            return tuple(v for o, v in zip(outputs, values, strict=True) if id(o) in live_ids)
+
+        def on_kill_live(on: bool, request: gr.Request) -> tuple[Any, ...]:
+            return figures_only(on_kill(on, request))
+
         def on_tick(request: gr.Request) -> tuple[Any, ...]:
             if not identity.viewer(request).allows("admin"):  # the timer runs for everyone
-                return tuple(gr.skip() for _ in outputs)
-            return snapshot(bot)
+                return tuple(gr.skip() for _ in live)
+            return figures_only(snapshot(bot))
 
         for event in (tab.select, refresh.click):
             event(on_refresh, None, outputs, **_QUIET)
-        timer.tick(on_tick, None, outputs, **_QUIET)
-        kill.input(on_kill, [kill], outputs, **_QUIET)
+        timer.tick(on_tick, None, live, **_QUIET)
+        kill.input(on_kill_live, [kill], live, **_QUIET)
         apply_caps.click(on_caps, [user_cap, global_cap], outputs, **_QUIET)
         reset_caps.click(on_reset, None, outputs, **_QUIET)
     return tab
