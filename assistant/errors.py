@@ -26,6 +26,7 @@ cancelled)::
     │   └── ExtractionFailed        extract(): no valid object after repair and a re-ask
     └── ControlSignal               not a failure: flow control surfaced to the caller
         ├── InputRejected           a guardrail refused the input (message is user-facing)
+        │   └── EgressBlocked       a ``block`` PII kind was bound for a remote provider: not sent
         ├── SessionNotFound         no such session for this user
         ├── FactNotFound            no such fact for this user (others' facts are invisible)
         ├── BudgetExceeded          a spend cap refused a paid call before it was made
@@ -57,6 +58,7 @@ __all__ = [
     "ExtractionFailed",
     "ControlSignal",
     "InputRejected",
+    "EgressBlocked",
     "SessionNotFound",
     "FactNotFound",
     "BudgetExceeded",
@@ -205,6 +207,17 @@ class InputRejected(ControlSignal):
         self.guard = guard
 
 
+class EgressBlocked(InputRejected):
+    """Personal data of a ``block`` kind (``kinds``) was in a request bound for the remote
+    ``provider``; the egress layer refused it before any byte left. Fallback kind ``pii``
+    lets a later (local) provider answer instead."""
+
+    def __init__(self, message: str, *, provider: str = "", kinds: list[str] | None = None,
+                 user_message: str | None = None) -> None:
+        super().__init__(message, user_message=user_message, guard="pii")
+        self.provider, self.kinds = provider, list(kinds or [])
+
+
 class SessionNotFound(ControlSignal):
     """No session with that id exists for this user (other users' sessions are invisible)."""
 
@@ -254,4 +267,5 @@ FALLBACK_KINDS: dict[str, type[LastmileError]] = {
     "bad_request": BadProviderRequest,
     "auth": AuthenticationFailed,
     "budget": BudgetExceeded,
+    "pii": EgressBlocked,
 }

@@ -8,7 +8,8 @@
         ))
 
 and every remote member inside the chains is
-``BreakerModel(KillSwitchModel(RetryingModel(LedgerModel(provider))))``.
+``BreakerModel(KillSwitchModel(RetryingModel(LedgerModel(RedactingModel(provider)))))``
+(``RedactingModel``: the PII egress step, see ``assistant.redaction``).
 Embedders who pass their own model to ``Assistant`` can call ``add_layers`` on it too.
 """
 

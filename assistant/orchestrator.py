@@ -107,6 +107,10 @@ class Assistant(SessionOps, PeopleAPI):
         self.recorder = recorder
         # The cost ledger and budgets live in the store's database (none without one).
         self.ledger, self.budget = open_accounting(getattr(store, "engine", None), self.settings)
+        if model is not None:  # an embedder's remote model gets the PII egress layer too
+            from assistant.redaction import guard_egress
+
+            model = guard_egress(model, self.settings.pii_mode)
         if model is not None and self.ledger is not None:
             model = LedgerModel(model, self.ledger, self.budget)  # one row per call it makes
         self._model = model

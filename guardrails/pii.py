@@ -5,8 +5,15 @@ for the data that matters most here (cards, IBANs, keys) a checksum is a stronge
 than an NER model. Every pattern is paired with a validator (Luhn, mod-97, SSN ranges,
 ``ipaddress``, Shannon entropy) so near-misses like order numbers, prices and years pass.
 
-Design: text leaving the machine (``ctx.notes["destination"] == "remote"``) or entering
-long-term memory is redacted; with ``always=True`` input is redacted before it is stored.
+Design: text entering long-term memory is redacted, and with ``always=True`` input is
+redacted before it is stored. Text leaving the machine is redacted at the egress, in
+front of each remote provider (``assistant.redaction``), whatever path it took; the
+input guard only refuses a ``block`` kind in the user's own message early (before it is
+stored) when the chain is led by a remote provider.
+
+Written-out forms count: card numbers with spaces, dashes or dots (one kind per number),
+IBANs in any case with or without spaces, and obfuscated emails ("jane dot doe at example
+dot com", "jane(at)example(dot)com", "jane [at] example [dot] com").
 """
 
 from __future__ import annotations
@@ -51,9 +58,26 @@ def luhn_ok(digits: str) -> bool:
     return (sum(nums[::2]) + sum(sum(divmod(2 * d, 10)) for d in nums[1::2])) % 10 == 0
 
 
+#: IBAN length per country (SWIFT IBAN registry). A lower-case candidate must match it:
+#: without the upper-case convention, the country's length is what keeps random
+#: identifiers (1 in 97 pass mod-97) from reading as bank accounts.
+IBAN_LENGTHS = dict(
+    AD=24, AE=23, AL=28, AT=20, AZ=28, BA=20, BE=16, BG=22, BH=22, BI=27, BR=29, BY=28, CH=21,
+    CR=22, CY=28, CZ=24, DE=22, DJ=27, DK=18, DO=28, EE=20, EG=29, ES=24, FI=18, FK=18, FO=18,
+    FR=27, GB=22, GE=22, GI=23, GL=18, GR=27, GT=28, HN=28, HR=21, HU=28, IE=22, IL=23, IQ=23,
+    IS=26, IT=27, JO=30, KW=30, KZ=20, LB=28, LC=32, LI=21, LT=20, LU=20, LV=21, LY=25, MC=27,
+    MD=24, ME=22, MK=19, MN=20, MR=27, MT=31, MU=30, NI=28, NL=18, NO=15, OM=23, PK=24, PL=28,
+    PS=29, PT=25, QA=29, RO=24, RS=22, RU=33, SA=24, SC=31, SD=18, SE=24, SI=19, SK=24, SM=27,
+    SO=23, ST=25, SV=28, TL=23, TN=24, TR=26, UA=29, VA=22, VG=24, XK=20, YE=30)
+
+
 def iban_ok(iban: str) -> bool:
-    iban = iban.replace(" ", "").upper()
+    """mod-97 over the compact form; a lower-case one must also have its country's length."""
+    compact = iban.replace(" ", "")
+    iban = compact.upper()
     ok = 15 <= len(iban) <= 34 and iban[:2].isalpha() and iban[2:4].isdigit() and iban.isalnum()
+    if ok and (compact != iban or iban[:2] in IBAN_LENGTHS):
+        ok = IBAN_LENGTHS.get(iban[:2]) == len(iban)
     return ok and int("".join(str(int(c, 36)) for c in iban[4:] + iban[:4])) % 97 == 1
 
 
@@ -74,8 +98,19 @@ _SECRETS = [
 ]
 _GENERIC = re.compile(r"(?<![A-Za-z0-9_+/=.-])[A-Za-z0-9_+=-]{32,120}(?![A-Za-z0-9_+/=-]|\.\w)")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", re.I)
+_CARD = re.compile(r"(?<![\d-])(?<!\d\.)[2-6]\d{3}(?:[ .-]?\d){9,15}(?![\d-]|\.\d)")
+# Obfuscated emails: "at"/"dot" as words, or bracketed "(at)" "[dot]" "{at}", any case.
+_DOTW = r"(?:\s*[(\[{]\s*dot\s*[)\]}]\s*|\s+dot\s+|\.)"
+_ATW = r"(?P<at>\s*[(\[{]\s*at\s*[)\]}]\s*|\s+at\s+|\s*@\s*)"
+_SPELLED_EMAIL = re.compile(
+    # never start inside a chain ("a dot b dot c"), and bound the chains: linear time
+    rf"(?<![\w.+-])(?<!dot\s)(?<![)\]}}])(?<![)\]}}]\s)"
+    rf"(?P<local>[a-z0-9_%+-]+(?:{_DOTW}[a-z0-9_%+-]+){{0,6}}){_ATW}"
+    rf"(?P<domain>[a-z0-9-]+(?:{_DOTW}[a-z0-9-]+){{0,6}}{_DOTW}[a-z]{{2,24}})\b(?!\.\w|@)", re.I)
+_SPELLED_DOT = re.compile(r"\s*[(\[{]\s*dot\s*[)\]}]\s*|\s+dot\s+", re.I)
+_NOT_ADDRESS_WORDS = {"a", "an", "the", "this", "that", "my", "your", "our", "his", "her",
+                      "their", "its", "some", "any", "all", "one", "dot", "at"}
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
@@ -93,6 +128,24 @@ def _secrets(text: str) -> list[PIIFinding]:
         if all(any(map(f, tok)) for f in (str.isupper, str.islower, str.isdigit)) \
                 and shannon_entropy(tok) >= 4.3:  # hex hashes top out at 4.0 bits/char
             found.append(PIIFinding("secret", m.start(), m.end(), tok, "high_entropy"))
+    return found
+
+
+def _emails(text: str) -> list[PIIFinding]:
+    found = [PIIFinding("email", *m.span(), m.group()) for m in _EMAIL.finditer(text)]
+    for m in _SPELLED_EMAIL.finditer(text):
+        at, local, domain = m.group("at").strip().lower(), m.group("local"), m.group("domain")
+        spelled = bool(_SPELLED_DOT.search(local) or _SPELLED_DOT.search(domain))
+        if at == "@" and not spelled:
+            continue  # a plain address: _EMAIL's
+        # "have a look at python.org" is prose; "jane at example dot com" or
+        # "jane.doe at example.com" is an address written so that filters miss it.
+        if at == "at" and not (spelled or "." in local):
+            continue
+        firsts = (re.split(_DOTW, local, flags=re.I)[-1], re.split(_DOTW, domain, flags=re.I)[0])
+        if any(word.lower() in _NOT_ADDRESS_WORDS for word in firsts):
+            continue  # "arrived at the dot com boom"
+        found.append(PIIFinding("email", *m.span(), m.group(), "spelled"))
     return found
 
 
@@ -150,7 +203,7 @@ def _phones(text: str) -> list[PIIFinding]:
 
 _DETECTORS: dict[str, Callable[[str], list[PIIFinding]]] = {
     "secret": _secrets,
-    "email": lambda t: [PIIFinding("email", *m.span(), m.group()) for m in _EMAIL.finditer(t)],
+    "email": _emails,
     "iban": lambda t: [PIIFinding("iban", *m.span(), m.group())
                        for m in _IBAN.finditer(t) if iban_ok(m.group())],
     "card": _cards, "ip": _ips, "national_id": _national_ids, "phone": _phones,
@@ -212,14 +265,16 @@ def redact(text: str, modes: Mapping[str, str] | str | None = None,
 
 
 class PIIGuard(Guard):
-    """Redact personal data from remote-bound input and from long-term memory writes.
+    """Redact personal data from long-term memory writes (and, with ``always``, from
+    input before it is stored).
 
-    ``before_input`` acts when ``always`` or ``ctx.notes["destination"] == "remote"``;
-    ``before_memory_write`` always acts (a ``block`` kind keeps the item out of memory).
-    Counts per kind go to ``ctx.notes["pii"]``.
+    Egress safety does not rest on this guard: every request bound for a remote provider
+    is redacted in front of that provider (``assistant.redaction``), whatever the path.
+    ``before_input`` redacts when ``always``; when the chain is led by a remote provider
+    (``ctx.notes["destination"] == "remote"``) it only refuses a ``block`` kind up front,
+    so the user hears why before anything is stored. ``before_memory_write`` always acts
+    (a ``block`` kind keeps the item out of memory). Counts per kind go to ``ctx.notes["pii"]``.
     """
-
-    name = "pii"
 
     def __init__(self, modes: Mapping[str, str] | str | None = None, *, default: str = "redact",
                  always: bool = False) -> None:
@@ -234,8 +289,10 @@ class PIIGuard(Guard):
         return new
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
-        if self.always or ctx.notes.get("destination") == "remote":
+        if self.always:
             return self._apply(ctx, text)
+        if ctx.notes.get("destination") == "remote" and "block" in (*self.modes.values(), self.default):
+            redact(text, self.modes, self.default)  # raises InputRejected for a block kind
         return text
 
     def before_memory_write(self, ctx: GuardContext, item: T) -> T | None:

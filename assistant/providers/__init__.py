@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from memory.budget import Budget
     from memory.ledger import Ledger
 
+#: Provider families that send text off this machine (their requests pass the egress
+#: redaction layer, see ``assistant.redaction``).
+REMOTE = ("openai", "anthropic")
+
 __all__ = [
     "ChatModel",
     "ModelChunk",
@@ -30,7 +34,18 @@ __all__ = [
 
 
 def build_provider(spec: str, settings: Settings) -> ChatModel:
-    """Build one provider from a ``name[:model]`` spec."""
+    """Build one provider from a ``name[:model]`` spec. A remote one comes wrapped in the
+    egress redaction layer (``assistant.redaction.RedactingModel``): whatever wraps it
+    later (ledger, retry, breaker) sits outside, so every attempt leaves redacted."""
+    built = _build_provider(spec, settings)
+    if built.provider in REMOTE:
+        from assistant.redaction import RedactingModel
+
+        return RedactingModel(built, settings.pii_mode)
+    return built
+
+
+def _build_provider(spec: str, settings: Settings) -> ChatModel:
     name, _, model = spec.partition(":")
     name = name.strip().lower()
     if name == "local":
@@ -53,12 +68,11 @@ def build_provider(spec: str, settings: Settings) -> ChatModel:
     )
 
 
-REMOTE = ("openai", "anthropic")
-
-
 def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = None,
                budget: Budget | None = None, flags: ControlFlags | None = None) -> ChatModel:
     """Remote providers get retry (inside), the kill switch, and a circuit breaker (outside).
+    ``model`` is what ``build_provider`` made: for a remote one, already the egress
+    redaction layer around the provider, so it stays innermost.
 
     The local model is not wrapped: retrying an in-process call that failed gains
     nothing, and there is nothing to stop calling when it is down. With a ledger, the

@@ -67,6 +67,18 @@ def translate_sdk_error(exc: BaseException, label: str, partial: str, *,
 
 
 class SDKChatModel(ChatModel):
+    """Base of every remote SDK provider. No subclass can send unredacted text: its
+    ``request``/``arequest`` are wrapped at class creation (``assistant.redaction``)."""
+
+    #: ``LASTMILE_PII_MODE`` for this provider's egress (None: the environment's).
+    pii_modes: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from assistant.redaction import enforce_egress
+
+        enforce_egress(cls)
+
     #: Default model name when the spec gives none.
     default_model: ClassVar[str] = ""
     #: Prefix of the Settings fields ``<prefix>_api_key`` and ``<prefix>_base_url``.
@@ -91,10 +103,12 @@ class SDKChatModel(ChatModel):
     @classmethod
     def from_settings(cls, settings: Settings, *, model: str | None = None) -> SDKChatModel:
         key = getattr(settings, f"{cls.settings_prefix}_api_key")
-        return cls(model, api_key=key.get_secret_value() if key else None,
-                   base_url=getattr(settings, f"{cls.settings_prefix}_base_url"),
-                   connect_timeout_s=settings.provider_connect_timeout_s,
-                   read_timeout_s=settings.provider_read_timeout_s)
+        built = cls(model, api_key=key.get_secret_value() if key else None,
+                    base_url=getattr(settings, f"{cls.settings_prefix}_base_url"),
+                    connect_timeout_s=settings.provider_connect_timeout_s,
+                    read_timeout_s=settings.provider_read_timeout_s)
+        built.pii_modes = settings.pii_mode
+        return built
 
     def check(self) -> str | None:
         return None if self._options.get("api_key") else self.key_hint
