@@ -293,6 +293,11 @@ class Settings(BaseSettings):
     single_user_role: str = Field(
         "admin", pattern="^(user|reviewer|admin)$",
         description="Role of the single-user setup (auth=none): it is the operator's own machine.")
+    max_request_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest /v1 request body accepted (bytes); larger: 413.")
+    allowed_origins: str = Field(
+        "", description="Comma-separated origins (https://host[:port]) besides the server's own "
+                        "that may make state-changing browser requests (behind a proxy).")
 
     @field_validator("prices")
     @classmethod

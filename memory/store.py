@@ -7,6 +7,7 @@ dataclasses, never ORM objects, so callers can't lazily touch a closed session.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,10 +73,26 @@ class StoredMessage:
 
 
 def _check_id(kind: str, value: str) -> None:
-    """Ids are caller-chosen strings; reject what would fail (differently) per database."""
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
-        raise ValueError(f"{kind} must be a non-empty string of at most {MAX_ID} characters, "
-                         f"got {value!r:.80}")
+    """Ids are caller-chosen strings; reject what would fail (differently) per database:
+    PostgreSQL refuses a NUL where SQLite stores it, and neither wants control characters
+    or lone surrogates (not encodable) in a key."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID or any(
+            unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError(f"{kind} must be a non-empty string of at most {MAX_ID} characters "
+                         f"without control characters, got {value!r:.80}")
+
+
+def _check_text(kind: str, value: str) -> None:
+    """Text both databases store alike: PostgreSQL cannot hold a NUL, neither a lone
+    surrogate; refusing both here keeps SQLite from silently accepting what PG rejects."""
+    if not isinstance(value, str):
+        raise ValueError(f"{kind} must be text, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ValueError(f"{kind} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{kind} must be valid Unicode (no lone surrogates)") from None
 
 
 def _check_tool_call(call: dict) -> dict:
@@ -175,6 +192,7 @@ class ConversationStore:
         title = title.strip()
         if not title:
             raise ValueError("a session title cannot be empty")
+        _check_text("a session title", title)
 
         def work(db: Session) -> SessionInfo:
             row = self._conversation(db, user_id, key, create=False)
@@ -187,6 +205,7 @@ class ConversationStore:
     def add_message(self, user_id: str, key: str, role: str, content: str,  # type: ignore[no-untyped-def]
                     **fields) -> StoredMessage:
         """Append a message (creating the session on first use) and commit it."""
+        _check_text("message content", content)
         fields.setdefault("status", "ok")
 
         def work(db: Session) -> StoredMessage:

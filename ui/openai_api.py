@@ -9,6 +9,11 @@ talks to us from the start sends nothing we don't already have). The session is
 first user message, so re-sending a growing ``messages`` list continues one session.
 Errors follow OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``)
 with the matching status, which the official SDKs turn into their typed exceptions.
+
+Only ``application/json`` bodies are read (415 otherwise): a web page can POST
+``text/plain`` cross-site without a CORS preflight, and in the keyless single-user
+setup that would chat as the operator. Bodies over ``LASTMILE_MAX_REQUEST_BYTES`` get
+a 413; a wrong method a 405 with ``Allow``. The wire models live in ``ui.openai_schema``.
 """
 
 from __future__ import annotations
@@ -19,53 +24,28 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from fastapi.security import HTTPBearer
+from pydantic import ValidationError
 
 from assistant.errors import InputRejected, LastmileError
 from assistant.orchestrator import Assistant
 from assistant.reply import Reply, Restart
 from guardrails import GuardContext
 from memory.accounts import Account, Accounts
+from ui.http_guards import BodyTooLarge, read_capped
+from ui.openai_schema import (MODEL_ID, ChatCompletion, ChatCompletionChunk,
+                              ChatCompletionRequest, ChatMessage, ErrorResponse, ModelList,
+                              inline_schema)
 
 __all__ = ["ChatCompletionRequest", "openai_router"]
 
-MODEL_ID = "lastmile"
 log = logging.getLogger(__name__)
-
-
-class _Part(BaseModel):
-    type: str
-    text: str | None = None
-
-
-class _Message(BaseModel):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[_Part] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(p.text or "" for p in self.content if p.type == "text")
-        return self.content or ""
-
-
-class _StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """The fields we honour; unknown OpenAI fields are accepted and ignored."""
-
-    model: str = MODEL_ID
-    messages: list[_Message] = Field(min_length=1)
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-    metadata: dict[str, str] | None = None
-    user: str | None = None
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class _APIError(Exception):
@@ -78,14 +58,20 @@ class _APIError(Exception):
         return {"error": {"message": str(self), "type": self.kind, "param": self.param,
                           "code": self.code}}
 
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
-_INTERNAL = _APIError(500, "The server failed to answer; the message is kept. Try again.",
-                      kind="server_error", code="internal_error")
+
+def _internal(stored: bool) -> _APIError:
+    """The generic 500; it says the message is kept only when it was."""
+    kept = "the message is kept. Try again." if stored else "nothing was stored. Try again."
+    return _APIError(500, f"The server failed to answer; {kept}", kind="server_error",
+                     code="internal_error")
 
 
 def _session_key(user_id: str, body: ChatCompletionRequest) -> str:
     if body.metadata and body.metadata.get("session_id"):
-        return body.metadata["session_id"][:128]
+        return body.metadata["session_id"]  # validated by the request model
     first = next((m.text() for m in body.messages if m.role == "user"), "")
     digest = hashlib.sha256(f"{user_id}\n{first}".encode()).hexdigest()[:24]
     return f"api-{digest}"
@@ -104,6 +90,15 @@ def _usage(reply: Reply) -> dict[str, int]:
     prompt, completion = reply.usage.prompt_tokens, reply.usage.completion_tokens
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion}
+
+
+def _json_only(request: Request) -> None:
+    """415 unless the body is declared JSON (optionally ``charset=utf-8``)."""
+    kind, _, params = request.headers.get("content-type", "").partition(";")
+    charset = params.strip().lower().replace(" ", "")
+    if kind.strip().lower() != "application/json" or charset not in ("", "charset=utf-8"):
+        raise _APIError(415, "Send the request body as JSON with 'Content-Type: "
+                             "application/json'.", code="unsupported_media_type")
 
 
 class _Endpoint:
@@ -129,7 +124,8 @@ class _Endpoint:
 
     def parse(self, raw: bytes) -> ChatCompletionRequest:
         try:
-            body = ChatCompletionRequest.model_validate_json(raw)
+            body = ChatCompletionRequest.model_validate_json(
+                raw, context={"max_chars": self.bot.settings.max_message_chars})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or None
@@ -145,18 +141,29 @@ class _Endpoint:
 
     def start(self, user_id: str, body: ChatCompletionRequest) -> Any:
         key = _session_key(user_id, body)
-        self._import_earlier(user_id, key, body.messages[:-1])
+        imported = self._import_earlier(user_id, key, body.messages[:-1])
         try:
             return self.bot.stream(body.messages[-1].text(), session_id=key, user_id=user_id)
-        except InputRejected as exc:
-            raise _APIError(400, exc.user_message, code="input_rejected", param="messages") from exc
+        except BaseException as exc:
+            if imported:  # the turn was refused: leave no half-imported conversation behind
+                self.bot.store.delete_session(user_id, key)
+            if isinstance(exc, InputRejected):
+                raise _APIError(400, exc.user_message, code="input_rejected",
+                                param="messages") from exc
+            raise
 
-    def _import_earlier(self, user_id: str, key: str, earlier: list[_Message]) -> None:
-        """A conversation that began elsewhere: keep its turns so context and memory see them."""
+    def _import_earlier(self, user_id: str, key: str, earlier: list[ChatMessage]) -> bool:
+        """A conversation that began elsewhere: keep its turns so context and memory see
+        them. User turns pass the input guards as a chat turn would (bound where the
+        chain's first model is: redacted for a remote one); all are checked before any
+        is stored, so a refusal stores nothing."""
         turns = [m for m in earlier if m.role in ("user", "assistant") and m.text().strip()]
         if not turns or self.bot.store.recent(user_id, key, 1):
-            return
-        ctx = GuardContext(user_id=user_id, session_id=key, notes={"destination": "local"})
+            return False
+        # The same destination the turn itself uses (orchestrator has no public twin).
+        ctx = GuardContext(user_id=user_id, session_id=key,
+                           notes={"destination": self.bot._destination(), "imported": True})
+        clean: list[tuple[str, str]] = []
         for message in turns:
             text = message.text()
             if message.role == "user":
@@ -165,7 +172,10 @@ class _Endpoint:
                 except InputRejected as exc:
                     raise _APIError(400, exc.user_message, code="input_rejected",
                                     param="messages") from exc
-            self.bot.store.add_message(user_id, key, message.role, text)
+            clean.append((message.role, text))
+        for role, text in clean:
+            self.bot.store.add_message(user_id, key, role, text)
+        return True
 
     def complete(self, stream: Any, body: ChatCompletionRequest) -> JSONResponse:
         for _ in stream:
@@ -203,7 +213,7 @@ class _Endpoint:
             return
         except Exception:  # a bug, not a user error: end the stream the way clients expect
             log.exception("chat completion stream failed")
-            yield f"data: {json.dumps(_INTERNAL.body())}\n\n"
+            yield f"data: {json.dumps(_internal(stored=True).body())}\n\n"
             return
         reply: Reply = stream.reply
         if reply.status == "error":
@@ -219,42 +229,91 @@ class _Endpoint:
         yield "data: [DONE]\n\n"
 
 
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse, "description": _ERROR_TEXT[status]}
+            for status in statuses}
+
+
+_ERROR_TEXT = {400: "Invalid request (OpenAI error shape).", 401: "Missing or wrong API key.",
+               404: "Unknown model.", 413: "Body over LASTMILE_MAX_REQUEST_BYTES.",
+               415: "Body not sent as application/json.", 500: "Unexpected server failure.",
+               503: "No model could answer."}
+
+_CHAT_DOCS: dict[str, Any] = {
+    "summary": "Create a chat completion (OpenAI-compatible)",
+    "openapi_extra": {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": inline_schema(ChatCompletionRequest)}}}},
+    "responses": {200: {"model": ChatCompletion, "description": (
+        "`stream: false`: one chat.completion. `stream: true`: Server-Sent Events, each "
+        "`data: <chat.completion.chunk>`, ending with `data: [DONE]`."),
+        "content": {"text/event-stream": {"schema": inline_schema(ChatCompletionChunk)}}},
+        **_errors(400, 401, 404, 413, 415, 500, 503)},
+}
+
+
 def openai_router(bot: Assistant, accounts: Accounts | None = None, *, require_key: bool = False,
                   default_user: str = "default") -> APIRouter:
     """The ``/v1`` routes. With ``require_key`` every call needs a live API key; without,
     a call with no (or an unknown) key chats as ``default_user`` — the single-user setup
     ``make run`` starts with."""
     endpoint = _Endpoint(bot, accounts, require_key, default_user)
+    limit = bot.settings.max_request_bytes
+    # Documents the bearer key in /openapi.json; checking it is ``endpoint.who``'s job.
+    bearer = [Depends(HTTPBearer(auto_error=False, description="A lastmile API key."))]
     router = APIRouter(prefix="/v1")
 
-    def run(request: Request, raw: bytes) -> Any:
+    def run(request: Request, raw: bytes, stored: list[bool]) -> Any:
         user_id = endpoint.who(request)
         body = endpoint.parse(raw)
         stream = endpoint.start(user_id, body)
+        stored.append(True)  # the user's message is in the store from here on
         if body.stream:
             return StreamingResponse(endpoint.sse(stream, body), media_type="text/event-stream")
         return endpoint.complete(stream, body)
 
-    @router.post("/chat/completions", response_model=None)
+    @router.post("/chat/completions", response_model=None, dependencies=bearer, **_CHAT_DOCS)
     async def chat_completions(request: Request) -> Any:
         # The raw body, so a malformed one gets our OpenAI-shaped 400, not FastAPI's 422;
         # the turn itself blocks (SQL, llama.cpp), so it runs in the thread pool.
-        raw = await request.body()
+        stored: list[bool] = []
         try:
-            return await run_in_threadpool(run, request, raw)
+            _json_only(request)
+            try:
+                raw = await read_capped(request, limit)
+            except BodyTooLarge as exc:
+                raise _APIError(413, str(exc), code="request_too_large") from None
+            return await run_in_threadpool(run, request, raw, stored)
         except _APIError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return exc.response()
         except Exception:  # the turn is stored as failed; the client gets OpenAI's shape
             log.exception("chat completion failed")
-            return JSONResponse(_INTERNAL.body(), status_code=_INTERNAL.status)
+            return _internal(bool(stored)).response()
 
-    @router.get("/models")
+    @router.get("/models", response_model=ModelList, dependencies=bearer,
+                summary="List the models (just 'lastmile')", responses=_errors(401))
     def models(request: Request) -> Any:
         try:
             endpoint.who(request)
         except _APIError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return exc.response()
         return {"object": "list", "data": [
             {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "lastmile"}]}
+
+    def not_allowed(allow: str) -> Any:
+        def handler(request: Request) -> JSONResponse:
+            return _APIError(405, f"{request.method} is not allowed on {request.url.path}; "
+                                  f"use {allow}.", code="method_not_allowed").response(
+                headers={"Allow": allow})
+        return handler
+
+    # Without these, a wrong method falls through to the Gradio mount and gets its 404.
+    for path, allow in (("/chat/completions", "POST"), ("/models", "GET")):
+        router.add_api_route(path, not_allowed(allow), include_in_schema=False,
+                             methods=[m for m in _METHODS if m != allow])
+
+    @router.api_route("/{rest:path}", methods=list(_METHODS), include_in_schema=False)
+    def unknown(rest: str) -> JSONResponse:
+        return _APIError(404, f"Unknown endpoint '/v1/{rest[:100]}'.",
+                         code="unknown_url").response()
 
     return router
