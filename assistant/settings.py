@@ -106,9 +106,10 @@ class Settings(BaseSettings):
         description="Error kinds that move on to the next provider (auth errors surface).")
 
     pii_mode: str = Field(
-        "redact", description="PII handling: a mode, or per kind like 'card=block,default=redact'.")
+        "redact", description="PII in every request to a remote provider (the egress layer) and in "
+                              "memory writes: a mode, or per kind like 'card=block,default=redact'.")
     pii_always: bool = Field(
-        False, description="Redact PII on every input, not only what goes to a remote provider.")
+        False, description="Also redact PII in every input before it is stored.")
     injection_input: str = Field(
         "flag", pattern="^(flag|block)$", description="Prompt injection in user input: flag or block.")
 
