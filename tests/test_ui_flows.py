@@ -238,7 +238,7 @@ def test_the_server_side_upload_check_names_type_and_size_limit(tmp_path: Path) 
 
 def test_uploads_are_kept_under_a_stable_per_user_path(tmp_path: Path) -> None:
     """Re-uploading a changed file of the same name updates that source, not a new one."""
-    from ui.documents_tab import keep_upload
+    from ui.documents_tab import keep_upload, upload_folder
 
     first = tmp_path / "gradio" / "a1" / "notes.md"
     first.parent.mkdir(parents=True)
@@ -248,5 +248,6 @@ def test_uploads_are_kept_under_a_stable_per_user_path(tmp_path: Path) -> None:
     second.write_text("# Notes\n\nversion two")
     kept1 = keep_upload(tmp_path / "data", "ann/../bob", first)
     kept2 = keep_upload(tmp_path / "data", "ann/../bob", second)
-    assert kept1 == kept2 == tmp_path / "data" / "uploads" / "ann_.._bob" / "notes.md"
+    assert kept1 == kept2 == upload_folder(tmp_path / "data", "ann/../bob") / "notes.md"
+    assert kept1.parent.parent == tmp_path / "data" / "uploads"
     assert kept2.read_text().endswith("version two")

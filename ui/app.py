@@ -66,6 +66,10 @@ def build_app(bot: Assistant, *, user_id: str | None = None, notice: str | None 
             return (*load_chat(request), views.header_html(_model_label(bot), viewer.user_id), *shown)
 
         app.load(on_load, None, [*chat_outputs, header, *(tab for _, tab in extra_tabs)], **QUIET)
+    # Gradio takes an input file only from its upload folder, but that check runs once the
+    # app "has launched", which gr.mount_gradio_app (how we serve) never marks: without
+    # this, any event's forged FileData copied any server file into the cache.
+    app.has_launched = True
     return app
 
 

@@ -3,27 +3,77 @@ see your collections and sources next to the shared ones, delete a source.
 
 Uploads are checked here for type and size before ingestion, so a 200 MB file or an
 unsupported type is refused with the limit named instead of failing half-way.
+
+Only bytes this server received are ingested. A Gradio event names its files by path
+(``FileData.path``) and a client may put any path there. Two checks stand in the way:
+Gradio's own (only files inside its upload folder are taken as input; ``ui.app`` turns it
+on, since under ``gr.mount_gradio_app`` it never ran), and ``received_upload`` here: the
+file must be one Gradio's ``/upload`` route wrote in this process (``upload_file_set``),
+its real path inside the upload folder. The upload folder also holds files that did not
+come from a user's upload (copies Gradio makes for outputs and downloads), hence the
+second check. Taking the file as bytes (``type="binary"``) would not help: Gradio reads
+those bytes from the same client-named path. The route's paths are
+``<cache>/<sha256(seed + bytes)>/<name>``, so naming another user's upload takes its
+contents and the server's secret seed.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.context import LocalContext
+from gradio.utils import get_upload_folder
 
+from assistant.audit import audit
 from assistant.orchestrator import Assistant
 from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
 
-__all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "keep_upload", "sources_frame"]
+__all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "keep_upload",
+           "received_upload", "sources_frame", "upload_folder"]
 
+log = logging.getLogger(__name__)
 ALLOWED_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 COLUMNS = ["id", "collection", "scope", "title", "path", "chunks", "updated"]
 UPLOAD_COLLECTION = "uploads"
+NOT_RECEIVED = "was not uploaded to this server (upload the file itself, not a path)"
+
+
+def received_upload(path: str | os.PathLike[str]) -> Path | None:
+    """The real path of a file Gradio's ``/upload`` route wrote in this process, or None.
+
+    Its real path (symlinks resolved) must be a regular file inside Gradio's upload
+    folder, the path as named must not be a symlink, and the route must have recorded it
+    (``Blocks.upload_file_set``; only a Gradio without that record leaves the folder
+    check as the whole rule). Outside a Gradio request nothing is vouched for."""
+    raw = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ""
+    if not raw or "\0" in raw or raw.startswith(("http://", "https://")):
+        return None
+    named = os.path.abspath(raw)
+    real = os.path.realpath(named)
+    root = os.path.realpath(get_upload_folder())
+    if real == root or os.path.commonpath([root, real]) != root or os.path.islink(named) \
+            or not os.path.isfile(real):
+        return None
+    blocks = LocalContext.blocks.get(None)
+    uploaded = getattr(blocks, "upload_file_set", None) if blocks is not None else None
+    if blocks is None or (uploaded is not None and raw not in uploaded and named not in uploaded):
+        return None
+    return Path(real)
+
+
+def _refuse(user: str, path: str) -> str:
+    """Log and audit a refused upload path; the user's sentence names only the base name."""
+    audit("upload_refused", user=user, path=path[:500], why="not received by this server")
+    log.warning("refused an upload path %s did not upload here: %.200s", user, path)
+    return f"{Path(path).name or '(no name)'}: {NOT_RECEIVED}"
 
 
 def sources_frame(sources: list[Any]) -> pd.DataFrame:
@@ -45,10 +95,18 @@ def check_upload(path: Path, max_bytes: int) -> str | None:
     return None
 
 
+def upload_folder(data_dir: Path, user_id: str) -> Path:
+    """``<data dir>/uploads/<sha256(user id)[:32]>``: one folder per user id, whatever
+    characters it holds (``..``, ``a@b`` and ``a_b`` are three folders, all inside
+    ``uploads/``). Folders named by the old rule (user id with odd characters replaced)
+    are left where they are: their sources keep working, a re-upload lands in the new one."""
+    return Path(data_dir) / "uploads" / hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:32]
+
+
 def keep_upload(data_dir: Path, user_id: str, upload: Path) -> Path:
-    """Copy an upload out of Gradio's temp dir to ``<data dir>/uploads/<user>/<name>``:
+    """Copy an upload out of Gradio's temp dir to ``<the user's upload folder>/<name>``:
     a stable path, so uploading a changed file of the same name updates that source."""
-    folder = data_dir / "uploads" / re.sub(r"[^A-Za-z0-9_.-]", "_", user_id)
+    folder = upload_folder(data_dir, user_id)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / upload.name
     shutil.copyfile(upload, target)
@@ -85,8 +143,10 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
         def on_upload(files: list[Any] | None, request: gr.Request,
                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
             user = identity.require(request, "user").user_id
-            paths = [Path(getattr(f, "name", f)) for f in files or []]
-            refused = [why for p in paths if (why := check_upload(p, max_bytes))]
+            named = [str(getattr(f, "name", f)) for f in files or []]
+            paths = [p for n in named if (p := received_upload(n)) is not None]
+            refused = [_refuse(user, n) for n in named if received_upload(n) is None]
+            refused += [why for p in paths if (why := check_upload(p, max_bytes))]
             accepted = [p for p in paths if not check_upload(p, max_bytes)]
             lines = [f"- ✗ {why}" for why in refused]
             for path in progress.tqdm(accepted, desc="Ingesting"):
