@@ -33,8 +33,28 @@ def cmd_add(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"[red]lastmile: {exc}[/]")
         return 2
     Console().print(f"{account.user_id}: role {account.role}, "
-                    f"{'can' if account.can_sign_in else 'cannot'} sign in with a password")
+                    f"{'can' if account.can_sign_in else 'cannot'} sign in with a password"
+                    + (" (a new password or role ends their sign-in sessions)" if password or args.role
+                       else ""))
     return 0
+
+
+def _set_disabled(user_id: str, disabled: bool) -> int:
+    account = _accounts().set_disabled(user_id, disabled)
+    if account is None:
+        Console(stderr=True).print(f"[red]lastmile: no user {user_id!r}[/]")
+        return 2
+    Console().print(f"{user_id}: disabled (signed out; API keys refused)" if disabled
+                    else f"{user_id}: enabled")
+    return 0
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    return _set_disabled(args.user_id, True)
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    return _set_disabled(args.user_id, False)
 
 
 def cmd_key(args: argparse.Namespace) -> int:
@@ -51,10 +71,10 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    table = Table("user", "role", "password sign-in", "name")
+    table = Table("user", "role", "password sign-in", "name", "status")
     for account in _accounts().list():
         table.add_row(account.user_id, account.role, "yes" if account.can_sign_in else "no",
-                      account.display_name or "")
+                      account.display_name or "", "disabled" if account.disabled else "active")
     Console().print(table)
     return 0
 
@@ -75,4 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     revoke = verbs.add_parser("revoke", help="revoke every API key of a user")
     revoke.add_argument("user_id")
     revoke.set_defaults(func=cmd_revoke)
+    for verb, func, what in (("disable", cmd_disable, "sign out a user and refuse their sign-in "
+                                                      "and API keys"),
+                             ("enable", cmd_enable, "let a disabled user back in")):
+        parser = verbs.add_parser(verb, help=what)
+        parser.add_argument("user_id")
+        parser.set_defaults(func=func)
     verbs.add_parser("list", help="list users").set_defaults(func=cmd_list)

@@ -299,6 +299,39 @@ class Settings(BaseSettings):
     allowed_origins: str = Field(
         "", description="Comma-separated origins (https://host[:port]) besides the server's own "
                         "that may make state-changing browser requests (behind a proxy).")
+    auth_trusted_proxies: str = Field(
+        "", description="With auth=header: comma-separated CIDRs whose TCP peers may name the user.")
+    auth_proxy_secret: SecretStr | None = Field(
+        None, description="With auth=header: a shared secret the proxy sends in "
+                          "auth_proxy_secret_header (compared in constant time).")
+    auth_proxy_secret_header: str = Field(
+        "X-Lastmile-Proxy-Secret", description="The header carrying auth_proxy_secret.")
+    session_ttl_hours: float = Field(
+        12.0, gt=0, description="Lifetime of a UI sign-in session (auth=password).")
+    login_max_failures: int = Field(
+        5, ge=1, description="Wrong passwords per client address or per account before each "
+                             "further try must wait (doubling from 1 s, at most 15 min).")
+
+    @field_validator("auth_trusted_proxies")
+    @classmethod
+    def _valid_cidrs(cls, value: str) -> str:
+        import ipaddress
+
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"LASTMILE_AUTH_TRUSTED_PROXIES: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _header_auth_has_a_trust_anchor(self) -> Settings:
+        secret = self.auth_proxy_secret.get_secret_value() if self.auth_proxy_secret else ""
+        if self.auth == "header" and not self.auth_trusted_proxies.strip() and not secret:
+            raise ValueError("LASTMILE_AUTH=header needs LASTMILE_AUTH_TRUSTED_PROXIES (the proxy's "
+                             "addresses) or LASTMILE_AUTH_PROXY_SECRET: otherwise anyone could "
+                             "name themselves in the header")
+        return self
 
     @field_validator("prices")
     @classmethod

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["ApiKey", "Base", "Feedback", "BudgetAlert", "BudgetCounter", "User", "Conversation", "Message", "ProviderCall",
            "utcnow", "SessionSummary", "CacheEntry", "CacheLookup", "ControlFlag", "Fact", "Job",
-           "Source", "Chunk", "ReviewItem", "ReviewDecision"]
+           "Source", "Chunk", "ReviewItem", "ReviewDecision", "SignInSession"]
 
 
 def utcnow() -> datetime:
@@ -48,6 +48,22 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     #: user / reviewer / admin.
     role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    #: Set by ``lastmile users disable``: no sign-in, no API key, sessions revoked.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SignInSession(Base):
+    """A UI sign-in: only the SHA-256 of its random cookie token is stored, so a leaked
+    table cannot be replayed; expiry and revocation are checked on every request."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Conversation(Base):

@@ -69,7 +69,8 @@ def test_like_regenerate_and_delete(live_server, page, ui_settings) -> None:
 
 
 def test_roles_decide_which_tabs_show(live_server, pages, ui_settings) -> None:
-    settings = ui_settings.model_copy(update={"auth": "header"})
+    settings = ui_settings.model_copy(update={"auth": "header",
+                                              "auth_trusted_proxies": "127.0.0.1/32"})
     bot = Assistant(settings, model=numbered())
     accounts = Accounts(bot.store.engine)
     for name, role in (("ann", "user"), ("rita", "reviewer"), ("ada", "admin")):

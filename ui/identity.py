@@ -37,9 +37,9 @@ class Identity:
         name = getattr(request, "username", None) if request is not None else None
         if self.settings.auth == "none" or not name:
             return Viewer(self.default_user, self.settings.single_user_role)
+        # The name was vouched for by ui.gate (a live session or a trusted proxy, which
+        # also provisioned a newcomer); the role is read fresh so a change applies at once.
         account = self.accounts.get(name) if self.accounts is not None else None
-        if account is None and self.accounts is not None:  # a proxy-vouched newcomer
-            account = self.accounts.upsert(name)
         return Viewer(name, account.role if account is not None else "user")
 
     def require(self, request: gr.Request | None, role: str) -> Viewer:

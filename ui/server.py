@@ -1,25 +1,34 @@
 """One process, one port: the Gradio UI mounted on a FastAPI app that also serves the
 OpenAI-compatible ``/v1`` routes, so the UI and API clients share one ``Assistant``
 (one database, one model load, one memory).
+
+Sign-in is ours, not Gradio's: ``ui.gate.AuthGate`` admits every UI request (or refuses
+it) before Gradio runs, and hands Gradio the user through ``auth_dependency``; with
+``LASTMILE_AUTH=password`` the ``/login`` page (``ui.login``) starts a server-side session.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from assistant.errors import ConfigurationError
 from assistant.settings import Settings, quiet_third_parties
 
 quiet_third_parties()
 
 import gradio as gr  # noqa: E402
-from fastapi import FastAPI, Request  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
 
 from assistant.orchestrator import Assistant  # noqa: E402
 from memory.accounts import Accounts  # noqa: E402
+from memory.signin import SignInSessions  # noqa: E402
 from ui.app import build_app, launch_options  # noqa: E402
+from ui.gate import AuthGate, ProxyTrust, Resolver, signed_in_user  # noqa: E402
+from ui.login import login_router  # noqa: E402
 from ui.openai_api import openai_router  # noqa: E402
 
-__all__ = ["create_server", "serve"]
+__all__ = ["create_server", "serve", "uvicorn_options"]
 
 
 def _accounts(bot: Assistant) -> Accounts | None:
@@ -27,36 +36,46 @@ def _accounts(bot: Assistant) -> Accounts | None:
     return Accounts(engine) if engine is not None else None
 
 
-def _sign_in(settings: Settings, accounts: Accounts | None) -> dict[str, Any]:
-    """Gradio's auth options for the configured mode; none for a single-user setup."""
-    if settings.auth == "password" and accounts is not None:
-        return {"auth": lambda user, password: accounts.authenticate(user, password) is not None,
-                "auth_message": "Sign in to lastmile."}
-    if settings.auth == "header":
-        header = settings.auth_header
-
-        def from_proxy(request: Request) -> str | None:
-            return request.headers.get(header) or None
-
-        return {"auth_dependency": from_proxy}
-    return {}
+def _check_auth(settings: Settings, accounts: Accounts | None) -> None:
+    """Refuse to start a deployment whose sign-in could be spoofed or is not possible."""
+    if settings.auth == "header" and not ProxyTrust(settings).configured:
+        raise ConfigurationError(
+            "LASTMILE_AUTH=header needs LASTMILE_AUTH_TRUSTED_PROXIES (the proxy's addresses) "
+            "or LASTMILE_AUTH_PROXY_SECRET; without either anyone could name themselves in "
+            f"{settings.auth_header}")
+    if settings.auth != "none" and accounts is None:
+        raise ConfigurationError(f"LASTMILE_AUTH={settings.auth} needs the SQL store for accounts")
 
 
 def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
-    """The FastAPI app: ``/v1/*`` for OpenAI clients, the chat UI at ``/``."""
+    """The FastAPI app: ``/v1/*`` for OpenAI clients, ``/login``, the chat UI at ``/``."""
     settings = bot.settings
     accounts = _accounts(bot)
+    _check_auth(settings, accounts)
+    sessions = None
     app = FastAPI(title="lastmile", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(openai_router(bot, accounts, require_key=settings.auth != "none",
                                      default_user=settings.default_user))
+    if settings.auth == "password" and accounts is not None:
+        sessions = SignInSessions(accounts.engine, timedelta(hours=settings.session_ttl_hours))
+        app.include_router(login_router(settings, accounts, sessions))
+    app.add_middleware(AuthGate, resolver=Resolver(settings, accounts, sessions),
+                       mode=settings.auth)
     blocks = build_app(bot, user_id=settings.default_user, notice=notice)
     blocks.queue(default_concurrency_limit=4)
-    return gr.mount_gradio_app(app, blocks, path="", show_error=True,
-                               **_sign_in(settings, accounts), **launch_options())
+    sign_in: dict[str, Any] = {"auth_dependency": signed_in_user} if settings.auth != "none" else {}
+    return gr.mount_gradio_app(app, blocks, path="", show_error=True, enable_monitoring=False,
+                               **sign_in, **launch_options())
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """uvicorn must not rewrite the client address from ``X-Forwarded-For`` itself: the
+    gate checks the real TCP peer against ``LASTMILE_AUTH_TRUSTED_PROXIES``."""
+    return {"proxy_headers": False, "log_level": "warning"}
 
 
 def serve(bot: Assistant, *, host: str, port: int, notice: str | None = None) -> None:
     """Run the server in the foreground until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_server(bot, notice=notice), host=host, port=port, log_level="warning")
+    uvicorn.run(create_server(bot, notice=notice), host=host, port=port, **uvicorn_options())

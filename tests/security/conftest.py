@@ -44,6 +44,11 @@ class Rig:
     keys: dict[str, str] = field(default_factory=dict)  # user id → live API key
     _clients: list[httpx.Client] = field(default_factory=list)
 
+    @staticmethod
+    def password(user: str) -> str:
+        """The sign-in password of one of the rig's users."""
+        return USERS[user][1]
+
     @property
     def accounts(self) -> Accounts:
         return Accounts(self.bot.store.engine)  # type: ignore[attr-defined]
