@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.errors import FactNotFound, LastmileError
+from assistant.errors import EgressBlocked, FactNotFound, LastmileError
 from memory.facts import Change, FactInfo, FactMemory
 from memory.facts_extract import (
     Candidate,
@@ -108,8 +108,12 @@ class FactExtractor:
                         message.id, job.attempts - 1)
         model = None if hopeless else self.model()
         if model is not None:
-            changes += self.memory.apply(user_id, self._from_model(model, message),
-                                         source=message, extractor="model")
+            try:
+                found = self._from_model(model, message)
+            except EgressBlocked:  # a `block` PII kind may not go to the remote model: that
+                found = []         # will not change on a retry, so the rules' facts stand
+                log.info("facts for msg-%d: model skipped (PII blocked at the egress)", message.id)
+            changes += self.memory.apply(user_id, found, source=message, extractor="model")
         self.changes = changes
         return changes
 
@@ -168,8 +172,10 @@ def forget(memory: FactMemory, user_id: str, target: int | str) -> ForgetResult:
         hits = [f for f, s in scored if s >= FORGET_SIMILARITY and s >= best - 0.05]
     if not hits:
         return ForgetResult([], f"I have nothing stored about {text!r}, so there is nothing to forget.")
+    # The reason is kept with the erased rows, so it must not quote the user's words
+    # ("forget that I like sushi" names the very value being erased).
     done = memory.forget_ids(user_id, list(dict.fromkeys(f.id for f in hits)),
-                             f"user asked to forget {text!r}")
+                             "user asked to forget it (by description)")
     return ForgetResult(done, "Forgotten: " + " ".join(f.text for f in done))
 
 

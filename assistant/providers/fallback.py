@@ -19,6 +19,7 @@ from langchain_core.messages import BaseMessage
 from assistant.errors import (
     BadProviderRequest,
     BudgetExceeded,
+    EgressBlocked,
     LastmileError,
     ProviderError,
     ProviderUnavailable,
@@ -89,7 +90,7 @@ class FallbackModel(ChatModel):
                         yield chunk
                     else:
                         held = chunk
-            except (ProviderError, BudgetExceeded) as exc:
+            except (ProviderError, BudgetExceeded, EgressBlocked) as exc:
                 attempts.append((member.label, type(exc).__name__))
                 if not isinstance(exc, self.fallback_on):
                     exc.attempts = list(attempts)  # type: ignore[attr-defined]
@@ -121,6 +122,9 @@ class FallbackModel(ChatModel):
         is told.
         """
         detail = "; ".join(f"{label}: {type(exc).__name__}: {exc}" for label, exc in failures)
+        if all(isinstance(exc, EgressBlocked) for _, exc in failures):
+            failures[-1][1].attempts = list(attempts)  # type: ignore[attr-defined]
+            return failures[-1][1]  # PII kept every member from being asked: say that
         if all(isinstance(exc, BudgetExceeded) for _, exc in failures):
             refused = BudgetExceeded(f"every provider refused by budget: {detail}",
                                      provider=self.label, scope=getattr(failures[-1][1], "scope", ""))

@@ -334,3 +334,32 @@ def test_spelled_out_email_scan_is_linear() -> None:
     for text in ("a dot " * 5000 + "x", " at ".join(["a dot b"] * 2000), "a (dot) " * 3000):
         detect(text)
     assert time.perf_counter() - started < 2.0
+
+
+def test_a_blocked_request_can_fall_back_to_the_local_model() -> None:
+    from assistant.providers.fallback import FallbackModel
+
+    remote, local = _Chunks(["never"]), ScriptedModel(["answered here"], provider="local")
+    chain = FallbackModel([RedactingModel(remote, "card=block"), local], fallback_on=(EgressBlocked,))
+    assert _text(chain, ModelRequest([HumanMessage(content=f"card {CARD}")])) == "answered here"
+    assert remote.sent == [] and CARD in str(local.requests[0].messages[0].content)
+
+
+def test_a_blocked_facts_job_keeps_the_rules_facts_and_is_not_retried(tmp_path: Path) -> None:
+    remote = ScriptedModel(["Noted."], provider="openai", model="m")
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'f.db'}",
+                        index_turns=False, summarize_sessions=False, facts_model="chat",
+                        pii_mode="phone=block,default=redact")
+    with Assistant(settings, model=remote) as bot:
+        # (a chat turn would refuse the phone up front; an imported message is not asked)
+        said = bot.store.add_message("default", "s", "user",
+                                     "I live in Porto. Call the office on +44 20 7946 0958 please.")
+        bot.recorder.submit([said])  # type: ignore[union-attr]
+        bot.flush()
+        assert [f.value for f in bot.facts_memory.facts("default")] == ["Porto"]  # type: ignore[union-attr]
+        assert remote.requests == []  # the facts call was refused, not sent
+        jobs = bot.jobs.engine  # type: ignore[union-attr]
+    from sqlalchemy import text
+
+    with jobs.connect() as db:
+        assert db.execute(text("select status from jobs")).scalars().all() == ["done"]
