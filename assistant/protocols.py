@@ -55,6 +55,10 @@ class SourceRef:
     text: str
     page: int | None = None
     collection: str = "default"
+    #: Set when the chunk looks like a prompt injection (marked at ingest, or flagged by a
+    #: guard that kept it): the prompt labels it; ``None`` for an unmarked chunk.
+    injection_score: float | None = None
+    injection_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Why heuristics: a classifier model would need weights we cannot download, and most real
 injections reuse a small vocabulary ("ignore previous instructions", fake role tokens,
 exfiltration images). Rules are deliberately narrow — each needs an *instruction-override*
-phrase, not just a keyword — so questions *about* prompts ("what does 'system prompt'
-mean?") pass. Text is de-obfuscated first (NFKC, invisible characters removed); hidden
+idea, not just a keyword — so questions *about* prompts ("what does 'system prompt'
+mean?") pass; the override rules are composed from word classes (``injection_rules``) so
+paraphrases match too. Text is de-obfuscated first (NFKC, invisible characters removed); hidden
 carriers (HTML comments, Unicode tag characters, zero-width runs, base64) are decoded and
 scanned too, because hiding an instruction is itself a signal.
 
@@ -17,53 +18,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from assistant.audit import audit
 from assistant.errors import InputRejected
 from guardrails.base import Guard, GuardContext
+from guardrails.injection_rules import CONFUSABLES, LEET, RULES, SQUEEZED
 from guardrails.normalize import BIDI, ZERO_WIDTH, item_text
 
-__all__ = ["RULES", "InjectionGuard", "InjectionResult", "scan"]
+__all__ = ["RULES", "THRESHOLD", "InjectionGuard", "InjectionResult", "item_ref", "scan",
+           "short_hash"]
+
+THRESHOLD = 0.6  # score at which text counts as a possible injection
 
 T = TypeVar("T")
 _F = re.IGNORECASE
 
-#: name → (weight, pattern over de-obfuscated lower-case text)
-RULES: dict[str, tuple[float, re.Pattern[str]]] = {
-    "ignore_instructions": (1.0, re.compile(
-        r"\b(?:ignore|disregard|forget|override|bypass)\b[^.\n]{0,25}?\b(?:previous|prior|above|"
-        r"earlier|preceding|original|initial|system|your|all)\b[^.\n]{0,20}?\b(?:instructions?|"
-        r"prompts?|directives?|guidelines|rules)\b")),
-    "new_instructions": (0.5, re.compile(
-        r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:|\bfrom now on,? you (?:are|will|"
-        r"must|shall)\b")),
-    "reveal_prompt": (1.0, re.compile(
-        r"\b(?:reveal|print|show|output|repeat|display|leak|dump|tell me|write out|give me)\b"
-        r"[^.\n]{0,30}?\byour (?:\w+ ){0,2}?(?:system prompt|system message|instructions|initial "
-        r"prompt|hidden prompt|prompt)\b|\b(?:repeat|print|output)\b[^.\n]{0,20}\b(?:everything|all "
-        r"(?:the )?text|the text|the words)\b[^.\n]{0,15}\b(?:above|before this)\b")),
-    "mentions_system_prompt": (0.4, re.compile(
-        r"\b(?:reveal|print|show|output|leak|dump)\b[^.\n]{0,20}\bthe (?:system|hidden|initial) prompt\b")),
-    "persona_override": (1.0, re.compile(
-        r"\b(?:you are|you're|act as|pretend to be|become)\s+(?:now\s+)?(?:an?\s+)?(?:dan|jailbroken|"
-        r"unfiltered|unrestricted|uncensored|evil \w+|ai without (?:any )?(?:rules|restrictions|limits|"
-        r"filters))\b|\bdo anything now\b|\bdan mode\b|\byou are (?:now )?in developer mode\b|"
-        r"\bdeveloper mode (?:is )?(?:now )?(?:enabled|activated)\b[^.\n]{0,40}\b(?:you|policies|"
-        r"restrictions|filters)\b")),
-    "roleplay_jailbreak": (0.7, re.compile(
-        r"\b(?:pretend|imagine|act as if|role-?play|let's play a game)\b[^.\n]{0,60}?\b(?:no|without|"
-        r"free (?:of|from)|not bound by|ignores?)\b[^.\n]{0,20}?\b(?:rules|restrictions|filters|"
-        r"guidelines|limitations|content polic(?:y|ies)|ethics|morals|censorship)\b|\b(?:stay in|never "
-        r"break) character\b[^.\n]{0,60}\b(?:rules|restrictions|filters|refuse)\b")),
-    "fake_role_tag": (1.0, re.compile(
-        r"<\|(?:im_start|im_end|system|assistant|endoftext|eot_id|start_header_id)\|>|\[/?inst\]|"
-        r"<</?sys>>|^\s*#{2,}\s*(?:system|new instructions?)\s*:?\s*$|</?(?:system|system_prompt)>",
-        re.MULTILINE)),
-    "role_prefix": (0.4, re.compile(r"^\s*(?:system|assistant)\s*:\s*\S", re.MULTILINE)),
-}
 _ADDRESSEE = re.compile(r"\b(?:ai|assistant|model|llm|chatbot|gpt|claude|system)\b")
 _IMPERATIVE = re.compile(r"\b(?:ignore|disregard|you must|you should|do not tell|don't tell|say|"
                          r"respond|reply|answer|instead|secretly|tell the user|instructions?)\b")
@@ -92,13 +67,66 @@ def _plain(text: str) -> str:
     return re.sub(r"[ \t]+", " ", unicodedata.normalize("NFKC", text)).lower()
 
 
+# An override said under a condition ("if you use Docker, ignore the steps above") or
+# quoted inside a question ("what does 'ignore previous instructions' mean?") is far more
+# often documentation or curiosity than an attack: such a match counts for less.
+_DAMPENED = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n"}
+_CONDITIONAL = re.compile(
+    r"\b(?:if|unless|when|once|in case) (?:you(?:'re| are)? (?:use|using|run|running|have|on|already|"
+    r"prefer|install|installed|want|need|are (?:on|using|running))|your (?:\w+ )?(?:is|are|has|uses))\b")
+_QUESTION = re.compile(r"^\W*(?:what|why|how|does|do|is|are|can|could|should|would|who|when|where|"
+                       r"explain|define)\b|\?\s*$")
+_QUOTED = re.compile(r"([\"'`])([^\"'`\n]{4,200})\1")
+_SPACED = re.compile(r"(?<![a-z])(?:[a-z][ .\-_*·]{1,3}){5,}[a-z](?![a-z])")
+
+
+def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str, float]:
+    if name not in _DAMPENED:
+        return name, weight
+    left = max(text.rfind(ch, 0, m.start()) for ch in ".!?\n") + 1
+    right = min([i for ch in ".!?\n" if (i := text.find(ch, m.end())) >= 0] or [len(text)])
+    sentence = text[left:right + 1]
+    if _CONDITIONAL.search(sentence) and not RULES["addresses_model"][1].search(sentence):
+        return name + ":conditional", 0.4
+    if _QUESTION.search(sentence.strip()) and any(
+            left + q.start(2) <= m.start() and m.end() <= left + q.end(2)
+            for q in _QUOTED.finditer(sentence)):
+        return name + ":quoted", 0.3
+    return name, weight
+
+
+# One idea, several phrasings: the override rules overlap, so together they count once.
+_FAMILY = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n"}
+
+
 def _match_rules(text: str, result: InjectionResult, prefix: str = "") -> bool:
-    hit = False
+    hits: list[tuple[str, float, bool]] = []
     for name, (weight, rx) in RULES.items():
-        if rx.search(text):
-            result.add(prefix + name, weight)
-            hit = True
-    return hit
+        best: tuple[str, float] | None = None
+        for m in rx.finditer(text):
+            got = _weight(name, weight, text, m)
+            if best is None or got[1] > best[1]:
+                best = got
+            if got[1] >= weight:
+                break
+        if best is not None:
+            hits.append((*best, name in _FAMILY))
+    family = max((w for _, w, fam in hits if fam), default=0.0)
+    for rule, weight, fam in hits:
+        if fam:
+            weight, family = (weight, -1.0) if weight == family else (0.0, family)
+        result.add(prefix + rule, weight)
+    return bool(hits)
+
+
+def _variants(plain: str) -> list[str]:
+    """Spellings that hide the words from the rules: look-alike letters, leetspeak."""
+    out = []
+    for table in (CONFUSABLES, LEET):
+        folded = plain.translate(table)
+        if folded != plain and folded not in out:
+            out.append(folded)
+    return out
 
 
 def _comments(text: str) -> list[str]:
@@ -125,6 +153,17 @@ def scan(text: str, *, _depth: int = 0) -> InjectionResult:
     result = InjectionResult()
     plain = _plain(text)
     _match_rules(plain, result)
+    for variant in _variants(plain):
+        probe = InjectionResult()
+        _match_rules(variant, probe)
+        if probe.score > result.score:  # the disguise hid something: take the unmasked reading
+            for rule in result.rules:
+                probe.add(rule, 0.0)
+            result = probe
+            result.add("obfuscated_spelling", 0.2)
+    for run in _SPACED.finditer(plain.translate(LEET)):
+        if SQUEEZED.search(re.sub(r"[^a-z]", "", run.group())):
+            result.add("spaced_out_instruction", 1.0)
     tags = "".join(chr(ord(ch) - 0xE0000) for ch in text if "\U000e0020" <= ch <= "\U000e007e")
     if len(tags) >= 8:  # flag emoji use up to 6 tag characters; longer runs carry text
         result.add("unicode_tag_payload", 0.8)
@@ -150,17 +189,51 @@ def scan(text: str, *, _depth: int = 0) -> InjectionResult:
     return result
 
 
+def short_hash(text: str) -> str:
+    """A 12-hex-digit fingerprint: finds the same text again without logging it."""
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def item_ref(item: Any) -> dict[str, Any]:
+    """What identifies a retrieved item in the audit log: chunk id, source, memory id."""
+    ref: dict[str, Any] = {}
+    inner = getattr(item, "item", None)  # a MemoryHit's item
+    for key in ("chunk_id", "source_id", "memory_id"):
+        value = getattr(item, key, None)
+        if value is None and inner is not None:
+            value = getattr(inner, key, None)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+            ref[key] = value
+    return ref
+
+
+def _mark_of(item: Any) -> InjectionResult | None:
+    """The verdict stored on a chunk at ingest (``injection_score`` / ``injection_rules``)."""
+    score = getattr(item, "injection_score", None)
+    if not isinstance(score, (int, float)):
+        return None
+    res = InjectionResult()
+    for rule in getattr(item, "injection_rules", None) or ():
+        res.add(f"ingest:{rule}", 0.0)
+    res.score = float(score)
+    return res
+
+
 class InjectionGuard(Guard):
-    """Score user input and retrieved chunks; flag, block or quarantine above ``threshold``.
+    """Score user input and retrieved items; flag, block or quarantine above ``threshold``.
 
     ``input_action``: ``"flag"`` | ``"block"``; ``retrieval_action``: ``"flag"`` |
-    ``"quarantine"`` (drop the chunk). Every finding is appended to
-    ``ctx.notes["injection"]`` as ``{"where", "index", "score", "rules", "action"}``.
+    ``"quarantine"`` (drop the item). Retrieved items are document chunks (a verdict stored
+    at ingest counts too) and recalled memories (turns and facts). Every finding is appended
+    to ``ctx.notes["injection"]`` as ``{"where", "index", "score", "rules", "action", "ref"}``
+    and written to the audit log as an ``injection`` event — ids and a short hash of the
+    text, never the text. A flagged item that is kept carries its verdict
+    (``injection_score``) when it has such a field, so the prompt can label it.
     """
 
     name = "injection"
 
-    def __init__(self, *, threshold: float = 0.6, input_action: str = "flag",
+    def __init__(self, *, threshold: float = THRESHOLD, input_action: str = "flag",
                  retrieval_action: str = "quarantine") -> None:
         if input_action not in ("flag", "block") or retrieval_action not in ("flag", "quarantine"):
             raise ValueError(f"bad injection actions {input_action!r}/{retrieval_action!r}")
@@ -168,17 +241,23 @@ class InjectionGuard(Guard):
         self.input_action, self.retrieval_action = input_action, retrieval_action
 
     def _note(self, ctx: GuardContext, where: str, index: int | None, res: InjectionResult,
-              action: str) -> None:
+              action: str, text: str, ref: dict[str, Any] | None = None) -> None:
         ctx.notes.setdefault("injection", []).append(
             {"where": where, "index": index, "score": res.score, "rules": list(res.rules),
-             "action": action})
+             "action": action, "ref": dict(ref or {})})
+        audit("injection", guard=self.name,
+              hook="before_input" if where == "input" else "after_retrieval", action=action,
+              rules=list(res.rules), score=res.score, threshold=self.threshold,
+              user_id=ctx.user_id, session_id=ctx.session_id, index=index,
+              text_sha256=short_hash(text), chars=len(text), **(ref or {}))
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
         res = scan(text)
         if res.score < self.threshold:
             return text
-        self._note(ctx, "input", None, res, self.input_action)
-        if self.input_action == "block":
+        action = self.input_action
+        self._note(ctx, "input", None, res, "block" if action == "block" else "flag", text)
+        if action == "block":
             raise InputRejected(
                 f"possible prompt injection (score {res.score}: {', '.join(res.rules)})",
                 user_message="Your message looks like an attempt to change the assistant's "
@@ -190,7 +269,7 @@ class InjectionGuard(Guard):
         kept: list[T] = []
         for i, item in enumerate(items):
             texts = [item_text(item)] + [item_text(c) for c in _context_of(item)]
-            res = InjectionResult()
+            res = _mark_of(item) or InjectionResult()
             for text in filter(None, texts):
                 for rule in (found := scan(text)).rules:
                     res.add(rule, 0.0)
@@ -198,10 +277,20 @@ class InjectionGuard(Guard):
             if res.score < self.threshold:
                 kept.append(item)
                 continue
-            self._note(ctx, "retrieval", i, res, self.retrieval_action)
+            self._note(ctx, "retrieval", i, res, self.retrieval_action,
+                       "\n".join(filter(None, texts)), item_ref(item))
             if self.retrieval_action == "flag":
-                kept.append(item)
+                kept.append(_flagged(item, res))
         return kept
+
+
+def _flagged(item: T, res: InjectionResult) -> T:
+    """The item labelled with its verdict, when it has fields for one."""
+    if dataclasses.is_dataclass(item) and not isinstance(item, type) and \
+            {"injection_score", "injection_rules"} <= {f.name for f in dataclasses.fields(item)}:
+        return dataclasses.replace(item, injection_score=res.score,  # type: ignore[type-var]
+                                   injection_rules=tuple(res.rules))
+    return item
 
 
 def _context_of(item: Any) -> tuple[Any, ...]:

@@ -1,45 +1,88 @@
 """One turn's prompt from the Assistant's parts: the glue between the orchestrator and
 ``assistant.context``, so the orchestrator only makes one call.
 
-It plans the split for the model, fetches the summary, documents (through the guards'
-``after_retrieval``) and memories within their budgets, assembles the prompt, records
-what went in (the report; ``ctx.notes["sources"]`` for the citation guard;
-``ctx.notes["snippets"]`` for retrieval-only answers) and schedules a summary fold for
-turns that left the window.
+It plans the split for the model, fetches the summary, documents and memories within
+their budgets — documents *and* recalled memories (episodic turns, facts) both pass the
+guards' ``after_retrieval``, so a quarantined item never reaches the prompt from either
+side — assembles the prompt, records what went in (the report; ``ctx.notes["sources"]``
+for the citation guard; ``ctx.notes["snippets"]`` for retrieval-only answers) and
+schedules a summary fold for turns that left the window.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from assistant.context import Blocks, ContextReport, assemble_context
+from assistant.context import Blocks, ContextReport, assemble_context, with_preamble
 from memory.context_split import plan_split
+from memory.sources_block import render_budgeted
 
-__all__ = ["HISTORY_SCAN", "render_sources", "turn_context"]
+__all__ = ["HISTORY_SCAN", "WITHHELD", "RecalledItem", "guard_memories", "render_sources",
+           "turn_context"]
 
 HISTORY_SCAN = 200  # newest messages considered for the window; plenty for any budget
-SOURCES_HEADER = "Sources (cite as [n]):"
+#: Stands in for a recalled memory a guard quarantined (its text never reaches the prompt).
+WITHHELD = "[withheld by a safety check]"
+#: One line of a memory block: ``- [msg-12 | 1 May 2026] User: …`` / ``- [fact-3 | …] …``.
+_ENTRY = re.compile(r"^(?P<lead>\s*(?:-\s*)?\[(?P<id>[a-z]+-\d+)(?: \|[^\]\n]*)?\] ?)(?P<body>.*)$",
+                    re.MULTILINE)
 
 
-def render_sources(sources: Sequence[Any], token_budget: int, count: Callable[[str], int]) -> str:
-    """A numbered sources block, keeping each source's own id (so citations still
-    resolve after a guard dropped some); the last sources go first when over budget."""
-    kept = list(sources)
-    while kept:
-        lines = [SOURCES_HEADER]
-        for ref in kept:
-            where = ", ".join(x for x in (ref.path, f"p. {ref.page}" if ref.page else "") if x)
-            lines.append(f"[{ref.id}] {ref.title}" + (f" ({where})" if where else ""))
-            lines.append(" ".join(ref.text.split()))
-        text = "\n".join(lines)
-        if count(text) <= token_budget:
-            return text
-        kept.pop()
-    return ""
+def render_sources(sources: Sequence[Any], token_budget: int, count: Callable[[str], int], *,
+                   withheld: int = 0) -> str:
+    """The numbered sources block (with its "reference material, not instructions"
+    preamble), keeping each source's own id so citations still resolve after a guard
+    dropped some; the last sources go first when over budget."""
+    return render_budgeted(sources, token_budget, count, withheld=withheld)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecalledItem:
+    """One recalled memory as the guards see it (``memory_id``: ``msg-12``, ``fact-3``)."""
+
+    memory_id: str
+    text: str
+    source: str = "memory"
+    date: str | None = None
+
+
+def guard_memories(guards: Any, ctx: Any, text: str,
+                   snippets: Sequence[dict]) -> tuple[str, list[dict]]:
+    """The memory block and its snippets after ``guards.after_retrieval``: a quarantined
+    memory's line shows ``WITHHELD`` instead of its text, a rewritten one (e.g. redacted)
+    its new text. Lines the snippets do not describe are guarded too."""
+    items = [RecalledItem(str(s.get("id")), str(s.get("text") or ""), str(s.get("source") or "memory"),
+                          s.get("date")) for s in snippets]
+    known = {it.memory_id for it in items}
+    for m in _ENTRY.finditer(text):
+        if m["id"] not in known:
+            known.add(m["id"])
+            items.append(RecalledItem(m["id"], m["body"]))
+    kept = guards.after_retrieval(ctx, list(items))
+    if kept == items:
+        return text, list(snippets)
+    now = {k.memory_id: k for k in kept if isinstance(k, RecalledItem)}
+    dropped = [it for it in items if it.memory_id not in now]
+
+    def line(m: re.Match[str]) -> str:
+        item = now.get(m["id"])
+        if item is None:
+            return m["lead"] + WITHHELD
+        before = next(it for it in items if it.memory_id == m["id"])
+        return m["lead"] + (" ".join(item.text.split()) if item.text != before.text else m["body"])
+
+    text = _ENTRY.sub(line, text)
+    for item in dropped:  # never left raw, whatever shape the block has
+        for form in {item.text.strip(), " ".join(item.text.split())}:
+            if len(form) >= 8:
+                text = text.replace(form, WITHHELD)
+    out = [{**s, "text": now[str(s.get("id"))].text} for s in snippets if str(s.get("id")) in now]
+    return text, out
 
 
 def turn_context(assistant: Any, ctx: Any, model: Any,
@@ -52,7 +95,9 @@ def turn_context(assistant: Any, ctx: Any, model: Any,
     def count_text(text: str) -> int:
         return model.count_tokens([SystemMessage(content=text)])
 
-    split = plan_split(settings, model.context_window, count_text(settings.system_prompt),
+    retrieves = documents is not None or assistant.memory is not None  # then the preamble too
+    system = with_preamble(settings.system_prompt) if retrieves else settings.system_prompt
+    split = plan_split(settings, model.context_window, count_text(system),
                        summary=summaries is not None, memory=assistant.memory is not None,
                        documents=documents is not None)
     seen: dict[str, Any] = {}
@@ -67,15 +112,20 @@ def turn_context(assistant: Any, ctx: Any, model: Any,
                                        count_tokens=count_text)
         found = list(grounding.sources)
         sources = assistant.guards.after_retrieval(ctx, list(found)) if found else []
-        text = grounding.text if sources == found else render_sources(sources, budget, count_text)
+        text = grounding.text if sources == found else render_sources(
+            sources, budget, count_text, withheld=max(0, len(found) - len(sources)))
         seen["sources"] = sources if text else []
         return text
 
     def memory_block(budget: int, exclude: Collection[int]) -> tuple[str, list[int]]:
         recalled = assistant.memory.recall(ctx.user_id, query, token_budget=budget,
                                            exclude=exclude, count_tokens=count_text)
-        seen["memories"] = list(getattr(recalled, "items", []) or []) if recalled.text else []
-        return recalled.text, list(recalled.message_ids)
+        if not recalled.text:
+            seen["memories"] = []
+            return "", []
+        text, seen["memories"] = guard_memories(assistant.guards, ctx, recalled.text,
+                                                list(getattr(recalled, "items", []) or []))
+        return text, list(recalled.message_ids)
 
     history = assistant.store.recent(ctx.user_id, ctx.session_id, HISTORY_SCAN)
     messages, report = assemble_context(

@@ -5,6 +5,11 @@ file is re-chunked (old chunks and vectors replaced); a file gone from an ingest
 folder (or a named file that no longer exists) is removed. A source row only gets its
 hash after Chroma accepted its vectors, so a crash mid-way is repaired by the next run.
 Bad files never stop an ingest: each becomes one line of the ``IngestReport``.
+
+Every new chunk is scanned for prompt injection (``scanner``) and carries its verdict
+(``injection_score`` / ``injection_rules``); a chunk at or above ``threshold`` is counted in
+the report and written to the audit log (ids and a hash, never the text), so a poisoned
+document is known the moment it arrives, not only when a question happens to retrieve it.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from assistant.audit import audit
 from assistant.errors import DocumentRejected
 from memory.loaders import KINDS, LoadedDoc, load
 from memory.models import Chunk, Source, utcnow
+
+#: text -> (injection score, rule names), e.g. ``guardrails.injection.scan`` adapted.
+Scanner = Callable[[str], tuple[float, Sequence[str]]]
 
 __all__ = ["FileResult", "IngestReport", "chunk_document", "collect_files", "ingest_files", "prune_source"]
 
@@ -32,6 +41,8 @@ class FileResult:
     status: str
     chunks: int = 0
     detail: str = ""
+    #: Chunks marked as a possible prompt injection at ingest.
+    marked: int = 0
 
 
 @dataclass
@@ -54,6 +65,8 @@ class IngestReport:
                            if self.count(s))
         lines = [f"collection {self.collection!r} ({self.owner}): {counts or 'nothing to do'}"]
         lines += [f"  {f.status}: {f.detail or f.path}" for f in self.problems]
+        lines += [f"  marked: {f.path}: {f.marked} chunk{'s' if f.marked != 1 else ''} look like "
+                  "prompt injection (audited; the guards keep them out of prompts)" for f in self.files if f.marked]
         return "\n".join(lines)
 
 
@@ -113,7 +126,7 @@ def prune_source(db: Session, source: Source) -> list[str]:
 def ingest_files(
     sessions: Callable[[], Session], vectors: object, paths: Sequence[Path], *, owner: str,
     collection: str, max_bytes: int, chunk_chars: int, overlap: int,
-    progress: bool = False,
+    progress: bool = False, scanner: Scanner | None = None, threshold: float = 0.6,
 ) -> IngestReport:
     """Ingest ``paths`` into ``collection`` for ``owner`` (``user:<id>`` or ``shared``)."""
     from tqdm import tqdm
@@ -126,7 +139,8 @@ def ingest_files(
     for path in tqdm(files, desc=f"ingest {collection}", unit="file", disable=not progress):
         report.files.append(_ingest_one(sessions, vectors, path, known.get(str(path)), owner=owner,
                                         collection=collection, max_bytes=max_bytes,
-                                        chunk_chars=chunk_chars, overlap=overlap))
+                                        chunk_chars=chunk_chars, overlap=overlap,
+                                        scanner=scanner, threshold=threshold))
     # Removed: files gone from a walked folder, and named files that no longer exist.
     seen = {str(p) for p in files}
     gone = [s for p, s in known.items() if p not in seen and (
@@ -148,7 +162,7 @@ def ingest_files(
 
 def _ingest_one(sessions: Callable[[], Session], vectors: object, path: Path, old: Source | None, *,
                 owner: str, collection: str, max_bytes: int, chunk_chars: int,
-                overlap: int) -> FileResult:
+                overlap: int, scanner: Scanner | None = None, threshold: float = 0.6) -> FileResult:
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -181,10 +195,11 @@ def _ingest_one(sessions: Callable[[], Session], vectors: object, path: Path, ol
         row.chunk_count, row.ingested_at = len(pieces), utcnow()
         db.flush()
         chunks = [Chunk(source_id=row.id, owner=owner, collection=collection, seq=n, page=page,
-                        char_start=start, char_end=end, text=text)
+                        char_start=start, char_end=end, text=text, **_verdict(scanner, text))
                   for n, (page, start, end, text) in enumerate(pieces)]
         db.add_all(chunks)
         db.flush()
+        marked = [c for c in chunks if (c.injection_score or 0.0) >= threshold]
         source_id = row.id
         ids = [f"chunk-{c.id}" for c in chunks]
         metas = [{"owner": owner, "collection": collection, "source_id": source_id,
@@ -197,4 +212,21 @@ def _ingest_one(sessions: Callable[[], Session], vectors: object, path: Path, ol
                        metadatas=metas[start:start + 256])
     with sessions() as db, db.begin():
         db.get(Source, source_id).sha256 = digest  # type: ignore[union-attr]
-    return FileResult(str(path), "updated" if old is not None else "added", len(pieces))
+    for chunk in marked:
+        audit("injection", guard="injection", hook="ingest", action="mark",
+              rules=(chunk.injection_rules or "").split(","), score=chunk.injection_score,
+              threshold=threshold, owner=owner,
+              user_id=owner.split(":", 1)[1] if owner.startswith("user:") else None,
+              collection=collection, source_id=source_id, chunk_id=f"chunk-{chunk.id}",
+              text_sha256=hashlib.sha256(chunk.text.encode("utf-8", "replace")).hexdigest()[:12],
+              chars=len(chunk.text))
+    return FileResult(str(path), "updated" if old is not None else "added", len(pieces),
+                      marked=len(marked))
+
+
+def _verdict(scanner: Scanner | None, text: str) -> dict[str, object]:
+    """The chunk's injection columns (both ``None`` without a scanner)."""
+    if scanner is None:
+        return {}
+    score, rules = scanner(text)
+    return {"injection_score": float(score), "injection_rules": ",".join(rules)[:500] or None}

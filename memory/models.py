@@ -355,6 +355,10 @@ class Chunk(Base):
     char_start: Mapped[int] = mapped_column(Integer)
     char_end: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    #: Prompt-injection scan at ingest: the score (``None``: stored before scanning existed)
+    #: and the rules that matched, comma-separated.
+    injection_score: Mapped[float | None] = mapped_column(Float)
+    injection_rules: Mapped[str | None] = mapped_column(String(500))
 
 
 class ReviewItem(Base):

@@ -330,7 +330,8 @@ def test_snippets_and_sources_reach_the_request_and_guards(settings: Settings) -
 
         def after_retrieval(self, ctx, items):  # type: ignore[no-untyped-def]
             refs = [i for i in items if isinstance(i, SourceRef)]
-            DropSecond.seen = [r.id for r in refs]
+            if refs:  # recalled memories pass after_retrieval too (their own call)
+                DropSecond.seen = [r.id for r in refs]
             return [i for i in items if getattr(i, "id", None) != "2"]
 
     memory = ListRecall({77: "Ann's boiler is a Vaillant ecoTEC"})

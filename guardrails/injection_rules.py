@@ -1,0 +1,160 @@
+"""The rule table ``guardrails.injection.scan`` scores text against.
+
+Why composed rules: a fixed list of attack phrases is beaten by the first paraphrase
+("disregard the guidance you were given earlier"). The override rules are built from
+word classes instead — an *override verb* (ignore, pay no attention to, stop following…)
+followed by a *reference to earlier instructions* (a prior-qualified instruction noun,
+"what you were told", "everything above") — so unseen combinations of the same two ideas
+match, while either idea alone ("ignore the typo", "follow the instructions above")
+does not. Weights: 1.0 is an attack on its own; smaller weights only count together
+(the flag threshold is 0.6).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["CONFUSABLES", "LEET", "RULES", "SQUEEZED"]
+
+# -- word classes ---------------------------------------------------------------------
+_VERB = (r"(?:ignore|disregard|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon|"
+         r"neglect|scrap|ditch|forgo|unlearn|nullify|set aside|put aside|throw (?:out|away)|"
+         r"toss (?:out|aside)|brush aside|wipe (?:out|away)|let go of|"
+         r"pay (?:no|zero|little) (?:attention|heed|mind)(?: to)?|take no (?:notice|heed) of|"
+         r"(?:do not|don't|dont|never|no longer|stop|cease|quit) (?:follow(?:ing)?|obey(?:ing)?|"
+         r"listen(?:ing)? to|heed(?:ing)?|adher(?:e|ing) to|comply(?:ing)? with|"
+         r"pay(?:ing)? attention to|abid(?:e|ing) by)|break (?:free )?(?:from|of)|"
+         r"free yourself (?:from|of))")
+# Nouns for standing instructions; the wide set only with a qualifier that means "yours".
+_NOUN = (r"(?:instructions?|prompts?|directives?|guidance|guidelines?|rules?|programming|training|"
+         r"system (?:message|prompt)|conditioning)")
+_NOUN_WIDE = rf"(?:{_NOUN[3:-1]}|directions?|orders?|commands?|polic(?:y|ies)|constraints?|restrictions?|guardrails?|safeguards?)"
+# Qualifiers that point at *the model's* standing instructions.
+_PRE = (r"(?:previous(?:ly)?|prior|above|earlier|preceding|foregoing|original|initial|old|"
+        r"existing|standing|system|developer|operator|hidden|all(?: of)?(?: the)?|"
+        r"any(?: of)?(?: the)?)")
+_POST_MINE = (r"(?:you (?:were|have been|'ve been|got|received|had)|(?:given|provided|supplied|"
+              r"written|set) (?:to|for) you)")
+_POST = (r"(?:(?:given|provided|stated|listed|written|set|received|supplied) (?:earlier|before|above|"
+         r"previously)|above|before (?:this|now)|earlier|previously|so far|up to (?:now|this point))")
+# Phrases that refer to earlier instructions without an instruction noun.
+_INHERENT = (r"(?:what(?:ever)? (?:you (?:were|have been|'ve been|was)|they|we|someone|anyone|others) "
+             r"(?:told|given|instructed|taught|asked|programmed)|everything (?:above|before|prior|"
+             r"so far|(?:else )?you(?:'ve| have)? (?:been|were) told)|anything (?:above|before this|"
+             r"you were told)|all (?:of )?(?:the )?(?:above|previous|prior)(?! \w+ (?:messages?|"
+             r"errors?|warnings?|steps?|examples?|options?|items?|sections?|points?|questions?)))")
+_REF = (rf"(?:\b{_PRE}\b[^.\n?!]{{0,25}}?\b{_NOUN}\b|\byour\b[^.\n?!]{{0,25}}?\b{_NOUN_WIDE}\b|"
+        rf"\b{_NOUN}\b[^.\n?!]{{0,25}}?\b{_POST}\b|\b{_NOUN_WIDE}\b[^.\n?!]{{0,25}}?\b{_POST_MINE}\b|"
+        rf"\b{_INHERENT})")
+_VOID = (r"(?:no longer (?:apply|applies|valid|matter|hold|stand|count|in (?:effect|force))|"
+         r"(?:do|does) not (?:apply|matter|count)(?: anymore| any more)?|don't (?:apply|matter|count)|"
+         r"(?:is|are|were|have been|has been) (?:now )?(?:void|null|cancell?ed|revoked|lifted|"
+         r"suspended|obsolete|outdated|superseded|replaced|overridden|invalid|fake|a test|"
+         r"wrong|over|expired|withdrawn|rescinded|deprecated|out of date)|"
+         r"(?:should|must|can|may) (?:now )?be (?:ignored|disregarded|forgotten|discarded))")
+# Qualifiers that, with a "void" phrase, clearly mean the model's own instructions.
+_VOID_STRONG = (r"(?:above|your|system|developer|operator|hidden|foregoing|preceding|"
+                r"(?:instructions?|directions?|prompts?|rules?|guidance|guidelines?) you "
+                r"(?:were|have been|'ve been) given)")
+_ADDRESSEE = r"(?:an? )?(?:ai|a\.i\.|llm|language model|ai assistant|chatbot|chat bot|gpt|chatgpt|claude|bot)"
+# Spanish, French, German, Portuguese, Italian, Dutch: "ignore the previous instructions".
+_I18N_VERB = (r"(?:ignor\w*|olvid\w*|oubli\w*|vergiss\w*|vergessen|esque[cç]\w*|dimentic\w*|"
+              r"negeer\w*|vergeet\w*|descart\w*|ignorier\w*)")
+_I18N_NOUN = (r"(?:instruc\w*|instrukt\w*|anweisung\w*|istruzion\w*|consigne\w*|regla\w*|"
+              r"règle\w*|regeln|regras|regole|instructies|vorgaben|indicaciones|directives)")
+_I18N_PRE = (r"(?:anterior\w*|previ\w*|précédent\w*|precedent\w*|vorherig\w*|bisherig\w*|"
+             r"obig\w*|vorig\w*|eerdere|vorige|antérieur\w*|ci-dessus|arriba)")
+_F = re.IGNORECASE
+#: name → (weight, pattern over de-obfuscated lower-case text)
+RULES: dict[str, tuple[float, re.Pattern[str]]] = {
+    "ignore_instructions": (1.0, re.compile(
+        r"\b(?:ignore|disregard|forget|override|bypass)\b[^.\n]{0,25}?\b(?:previous|prior|above|"
+        r"earlier|preceding|original|initial|system|your|all)\b[^.\n]{0,20}?\b(?:instructions?|"
+        r"prompts?|directives?|guidelines|rules)\b")),
+    # verb class x reference to earlier instructions ("pay no attention to what you were told")
+    "override_prior": (1.0, re.compile(rf"\b{_VERB}\b[^.\n?!]{{0,30}}?{_REF}")),
+    # a reference to the model's instructions declared void ("the above directions no longer apply")
+    "instructions_void": (1.0, re.compile(
+        rf"\b{_VOID_STRONG}\b[^.\n?!]{{0,25}}?\b{_NOUN_WIDE}\b[^.\n?!]{{0,25}}?\b{_VOID}|"
+        rf"\b{_NOUN_WIDE} (?:you (?:were|have been|'ve been) given|given (?:to you|above|earlier))"
+        rf"[^.\n?!]{{0,25}}?\b{_VOID}")),
+    "instructions_void_weak": (0.4, re.compile(
+        rf"\b(?:previous|prior|earlier|old|original|initial|existing)\b[^.\n?!]{{0,20}}?\b{_NOUN}\b"
+        rf"[^.\n?!]{{0,25}}?\b{_VOID}")),
+    "new_task": (0.6, re.compile(
+        r"\byour (?:new|real|actual|true|only|updated|revised|secret|hidden|primary|sole) (?:task|"
+        r"job|goal|objective|mission|purpose|instructions?|orders?|directives?|assignment|"
+        r"priority)\b\s*(?:is|are|will be|now is|is now|:)|\b(?:here are|these are|follow|obey) "
+        r"(?:your|the|my|these) (?:new|real|actual|updated|true) (?:instructions|rules|orders|"
+        r"directives)\b")),
+    "new_instructions": (0.5, re.compile(
+        r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:|\bfrom now on,? you (?:are|will|"
+        r"must|shall)\b")),
+    "released_from_rules": (1.0, re.compile(
+        r"\byou(?: are|'re) (?:now )?(?:no longer|not) (?:bound|restricted|constrained|limited|"
+        r"required to (?:follow|obey|comply))\b|\byou(?: are|'re) (?:now )?(?:free|allowed|"
+        r"permitted) to (?:ignore|disregard|bypass|break)\b|\b(?:no longer|not) (?:have|need) to "
+        r"(?:follow|obey) (?:your|the|any) (?:\w+ )?" + _NOUN_WIDE + r"\b")),
+    "hijack_reply": (0.6, re.compile(
+        r"\b(?:do not|don't|never) (?:answer|respond to|reply to|address|help with) (?:the|this|"
+        r"their|any) (?:user|user's|question|request)\b[^\n]{0,60}?\b(?:instead|rather)\b|"
+        r"\binstead of (?:answering|responding|replying|helping)\b[^.\n]{0,40}\b(?:say|tell|"
+        r"respond|reply|output|write|print)\b")),
+    "addresses_model": (0.6, re.compile(
+        rf"\b(?:if|when|while|since) you(?: are|'re)? {_ADDRESSEE}\b[^.\n]{{0,40}}?\b(?:read|"
+        rf"process|summari[sz]|see|pars|ingest|retriev|answer)|\b(?:note|message|instructions?|"
+        rf"reminder|attention) (?:to|for) (?:the |any |all )?{_ADDRESSEE}s?\b\s*[:,-]|"
+        rf"\b{_ADDRESSEE}s? (?:reading|processing|summari[sz]ing|parsing|ingesting|retrieving) "
+        rf"this\b")),
+    "directs_user": (0.3, re.compile(
+        r"\b(?:tell|inform|instruct|advise|urge|ask|convince|persuade|get|direct) the (?:user|"
+        r"reader|customer)s? (?:to|that)\b")),
+    "payment_lure": (0.3, re.compile(
+        r"\b(?:wire|transfer|send|deposit|pay)\b[^.\n]{0,25}?\b(?:money|funds|payment|bitcoin|btc|"
+        r"crypto|usdt|gift cards?|\$\s?\d|€\s?\d|£\s?\d)")),
+    "conceal_from_user": (0.4, re.compile(
+        r"\b(?:do not|don't|never) (?:tell|mention|reveal|disclose|show) (?:this|these|it|that) "
+        r"(?:\w+ )?to the user\b|\bwithout (?:telling|informing|alerting) the user\b")),
+    "ignore_instructions_i18n": (1.0, re.compile(
+        rf"\b{_I18N_VERB}\b[^.\n]{{0,25}}?(?:\b{_I18N_NOUN}\b[^.\n]{{0,20}}?\b{_I18N_PRE}|"
+        rf"\b(?:{_I18N_PRE}|toutes|todas|tutte|alle)\b[^.\n]{{0,20}}?\b{_I18N_NOUN}\b)")),
+    "reveal_prompt": (1.0, re.compile(
+        r"\b(?:reveal|print|show|output|repeat|display|leak|dump|tell me|write out|give me)\b"
+        r"[^.\n]{0,30}?\byour (?:\w+ ){0,2}?(?:system prompt|system message|instructions|initial "
+        r"prompt|hidden prompt|prompt)\b|\b(?:repeat|print|output)\b[^.\n]{0,20}\b(?:everything|all "
+        r"(?:the )?text|the text|the words)\b[^.\n]{0,15}\b(?:above|before this)\b")),
+    "mentions_system_prompt": (0.4, re.compile(
+        r"\b(?:reveal|print|show|output|leak|dump)\b[^.\n]{0,20}\bthe (?:system|hidden|initial) prompt\b")),
+    "persona_override": (1.0, re.compile(
+        r"\b(?:you are|you're|act as|pretend to be|become)\s+(?:now\s+)?(?:an?\s+)?(?:dan|jailbroken|"
+        r"unfiltered|unrestricted|uncensored|evil \w+|ai without (?:any )?(?:rules|restrictions|limits|"
+        r"filters))\b|\bdo anything now\b|\bdan mode\b|\byou are (?:now )?in developer mode\b|"
+        r"\bdeveloper mode (?:is )?(?:now )?(?:enabled|activated)\b[^.\n]{0,40}\b(?:you|policies|"
+        r"restrictions|filters)\b")),
+    "roleplay_jailbreak": (0.7, re.compile(
+        r"\b(?:pretend|imagine|act as if|role-?play|let's play a game)\b[^.\n]{0,60}?\b(?:no|without|"
+        r"free (?:of|from)|not bound by|ignores?)\b[^.\n]{0,20}?\b(?:rules|restrictions|filters|"
+        r"guidelines|limitations|content polic(?:y|ies)|ethics|morals|censorship)\b|\b(?:stay in|never "
+        r"break) character\b[^.\n]{0,60}\b(?:rules|restrictions|filters|refuse)\b")),
+    "fake_role_tag": (1.0, re.compile(
+        r"<\|(?:im_start|im_end|system|assistant|endoftext|eot_id|start_header_id)\|>|\[/?inst\]|"
+        r"<</?sys>>|^\s*#{2,}\s*(?:system|new instructions?)\s*:?\s*$|</?(?:system|system_prompt)>",
+        re.MULTILINE)),
+    "role_prefix": (0.4, re.compile(r"^\s*(?:system|assistant)\s*:\s*\S", re.MULTILINE)),
+}
+
+#: Look-alike letters (Cyrillic, Greek, Latin extensions) folded onto ASCII before a
+#: second pass: "ignоre" with a Cyrillic о is still "ignore".
+CONFUSABLES = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
+    "ѕ": "s", "ԁ": "d", "һ": "h", "ӏ": "l", "ո": "n", "ս": "u", "ɡ": "g", "ɩ": "i", "ʏ": "y",
+    "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u",
+    "χ": "x", "ѵ": "v", "ԝ": "w", "ɑ": "a", "ı": "i", "ℓ": "l"})
+#: Digits and symbols standing in for letters ("1gn0re prev10us 1nstruct10ns").
+LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
+                      "$": "s", "|": "i"})
+#: Over letters only (spaces and punctuation squeezed out of spelled-out runs such as
+#: "i g n o r e  a l l  p r e v i o u s").
+SQUEEZED = re.compile(
+    r"(?:ignore|disregard|forget|override|bypass|donotfollow|dontfollow|stopfollowing)"
+    r"[a-z]{0,24}?(?:instructions?|prompts?|directives?|guidance|guidelines|rules|whatyouweretold)")
