@@ -111,12 +111,14 @@ class Redaction:
         return self._numbers[key]
 
     def text(self, text: str) -> str:
-        for f in reversed(_findings(text)):
+        swaps: list[tuple[PIIFinding, str]] = []
+        for f in _findings(text):  # numbered in reading order
             mode = self.mode(f.kind)
             self.counts[f.kind] += 1
             if mode in ("redact", "mask"):
-                new = f"[{f.kind.upper()}]" if mode == "redact" else self._placeholder(f)
-                text = text[:f.start] + new + text[f.end:]
+                swaps.append((f, f"[{f.kind.upper()}]" if mode == "redact" else self._placeholder(f)))
+        for f, new in reversed(swaps):
+            text = text[:f.start] + new + text[f.end:]
         return text
 
     def value(self, obj: Any) -> Any:

@@ -258,6 +258,13 @@ def test_mask_placeholders_are_stable_and_split_ones_are_restored() -> None:
     assert text == f"Writing to {EMAIL} and bob@example.org, card {CARD} [EMAIL_9] [note] done ["
 
 
+def test_placeholders_are_numbered_in_reading_order() -> None:
+    inner = _Chunks(["ok"])
+    _text(RedactingModel(inner, "mask"), ModelRequest([HumanMessage(
+        content=f"first {EMAIL}, then bob@example.org, again {EMAIL}")]))
+    assert inner.sent[0].messages[0].content == "first [EMAIL_1], then [EMAIL_2], again [EMAIL_1]"
+
+
 def test_a_placeholder_already_in_the_text_is_not_ours() -> None:
     inner = _Chunks(["[EMAIL_1] vs [EMAIL_2]"])
     text = _text(RedactingModel(inner, "mask"),
