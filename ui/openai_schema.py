@@ -83,10 +83,10 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    metadata: dict[str, str] | None = Field(
-        None, description="`session_id` (at most 128 characters, no control characters) names "
-                          "the lastmile session; without it the session is derived from the "
-                          "user and the first user message.")
+    metadata: dict[str, str] | None = Field(None, json_schema_extra={"properties": {
+        "session_id": {"type": "string", "maxLength": MAX_SESSION_ID, "description": (
+            "The lastmile session (no control characters); without it the session is derived "
+            "from the user and the first user message.")}}})
     user: str | None = None
 
     @field_validator("metadata")

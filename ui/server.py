@@ -25,6 +25,7 @@ from memory.accounts import Accounts  # noqa: E402
 from memory.signin import SignInSessions  # noqa: E402
 from ui.app import build_app, launch_options  # noqa: E402
 from ui.gate import AuthGate, ProxyTrust, Resolver, signed_in_user  # noqa: E402
+from ui.http_guards import install_http_guards  # noqa: E402
 from ui.login import login_router  # noqa: E402
 from ui.openai_api import openai_router  # noqa: E402
 
@@ -53,7 +54,7 @@ def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
     accounts = _accounts(bot)
     _check_auth(settings, accounts)
     sessions = None
-    app = FastAPI(title="lastmile", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="lastmile", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.include_router(openai_router(bot, accounts, require_key=settings.auth != "none",
                                      default_user=settings.default_user))
     if settings.auth == "password" and accounts is not None:
@@ -61,6 +62,7 @@ def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
         app.include_router(login_router(settings, accounts, sessions))
     app.add_middleware(AuthGate, resolver=Resolver(settings, accounts, sessions),
                        mode=settings.auth)
+    install_http_guards(app, settings.allowed_origins)  # outermost: cross-site refusals
     blocks = build_app(bot, user_id=settings.default_user, notice=notice)
     blocks.queue(default_concurrency_limit=4)
     sign_in: dict[str, Any] = {"auth_dependency": signed_in_user} if settings.auth != "none" else {}
