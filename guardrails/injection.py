@@ -72,10 +72,16 @@ def _plain(text: str) -> str:
 # often documentation or curiosity than an attack: such a match counts for less.
 _DAMPENED = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n"}
 _CONDITIONAL = re.compile(
-    r"\b(?:if|unless|when|once|in case) (?:you(?:'re| are)? (?:use|using|run|running|have|on|already|"
-    r"prefer|install|installed|want|need|are (?:on|using|running))|your (?:\w+ )?(?:is|are|has|uses))\b")
-_QUESTION = re.compile(r"^\W*(?:what|why|how|does|do|is|are|can|could|should|would|who|when|where|"
-                       r"explain|define)\b|\?\s*$")
+    r"\b(?:if|unless|when|once|in case) (?:you(?:'re| are)? (?:use|using|run|running|on|already|"
+    r"prefer|install|installed|have (?:an? |the |already |installed ))|your (?:\w+ )?(?:is|are|has|"
+    r"uses|runs))\b")
+_QUESTION = re.compile(r"^\W*(?:what|why|how|who|which|where|explain|define)\b|\?\W*$")
+# ... unless it is a request in question form ("could you ignore your rules?").
+_REQUEST = re.compile(r"^\W*(?:(?:can|could|would|will|won't) you|please|why not|what if|how about)\b")
+_YOU = re.compile(r"\b(?:you|your|yourself)\b")
+# ... or quoted as an example ("attacks such as 'ignore previous instructions'").
+_MENTION = re.compile(r"\b(?:such as|like|e\.g\.|for example|for instance|phrases?|called|known as|"
+                      r"patterns?|examples?|attacks?)\b")
 _QUOTED = re.compile(r"([\"'`])([^\"'`\n]{4,200})\1")
 _SPACED = re.compile(r"(?<![a-z])(?:[a-z][ .\-_*·]{1,3}){5,}[a-z](?![a-z])")
 
@@ -88,10 +94,13 @@ def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str,
     sentence = text[left:right + 1]
     if _CONDITIONAL.search(sentence) and not RULES["addresses_model"][1].search(sentence):
         return name + ":conditional", 0.4
-    if _QUESTION.search(sentence.strip()) and any(
+    question = _QUESTION.search(sentence.strip()) and not _REQUEST.search(sentence.strip())
+    if (question or _MENTION.search(sentence)) and any(
             left + q.start(2) <= m.start() and m.end() <= left + q.end(2)
             for q in _QUOTED.finditer(sentence)):
         return name + ":quoted", 0.3
+    if question and not _YOU.search(sentence):  # about some model, not addressed to this one
+        return name + ":discussed", 0.3
     return name, weight
 
 
@@ -99,9 +108,16 @@ def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str,
 _FAMILY = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n"}
 
 
-def _match_rules(text: str, result: InjectionResult, prefix: str = "") -> bool:
+# What a disguised spelling is re-read for (a second pass over every rule would double the cost).
+_DISGUISABLE = _FAMILY | {"new_task", "released_from_rules", "reveal_prompt", "persona_override"}
+
+
+def _match_rules(text: str, result: InjectionResult, prefix: str = "",
+                 names: frozenset[str] | set[str] | None = None) -> bool:
     hits: list[tuple[str, float, bool]] = []
     for name, (weight, rx) in RULES.items():
+        if names is not None and name not in names:
+            continue
         best: tuple[str, float] | None = None
         for m in rx.finditer(text):
             got = _weight(name, weight, text, m)
@@ -155,7 +171,7 @@ def scan(text: str, *, _depth: int = 0) -> InjectionResult:
     _match_rules(plain, result)
     for variant in _variants(plain):
         probe = InjectionResult()
-        _match_rules(variant, probe)
+        _match_rules(variant, probe, names=_DISGUISABLE)
         if probe.score > result.score:  # the disguise hid something: take the unmasked reading
             for rule in result.rules:
                 probe.add(rule, 0.0)

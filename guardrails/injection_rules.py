@@ -19,6 +19,7 @@ __all__ = ["CONFUSABLES", "LEET", "RULES", "SQUEEZED"]
 # -- word classes ---------------------------------------------------------------------
 _VERB = (r"(?:ignore|disregard|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon|"
          r"neglect|scrap|ditch|forgo|unlearn|nullify|set aside|put aside|throw (?:out|away)|"
+         r"never ?mind|forget about|"
          r"toss (?:out|aside)|brush aside|wipe (?:out|away)|let go of|"
          r"pay (?:no|zero|little) (?:attention|heed|mind)(?: to)?|take no (?:notice|heed) of|"
          r"(?:do not|don't|dont|never|no longer|stop|cease|quit) (?:follow(?:ing)?|obey(?:ing)?|"
@@ -27,12 +28,11 @@ _VERB = (r"(?:ignore|disregard|forget|override|overrule|bypass|circumvent|discar
          r"free yourself (?:from|of))")
 # Nouns for standing instructions; the wide set only with a qualifier that means "yours".
 _NOUN = (r"(?:instructions?|prompts?|directives?|guidance|guidelines?|rules?|programming|training|"
-         r"system (?:message|prompt)|conditioning)")
+         r"system (?:message|prompt)|conditioning|context)")
 _NOUN_WIDE = rf"(?:{_NOUN[3:-1]}|directions?|orders?|commands?|polic(?:y|ies)|constraints?|restrictions?|guardrails?|safeguards?)"
 # Qualifiers that point at *the model's* standing instructions.
 _PRE = (r"(?:previous(?:ly)?|prior|above|earlier|preceding|foregoing|original|initial|old|"
-        r"existing|standing|system|developer|operator|hidden|all(?: of)?(?: the)?|"
-        r"any(?: of)?(?: the)?)")
+        r"existing|standing|system|developer|operator|hidden|all(?: of)?(?: the)?)")
 _POST_MINE = (r"(?:you (?:were|have been|'ve been|got|received|had)|(?:given|provided|supplied|"
               r"written|set) (?:to|for) you)")
 _POST = (r"(?:(?:given|provided|stated|listed|written|set|received|supplied) (?:earlier|before|above|"
@@ -42,13 +42,18 @@ _INHERENT = (r"(?:what(?:ever)? (?:you (?:were|have been|'ve been|was)|they|we|s
              r"(?:told|given|instructed|taught|asked|programmed)|everything (?:above|before|prior|"
              r"so far|(?:else )?you(?:'ve| have)? (?:been|were) told)|anything (?:above|before this|"
              r"you were told)|all (?:of )?(?:the )?(?:above|previous|prior)(?! \w+ (?:messages?|"
-             r"errors?|warnings?|steps?|examples?|options?|items?|sections?|points?|questions?)))")
-_REF = (rf"(?:\b{_PRE}\b[^.\n?!]{{0,25}}?\b{_NOUN}\b|\byour\b[^.\n?!]{{0,25}}?\b{_NOUN_WIDE}\b|"
-        rf"\b{_NOUN}\b[^.\n?!]{{0,25}}?\b{_POST}\b|\b{_NOUN_WIDE}\b[^.\n?!]{{0,25}}?\b{_POST_MINE}\b|"
+             r"errors?|warnings?|steps?|examples?|options?|items?|sections?|points?|questions?))|"
+             r"the above(?:,? (?:and|instead|then)\b|\s*[.;:!]\s*(?:instead|now|then|and|just)\b)|"
+             r"(?:the |your |its )?(?:system|developer|hidden|initial|original) (?:message|prompt)s?)")
+# Gaps never cross a sentence end, a quotation mark or a bracket: a reference is one phrase.
+_GAP = r"[^.\n?!\"()\[\]]"
+_REF = (rf"(?:\b{_PRE}\b{_GAP}{{0,25}}?\b{_NOUN}\b|\byour\b{_GAP}{{0,25}}?\b{_NOUN_WIDE}\b|"
+        rf"\b{_NOUN}\b{_GAP}{{0,25}}?\b{_POST}\b|\b{_NOUN_WIDE}\b{_GAP}{{0,25}}?\b{_POST_MINE}\b|"
         rf"\b{_INHERENT})")
 _VOID = (r"(?:no longer (?:apply|applies|valid|matter|hold|stand|count|in (?:effect|force))|"
          r"(?:do|does) not (?:apply|matter|count)(?: anymore| any more)?|don't (?:apply|matter|count)|"
-         r"(?:is|are|were|have been|has been) (?:now )?(?:void|null|cancell?ed|revoked|lifted|"
+         r"(?:is|are|was|were|have been|has been|have|has) (?:now )?(?:void|null|cancell?ed|revoked|lifted|"
+         r"changed|"
          r"suspended|obsolete|outdated|superseded|replaced|overridden|invalid|fake|a test|"
          r"wrong|over|expired|withdrawn|rescinded|deprecated|out of date)|"
          r"(?:should|must|can|may) (?:now )?be (?:ignored|disregarded|forgotten|discarded))")
@@ -60,7 +65,7 @@ _ADDRESSEE = r"(?:an? )?(?:ai|a\.i\.|llm|language model|ai assistant|chatbot|cha
 # Spanish, French, German, Portuguese, Italian, Dutch: "ignore the previous instructions".
 _I18N_VERB = (r"(?:ignor\w*|olvid\w*|oubli\w*|vergiss\w*|vergessen|esque[cç]\w*|dimentic\w*|"
               r"negeer\w*|vergeet\w*|descart\w*|ignorier\w*)")
-_I18N_NOUN = (r"(?:instruc\w*|instrukt\w*|anweisung\w*|istruzion\w*|consigne\w*|regla\w*|"
+_I18N_NOUN = (r"(?:instru[cç]\w*|instrukt\w*|anweisung\w*|istruzion\w*|consigne\w*|regla\w*|"
               r"règle\w*|regeln|regras|regole|instructies|vorgaben|indicaciones|directives)")
 _I18N_PRE = (r"(?:anterior\w*|previ\w*|précédent\w*|precedent\w*|vorherig\w*|bisherig\w*|"
              r"obig\w*|vorig\w*|eerdere|vorige|antérieur\w*|ci-dessus|arriba)")
@@ -72,11 +77,12 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"earlier|preceding|original|initial|system|your|all)\b[^.\n]{0,20}?\b(?:instructions?|"
         r"prompts?|directives?|guidelines|rules)\b")),
     # verb class x reference to earlier instructions ("pay no attention to what you were told")
-    "override_prior": (1.0, re.compile(rf"\b{_VERB}\b[^.\n?!]{{0,30}}?{_REF}")),
+    "override_prior": (1.0, re.compile(rf"\b{_VERB}\b{_GAP}{{0,30}}?{_REF}")),
     # a reference to the model's instructions declared void ("the above directions no longer apply")
     "instructions_void": (1.0, re.compile(
         rf"\b{_VOID_STRONG}\b[^.\n?!]{{0,25}}?\b{_NOUN_WIDE}\b[^.\n?!]{{0,25}}?\b{_VOID}|"
-        rf"\b{_NOUN_WIDE} (?:you (?:were|have been|'ve been) given|given (?:to you|above|earlier))"
+        rf"\b{_NOUN_WIDE} (?:you (?:were|have been|'ve been) given|given (?:to you|above|earlier)|"
+        rf"above|(?:stated|listed|written) above)"
         rf"[^.\n?!]{{0,25}}?\b{_VOID}")),
     "instructions_void_weak": (0.4, re.compile(
         rf"\b(?:previous|prior|earlier|old|original|initial|existing)\b[^.\n?!]{{0,20}}?\b{_NOUN}\b"
@@ -88,8 +94,26 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"(?:your|the|my|these) (?:new|real|actual|updated|true) (?:instructions|rules|orders|"
         r"directives)\b")),
     "new_instructions": (0.5, re.compile(
-        r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:|\bfrom now on,? you (?:are|will|"
-        r"must|shall)\b")),
+        r"\b(?:new|updated|real|actual|revised) (?:system )?(?:instructions?|rules?|directives?|"
+        r"orders?|task)\s*:")),
+    "from_now_on": (0.4, re.compile(
+        r"\bfrom (?:now|this (?:point|moment)|here) on,? you (?:are|will|must|shall|should|may|can)\b")),
+    "override_banner": (0.7, re.compile(
+        r"\b(?:system|admin|administrator|developer|root) (?:override|overwrite|instruction update|"
+        r"prompt update)\b\s*(?::|!|mode|activated|enabled|engaged|in effect|code|protocol)")),
+    "authority_claim": (0.4, re.compile(
+        r"\b(?:i am|i'm|this is) (?:your|the|an?) (?:developer|creator|admin|administrator|operator|"
+        r"owner|programmer|system administrator)s?\b|\b(?:message|instructions?|update) from "
+        r"(?:your|the) (?:developers?|creators?|operators?|administrators?|admins?)\b")),
+    "special_mode": (0.5, re.compile(
+        r"\b(?:enter|enable|activate|switch to|you are (?:now )?in) (?:debug|maintenance|god|"
+        r"admin|sudo|unrestricted|jailbreak|test) mode\b")),
+    "without_rules": (0.6, re.compile(
+        r"\bwithout (?:any of |applying |using )?(?:your|the|its) (?:\w+ )?(?:rules|guidelines|"
+        r"restrictions|filters|safeguards|guardrails|safety (?:rules|guidelines|filters)|content "
+        r"polic(?:y|ies))\b[^.\n]{0,30}\b(?:answer|respond|reply|tell|write|explain|act|help)|"
+        r"\b(?:answer|respond|reply|tell me|write|explain)\b[^.\n]{0,40}\bwithout (?:any of )?"
+        r"your (?:\w+ )?(?:rules|guidelines|restrictions|filters|safeguards|guardrails)\b")),
     "released_from_rules": (1.0, re.compile(
         r"\byou(?: are|'re) (?:now )?(?:no longer|not) (?:bound|restricted|constrained|limited|"
         r"required to (?:follow|obey|comply))\b|\byou(?: are|'re) (?:now )?(?:free|allowed|"
@@ -105,7 +129,11 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         rf"process|summari[sz]|see|pars|ingest|retriev|answer)|\b(?:note|message|instructions?|"
         rf"reminder|attention) (?:to|for) (?:the |any |all )?{_ADDRESSEE}s?\b\s*[:,-]|"
         rf"\b{_ADDRESSEE}s? (?:reading|processing|summari[sz]ing|parsing|ingesting|retrieving) "
-        rf"this\b")),
+        rf"this\b|\b(?:attention|note|memo|to|hey|important for|instructions for) {_ADDRESSEE}s?\s*:|"
+        rf"\b(?:when|while|after|before|if) (?:summari[sz]ing|reading|processing|answering|parsing|"
+        rf"quoting|using) (?:this|these) (?:page|document|text|file|email|message|article|site|"
+        rf"excerpt|source|passage)s?\b[^.\n]{{0,40}}?\b(?:tell|say|respond|reply|answer|inform|"
+        rf"instruct|include|mention|recommend|add|claim|state)\b")),
     "directs_user": (0.3, re.compile(
         r"\b(?:tell|inform|instruct|advise|urge|ask|convince|persuade|get|direct) the (?:user|"
         r"reader|customer)s? (?:to|that)\b")),
@@ -132,7 +160,7 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\bdeveloper mode (?:is )?(?:now )?(?:enabled|activated)\b[^.\n]{0,40}\b(?:you|policies|"
         r"restrictions|filters)\b")),
     "roleplay_jailbreak": (0.7, re.compile(
-        r"\b(?:pretend|imagine|act as if|role-?play|let's play a game)\b[^.\n]{0,60}?\b(?:no|without|"
+        r"\b(?:pretend|imagine|act as (?:if|though)|role-?play|let's play a game)\b[^.\n]{0,60}?\b(?:no|without|"
         r"free (?:of|from)|not bound by|ignores?)\b[^.\n]{0,20}?\b(?:rules|restrictions|filters|"
         r"guidelines|limitations|content polic(?:y|ies)|ethics|morals|censorship)\b|\b(?:stay in|never "
         r"break) character\b[^.\n]{0,60}\b(?:rules|restrictions|filters|refuse)\b")),
