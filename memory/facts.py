@@ -13,12 +13,17 @@ from ``memory.facts_extract`` are reconciled against the user's existing facts:
 - NOOP    a repeat (same key and value, or MiniLM-similar text): the new source message
           id is added to the existing fact.
 
-Nothing is ever deleted from SQL, and only ``valid`` facts ever reach a prompt.
+Nothing is ever deleted from SQL, and only ``valid`` facts ever reach a prompt. But
+forgetting erases: a forgotten fact, and every earlier version of it, keeps its id, key,
+dates, status and provenance ids, and the sha256 of its text (``text_sha256``); its text
+and value are emptied in SQL and it leaves Chroma and the embedding cache. The caller of
+the forget gets the text once, in the returned snapshot, to say what was forgotten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -28,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chromadb.api import ClientAPI
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import FactNotFound, VectorStoreUnavailable
@@ -75,13 +80,14 @@ class FactInfo:
     superseded_by: int | None = None
     extractor: str | None = None
     reason: str | None = None
+    text_sha256: str | None = None  # set once the text is erased (forgotten)
 
 
 def _info(row: FactRow) -> FactInfo:
     return FactInfo(row.id, row.user_id, row.key, row.value, row.text,
                     [int(i) for i in row.source_ids or []], row.confidence, row.status,
                     _aware(row.valid_from), _aware(row.valid_to), row.supersedes,  # type: ignore[arg-type]
-                    row.superseded_by, row.extractor, row.reason)
+                    row.superseded_by, row.extractor, row.reason, row.text_sha256)
 
 
 @dataclass(frozen=True)
@@ -202,12 +208,36 @@ class FactMemory:
 
     def _close(self, rows: Sequence[FactRow], status: str, when: datetime, reason: str,
                superseded_by: int | None = None) -> list[FactInfo]:
+        """Close ``rows``; a ``forgotten`` one is erased (the snapshot still has its text)."""
+        closed = []
         for row in rows:
             row.status, row.reason, row.updated_at = status, reason, utcnow()
             row.valid_to = row.valid_to or when
             if superseded_by is not None:
                 row.superseded_by = superseded_by
-        return [_info(r) for r in rows]
+            closed.append(_info(row))
+            if status == "forgotten":
+                self._erase([row])
+        return closed
+
+    def _erase(self, rows: Iterable[FactRow]) -> None:
+        """Empty text and value, keep their hash; drop the cached embedding of the text."""
+        for row in rows:
+            if row.text:
+                row.text_sha256 = hashlib.sha256(row.text.encode("utf-8")).hexdigest()
+                with self._lock:
+                    self._vectors.pop(row.text, None)
+            row.text, row.value = "", ""
+
+    def _earlier(self, db: Session, rows: Iterable[FactRow]) -> list[FactRow]:
+        """Every earlier version of ``rows`` (their ``supersedes`` chains, same user)."""
+        found: dict[int, FactRow] = {}
+        for row in rows:
+            older = db.get(FactRow, row.supersedes) if row.supersedes is not None else None
+            while older is not None and older.user_id == row.user_id and older.id not in found:
+                found[older.id] = older
+                older = db.get(FactRow, older.supersedes) if older.supersedes is not None else None
+        return list(found.values())
 
     def _forget(self, db: Session, user_id: str, candidate: Candidate, draft: _Draft,
                 source: StoredMessage) -> Change | None:
@@ -227,6 +257,8 @@ class FactMemory:
         status = "forgotten" if request else "invalid"
         reason = (f"user asked to forget it (msg-{source.id})" if request
                   else f"user withdrew it (msg-{source.id})")
+        if request:
+            self._erase(self._earlier(db, rows))
         return Change("DELETE", None, self._close(rows, status, when, reason))
 
     def _add(self, db: Session, user_id: str, candidate: Candidate, draft: _Draft,
@@ -318,11 +350,13 @@ class FactMemory:
         return new
 
     def forget_ids(self, user_id: str, fact_ids: Sequence[int], reason: str) -> list[FactInfo]:
-        """Mark these facts (all versions the user owns) forgotten."""
+        """Mark these facts forgotten and erase them and every earlier version of them
+        (those keep their status); returns the facts asked for, as they were."""
         with self._serial, self._sessions() as db, db.begin():
             self._lock_user(db, user_id)
-            rows = [self._own(db, user_id, i) for i in fact_ids]
-            rows = [r for r in rows if r.status != "forgotten"]
+            asked = [self._own(db, user_id, i) for i in fact_ids]
+            self._erase(self._earlier(db, asked))
+            rows = [r for r in asked if r.status != "forgotten"]
             done = self._close(rows, "forgotten", utcnow(), reason)
         self._index(done)
         return done
@@ -363,7 +397,8 @@ class FactMemory:
         lovely!"): kept out of recall too, or the turn memory would repeat them."""
         with self._sessions() as db:
             rows = db.scalars(select(FactRow.source_ids).where(
-                FactRow.user_id == user_id, FactRow.status == "forgotten"))
+                FactRow.user_id == user_id,
+                or_(FactRow.status == "forgotten", FactRow.text_sha256.is_not(None))))
             sources = {int(i) for ids in rows for i in ids or []}
             if not sources:
                 return set()
@@ -380,7 +415,9 @@ class FactMemory:
 
     # -- Chroma ----------------------------------------------------------------------
     def _index(self, facts: Sequence[FactInfo]) -> None:
-        """Valid facts in Chroma, every other version out of it (SQL decides)."""
+        """Valid facts in Chroma, every other version out of it (SQL decides). Only the
+        vector goes in, never the text: SQL holds that, and Chroma keeps each write in
+        its log for a while after a delete, so a forgotten fact's text would linger."""
         if self.collection is None or not facts:
             return
         keep = [f for f in facts if f.status == "valid"]
@@ -388,7 +425,7 @@ class FactMemory:
         try:
             if keep:
                 self.collection.upsert(
-                    ids=[f"fact-{f.id}" for f in keep], documents=[f.text for f in keep],
+                    ids=[f"fact-{f.id}" for f in keep],
                     embeddings=self._embed([f.text for f in keep]),
                     metadatas=[{"user_id": f.user_id, "fact_id": f.id, "key": f.key} for f in keep])
             if drop:

@@ -205,8 +205,10 @@ class Job(Base):
 class Fact(Base):
     """One version of one fact about a user. Versions are never overwritten: an update
     closes the old row (``valid_to``, status ``superseded``, ``superseded_by``) and
-    adds a new one that points back (``supersedes``); "forget" sets ``forgotten``.
-    ``source_ids`` are the message ids the fact was drawn from (provenance)."""
+    adds a new one that points back (``supersedes``); "forget" sets ``forgotten`` and
+    erases the text (``text`` and ``value`` empty, ``text_sha256`` its hash), in every
+    earlier version too. ``source_ids`` are the message ids the fact was drawn from
+    (provenance)."""
 
     __tablename__ = "facts"
     __table_args__ = (Index("ix_facts_user_status_key", "user_id", "status", "key"),)
@@ -227,6 +229,7 @@ class Fact(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    text_sha256: Mapped[str | None] = mapped_column(String(64))  # set when the text is erased
 
 
 # --- issue 3 (summaries, migration 0006): SessionSummary --------------------------------

@@ -4,6 +4,7 @@ and extraction through the durable queue (invalid output, provider outage, resta
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -385,7 +386,8 @@ def test_deleting_a_session_forgets_the_facts_it_alone_supports(fast: Settings) 
         assert bot.delete_session("old", user_id="ana") == 4
         assert [(f.key, f.value) for f in bot.facts("ana")] == [("likes", "chess")]
         gone = [f for f in bot.facts("ana", include_history=True) if f.status == "forgotten"]
-        assert [f.value for f in gone] == ["Acme"]
+        assert [(f.key, f.value, f.text) for f in gone] == [("employer", "", "")]  # erased
+        assert gone[0].text_sha256 == hashlib.sha256(b"The user works at Acme.").hexdigest()
         bot.chat("Tell me about my job", session_id="new", user_id="ana")
         system = system_text(model)
         assert "The user likes chess." in system and "The user works at Acme." not in system

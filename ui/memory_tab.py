@@ -4,6 +4,10 @@ fact came from, and the controls to correct it, forget it or take it home as JSO
 Everything goes through the people API on ``Assistant`` (``facts``, ``edit_fact``,
 ``forget``, ``fact_sources``, ``session_summary``) with the viewer's own user id, so
 another user's fact id is simply not found.
+
+The export never touches the disk: the JSON goes to the browser in the event's reply and
+is saved there from memory (a Blob). A ``DownloadButton`` needs a file, which Gradio
+then copies into its cache, where the user's fact history would outlive the download.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
-import tempfile
 from typing import Any
 
 import gradio as gr
@@ -21,9 +24,22 @@ from assistant.orchestrator import Assistant
 from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
 
-__all__ = ["build_memory", "facts_frame"]
+__all__ = ["build_memory", "export_json", "facts_frame"]
 
 COLUMNS = ["id", "fact", "status", "confidence", "since", "until", "from messages"]
+ERASED = "(forgotten: text erased)"
+#: Saves the export (the hidden box's JSON) as a file from browser memory, then clears it.
+SAVE_JS = """(text) => {
+  if (!text) { return ""; }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([text], {type: "application/json"}));
+  link.download = "lastmile-facts.json";
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  return "";
+}"""
 
 
 def _day(value: Any) -> str:
@@ -31,7 +47,7 @@ def _day(value: Any) -> str:
 
 
 def facts_frame(facts: list[Any]) -> pd.DataFrame:
-    rows = [{"id": f.id, "fact": f.text, "status": f.status, "confidence": round(f.confidence, 2),
+    rows = [{"id": f.id, "fact": f.text or (ERASED if f.text_sha256 else ""), "status": f.status, "confidence": round(f.confidence, 2),
              "since": _day(f.valid_from), "until": _day(f.valid_to),
              "from messages": ", ".join(str(i) for i in f.source_ids)} for f in facts]
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -52,13 +68,10 @@ def _summary_md(record: Any) -> str:
             f"version {record.version} · {record.method}</small>")
 
 
-def _export(bot: Assistant, user: str) -> str:
-    """Every version of every fact of ``user`` as a JSON file for the download button."""
+def export_json(bot: Assistant, user: str) -> str:
+    """Every version of every fact of ``user`` as JSON text (never written to a file)."""
     facts = [dataclasses.asdict(f) for f in bot.facts(user, include_history=True)]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="lastmile-facts-",
-                                     delete=False) as out:
-        json.dump({"user_id": user, "facts": facts}, out, indent=2, default=str)
-    return out.name
+    return json.dumps({"user_id": user, "facts": facts}, indent=2, default=str)
 
 
 def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Tab:
@@ -75,7 +88,8 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
         with gr.Row():
             save = gr.Button("Save correction", elem_id="lm-fact-save")
             forget = gr.Button("Forget this fact", variant="stop", elem_id="lm-fact-forget")
-            export = gr.DownloadButton("Export all as JSON", elem_id="lm-facts-export")
+            export = gr.Button("Export all as JSON", elem_id="lm-facts-export")
+        exported = gr.Textbox(visible="hidden", elem_id="lm-facts-export-data", show_label=False)
         sources = gr.HTML(elem_id="lm-fact-sources")
         gr.Markdown("### Summary of the open chat")
         summary = gr.Markdown(elem_id="lm-summary")
@@ -83,7 +97,7 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
         def listing(user: str, with_history: bool, session_id: str | None) -> tuple[Any, ...]:
             facts = bot.facts(user, include_history=with_history)
             record = bot.session_summary(session_id, user_id=user) if session_id else None
-            return facts_frame(facts), _summary_md(record), _export(bot, user)
+            return facts_frame(facts), _summary_md(record)
 
         @friendly
         def on_show(with_history: bool, session_id: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -116,10 +130,16 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
             gr.Info(getattr(result, "message", None) or "Forgotten.")
             return listing(user, with_history, session_id)
 
-        shown = [table, summary, export]
+        @friendly
+        def on_export(request: gr.Request) -> str:
+            return export_json(bot, identity.require(request, "user").user_id)
+
+        shown = [table, summary]
         for event in (tab.select, history.change):
             event(on_show, [history, session], shown, **QUIET)
         table.select(on_select, [table], [chosen, text, sources], **QUIET)
         save.click(on_save, [chosen, text, history, session], shown, **QUIET)
         forget.click(on_forget, [chosen, history, session], shown, **QUIET)
+        export.click(on_export, None, [exported], **QUIET).then(
+            None, [exported], [exported], js=SAVE_JS, **QUIET)
     return tab
