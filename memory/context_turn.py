@@ -3,8 +3,8 @@
 
 It plans the split for the model, fetches the summary, documents and memories within
 their budgets — documents *and* recalled memories (episodic turns, facts) both pass the
-guards' ``after_retrieval``, so a quarantined item never reaches the prompt from either
-side — assembles the prompt, records what went in (the report; ``ctx.notes["sources"]``
+guards' ``after_retrieval`` (the session summary too, line by line), so a quarantined
+item never reaches the prompt from any side — assembles the prompt, records what went in (the report; ``ctx.notes["sources"]``
 for the citation guard; ``ctx.notes["snippets"]`` for retrieval-only answers) and
 schedules a summary fold for turns that left the window.
 """
@@ -22,8 +22,8 @@ from assistant.context import Blocks, ContextReport, assemble_context, with_prea
 from memory.context_split import plan_split
 from memory.sources_block import render_budgeted
 
-__all__ = ["HISTORY_SCAN", "WITHHELD", "RecalledItem", "guard_memories", "render_sources",
-           "turn_context"]
+__all__ = ["HISTORY_SCAN", "WITHHELD", "RecalledItem", "guard_memories", "guard_summary",
+           "render_sources", "turn_context"]
 
 HISTORY_SCAN = 200  # newest messages considered for the window; plenty for any budget
 #: Stands in for a recalled memory a guard quarantined (its text never reaches the prompt).
@@ -85,6 +85,21 @@ def guard_memories(guards: Any, ctx: Any, text: str,
     return text, out
 
 
+def guard_summary(guards: Any, ctx: Any, text: str, label: str) -> str:
+    """The session summary after ``guards.after_retrieval``, line by line (it is drawn
+    from earlier turns, so a flagged turn could come back through it): a quarantined line
+    shows ``WITHHELD``, a rewritten one its new text; the header line is left as it is."""
+    head, *lines = text.split("\n")
+    items = [RecalledItem(f"{label}-{i}", line) for i, line in enumerate(lines, 1) if line.strip()]
+    kept = guards.after_retrieval(ctx, list(items))
+    if kept == items:
+        return text
+    now = {k.memory_id: k.text for k in kept if isinstance(k, RecalledItem)}
+    out = [now.get(f"{label}-{i}", "- " + WITHHELD) if line.strip() else line
+           for i, line in enumerate(lines, 1)]
+    return "\n".join([head, *out])
+
+
 def turn_context(assistant: Any, ctx: Any, model: Any,
                  query: str) -> tuple[list[BaseMessage], ContextReport]:
     """The prompt for ``query`` in ``ctx``'s session, within ``model``'s budget."""
@@ -105,7 +120,8 @@ def turn_context(assistant: Any, ctx: Any, model: Any,
     def summary_block(budget: int) -> str:
         text, record = summaries.block(ctx.user_id, ctx.session_id, budget, count_text)
         seen["summary"] = record
-        return text
+        label = f"summary-{getattr(record, 'version', None) or 0}"
+        return guard_summary(assistant.guards, ctx, text, label) if text else text
 
     def documents_block(budget: int) -> str:
         grounding = documents.retrieve(ctx.user_id, query, token_budget=budget,

@@ -22,7 +22,7 @@ from assistant.audit import open_audit_log
 from assistant.context import DATA_MARK
 from assistant.protocols import SourceRef
 from guardrails import GuardChain, GuardContext, InjectionGuard, scan
-from memory.context_turn import WITHHELD, guard_memories, render_sources
+from memory.context_turn import WITHHELD, guard_memories, guard_summary, render_sources
 from memory.models import Chunk, Source
 from memory.sources_block import FLAG_NOTE
 
@@ -216,6 +216,18 @@ def test_memory_lines_are_guarded_and_replaced_by_a_marker() -> None:
     clean, same = guard_memories(GuardChain([InjectionGuard()]), GuardContext("u", "s"),
                                  block.replace(PAYLOAD, "and I like tea"), snippets)
     assert clean == block.replace(PAYLOAD, "and I like tea") and same == snippets
+
+
+def test_summary_lines_are_guarded_too() -> None:
+    summary = ("Summary of the earlier conversation:\n- The user lives in Porto.\n- " + PAYLOAD
+               + "\n- The user likes tea.")
+    ctx = GuardContext("u", "s")
+    text = guard_summary(GuardChain([InjectionGuard()]), ctx, summary, "summary-3")
+    assert text.splitlines() == ["Summary of the earlier conversation:", "- The user lives in Porto.",
+                                 f"- {WITHHELD}", "- The user likes tea."]
+    assert ctx.notes["injection"][0]["ref"] == {"memory_id": "summary-3-2"}
+    clean = summary.replace(PAYLOAD, "The user asked about trains.")
+    assert guard_summary(GuardChain([InjectionGuard()]), ctx, clean, "summary-3") == clean
 
 
 # wider detection ---------------------------------------------------------------------------
