@@ -144,7 +144,10 @@ class AuthGate:
         self.app, self.resolver, self.mode = app, resolver, mode
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or _is_open(scope.get("path", "")):
+        path = scope.get("path", "")
+        monitoring = path == "/monitoring" or path.startswith("/monitoring/")
+        if scope["type"] not in ("http", "websocket") or _is_open(path) \
+                or (self.mode == "none" and not monitoring):  # the operator: nothing to look up
             await self.app(scope, receive, send)
             return
         request = HTTPConnection(scope)
@@ -160,7 +163,7 @@ class AuthGate:
         await self.app(scope, receive, send)
 
     def _refusal(self, request: HTTPConnection, viewer: SignedIn | None) -> Response | None:
-        path = request.url.path
+        path = request.scope.get("path", "")
         if viewer is None:
             if self.mode == "header":
                 return JSONResponse({"detail": "Sign-in is by the reverse proxy, and this request "

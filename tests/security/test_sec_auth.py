@@ -205,12 +205,18 @@ def test_known_and_unknown_users_take_the_same_time(make_rig: Callable[..., Rig]
     client = rig.client()
     for user in ("alice", "nobody-here"):
         _login_ms(client, user)  # warm up both paths (the dummy hash is made lazily)
-    known, unknown = [], []
-    for i in range(9):  # interleaved, so load on the box hits both alike
-        known.append(_login_ms(client, "alice"))
-        unknown.append(_login_ms(client, f"nobody-{i}"))
-    k, u = statistics.median(known), statistics.median(unknown)
-    assert abs(k - u) <= 0.2 * max(k, u), f"known {k:.1f} ms vs unknown {u:.1f} ms"
+    rounds = []
+    for _round in range(3):  # the box is shared: a burst of load may spoil one round
+        known, unknown = [], []
+        for i in range(11):  # interleaved, so load on the box hits both alike
+            known.append(_login_ms(client, "alice"))
+            unknown.append(_login_ms(client, f"nobody-{i}"))
+        k, u = statistics.median(known), statistics.median(unknown)
+        rounds.append(f"known {k:.1f} ms vs unknown {u:.1f} ms")
+        if abs(k - u) <= 0.2 * max(k, u):
+            break
+    else:
+        pytest.fail("; ".join(rounds))
 
 
 # --- header auth -------------------------------------------------------------------
@@ -300,3 +306,34 @@ def test_monitoring_is_not_for_users(rig: Rig) -> None:
     assert rig.client().get("/monitoring/summary").status_code == 401
     adam = rig.sign_in("adam")  # the built-in dashboard is off altogether
     assert adam.get("/monitoring/summary").status_code in (403, 404)
+
+
+def test_monitoring_without_sign_in_follows_the_single_user_role(
+        make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(auth="none", single_user_role="user")
+    assert rig.client().get("/monitoring/summary").status_code == 403
+    assert rig.client().get("/config").status_code == 200  # the rest of the UI is open
+
+
+def test_the_back_off_doubles_is_forgotten_and_bounded() -> None:
+    from ui.ratelimit import LoginLimiter
+
+    now = [0.0]
+    limiter = LoginLimiter(2, base=1.0, cap=8.0, max_keys=3, clock=lambda: now[0])
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 0
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 1.0
+    waits = []
+    for _ in range(5):
+        now[0] += limiter.retry_after("a")
+        limiter.failed("a")
+        waits.append(limiter.retry_after("a"))
+    assert waits == [2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, capped
+    limiter.succeeded("b")
+    assert limiter.retry_after("b", "a") == 8.0  # any blocked key blocks the try
+    now[0] += 17.0  # 2 × cap without a failure: forgotten
+    assert limiter.retry_after("a") == 0
+    for key in "wxyz":
+        limiter.failed(key)
+    assert len(limiter._entries) == 3  # bounded memory under a flood of names
