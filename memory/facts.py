@@ -177,6 +177,8 @@ class FactMemory:
             if change is not None:
                 changes.append(change)
                 self._index([c for c in (change.fact, *change.previous) if c is not None])
+        if any(p.status == "forgotten" for c in changes for p in c.previous):
+            self._drop_cached_replies(user_id)
         return changes
 
     def _guarded(self, ctx: GuardContext, candidate: Candidate) -> _Draft | None:
@@ -359,6 +361,8 @@ class FactMemory:
             rows = [r for r in asked if r.status != "forgotten"]
             done = self._close(rows, "forgotten", utcnow(), reason)
         self._index(done)
+        if done:
+            self._drop_cached_replies(user_id)
         return done
 
     def drop_sources(self, user_id: str, message_ids: Collection[int]) -> list[FactInfo]:
@@ -372,7 +376,19 @@ class FactMemory:
             orphans = [r for r in rows if r.source_ids and set(map(int, r.source_ids)) <= gone]
             done = self._close(orphans, "forgotten", utcnow(), "its source messages were deleted")
         self._index(done)
+        if done:
+            self._drop_cached_replies(user_id)
         return done
+
+    def _drop_cached_replies(self, user_id: str) -> None:
+        """A cached reply may quote what was just forgotten ("Enjoy Porto!"): the user's
+        cached replies go with it (the next miss costs one model call)."""
+        from memory.response_cache import ResponseCache
+
+        try:
+            ResponseCache(self.engine, ttl_s=0).purge(user_id=user_id, expired_only=False)
+        except Exception:  # noqa: BLE001 - the facts are forgotten either way
+            log.warning("could not drop the cached replies of a user after a forget", exc_info=True)
 
     def sources(self, user_id: str, fact_id: int) -> list[StoredMessage]:
         """The stored messages a fact was drawn from (only this user's)."""

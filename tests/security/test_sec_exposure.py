@@ -119,6 +119,24 @@ def test_forgetting_by_description_keeps_no_words_of_it(rig: Any) -> None:
     assert not [r for r in facts_rows(rig) if TOWN.lower() in r.lower()]
 
 
+def test_forgetting_drops_the_users_cached_replies(make_rig: Callable[..., Any]) -> None:
+    """A cached reply quoting the fact ("echo: I live in ...") is a copy of it too."""
+    rig = make_rig(facts_model="rules", cache_mode="exact")
+    tell(rig, "alice", f"I live in {TOWN}.")
+    tell(rig, "bob", f"I live in {NEW_TOWN}.")
+
+    def cached(user: str) -> list[str]:
+        with rig.bot.store.engine.connect() as conn:
+            return [" | ".join(map(str, r)) for r in conn.execute(
+                text("SELECT * FROM cache_entries WHERE user_id = :u"), {"u": user})]
+
+    assert any(TOWN in r for r in cached("alice"))  # the control: the copy was there
+    [home] = rig.bot.facts("alice")
+    assert rig.bot.forget("alice", home.id).forgotten
+    assert not [r for r in cached("alice") if TOWN in r]
+    assert any(NEW_TOWN in r for r in cached("bob"))  # another user's cache is theirs
+
+
 def _temp_files(since: float, besides: Path) -> list[Path]:
     """Files under the temp folder (Gradio's cache included) written since ``since``,
     except under ``besides`` (the test's own folder: the deployment's database is there)."""
@@ -182,3 +200,36 @@ def test_the_migration_erases_facts_forgotten_before_it(database_url: str) -> No
     assert "1" in str(rows[2].source_ids)  # provenance kept
     assert (rows[3].value, rows[3].text_sha256) == ("chess", None)
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_the_export_button_downloads_the_json_from_memory(live_server: Any, page: Any,
+                                                          tmp_path: Path) -> None:
+    """In a real browser: the button still gives the user a JSON file (saved from the
+    event's reply in browser memory), and the server wrote none."""
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from playwright.sync_api import expect
+    from ui_support import BOT, SELECTED, send
+
+    from assistant import Assistant, ScriptedModel, Settings
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'ui.db'}",
+                        index_turns=False, cache_mode="off", summarize_sessions=False)
+    bot = Assistant(settings, model=ScriptedModel(fn=lambda messages: "Noted."))
+    url, _ = live_server(bot)
+    page.goto(url)
+    expect(page.locator(SELECTED)).to_have_count(1, timeout=20_000)
+    send(page, f"I live in {TOWN}")
+    expect(page.locator(BOT).last).to_contain_text("Noted.", timeout=20_000)
+    bot.flush()
+    started = time.time() - 1
+    page.get_by_role("tab", name="Memory").click()
+    with page.expect_download(timeout=20_000) as download:
+        page.locator("#lm-facts-export").click()
+    assert download.value.suggested_filename == "lastmile-facts.json"
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["user_id"] == "default" and TOWN in saved["facts"][0]["text"]
+    server_side = [p for p in _temp_files(started, besides=tmp_path)
+                   if p.name.startswith("lastmile-facts")]
+    assert server_side == []
+    bot.close()
