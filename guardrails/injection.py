@@ -82,7 +82,9 @@ _YOU = re.compile(r"\b(?:you|your|yourself)\b")
 # ... or quoted as an example ("attacks such as 'ignore previous instructions'").
 _MENTION = re.compile(r"\b(?:such as|like|e\.g\.|for example|for instance|phrases?|called|known as|"
                       r"patterns?|examples?|attacks?)\b")
-_QUOTED = re.compile(r"([\"'`])([^\"'`\n]{4,200})\1")
+# A quotation: marks at word edges, so the apostrophes of "I'd ... it's" never pair up.
+_QUOTED = re.compile(r"(?<![\w])([\"'`])([^\"'`\n]{4,200}?)\1(?!\w)|\u201c()([^\u201d\n]{4,200})\u201d|"
+                     r"\u2018()([^\u2019\n]{4,200})\u2019")
 _SPACED = re.compile(r"(?<![a-z])(?:[a-z][ .\-_*·]{1,3}){5,}[a-z](?![a-z])")
 
 
@@ -96,8 +98,8 @@ def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str,
         return name + ":conditional", 0.4
     question = _QUESTION.search(sentence.strip()) and not _REQUEST.search(sentence.strip())
     if (question or _MENTION.search(sentence)) and any(
-            left + q.start(2) <= m.start() and m.end() <= left + q.end(2)
-            for q in _QUOTED.finditer(sentence)):
+            left + q.start(g) <= m.start() and m.end() <= left + q.end(g)
+            for q in _QUOTED.finditer(sentence) for g in (2, 4, 6) if q.group(g) is not None):
         return name + ":quoted", 0.3
     if question and not _YOU.search(sentence):  # about some model, not addressed to this one
         return name + ":discussed", 0.3
