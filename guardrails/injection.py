@@ -91,8 +91,9 @@ _SPACED = re.compile(r"(?<![a-z])(?:[a-z][ .\-_*·]{1,3}){5,}[a-z](?![a-z])")
 def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str, float]:
     if name not in _DAMPENED:
         return name, weight
-    left = max(text.rfind(ch, 0, m.start()) for ch in ".!?\n") + 1
-    right = min([i for ch in ".!?\n" if (i := text.find(ch, m.end())) >= 0] or [len(text)])
+    ends = (".", "!", "?", "\n\n")  # a sentence may wrap over lines; a blank line ends it
+    left = max(text.rfind(ch, 0, m.start()) for ch in ends) + 1
+    right = min([i for ch in ends if (i := text.find(ch, m.end())) >= 0] or [len(text)])
     sentence = text[left:right + 1]
     if _CONDITIONAL.search(sentence) and not RULES["addresses_model"][1].search(sentence):
         return name + ":conditional", 0.4
@@ -137,13 +138,17 @@ def _match_rules(text: str, result: InjectionResult, prefix: str = "",
     return bool(hits)
 
 
-def _variants(plain: str) -> list[str]:
-    """Spellings that hide the words from the rules: look-alike letters, leetspeak."""
-    out = []
-    for table in (CONFUSABLES, LEET):
-        folded = plain.translate(table)
-        if folded != plain and folded not in out:
-            out.append(folded)
+_WRAP = re.compile(r"(?<=\S)[ \t]*\n(?![ \t]*(?:\n|[-*+>#|]|\d+[.)]))[ \t]*")
+
+
+def _variants(plain: str) -> list[tuple[str, str | None]]:
+    """Spellings that hide the words from the rules: look-alike letters, leetspeak, and a
+    sentence wrapped over lines (PDF text, hard-wrapped mail) read as one line."""
+    out: list[tuple[str, str | None]] = []
+    for folded, signal in ((plain.translate(CONFUSABLES), "obfuscated_spelling"),
+                           (plain.translate(LEET), "obfuscated_spelling"), (_WRAP.sub(" ", plain), None)):
+        if folded != plain and all(folded != seen for seen, _ in out):
+            out.append((folded, signal))
     return out
 
 
@@ -171,14 +176,15 @@ def scan(text: str, *, _depth: int = 0) -> InjectionResult:
     result = InjectionResult()
     plain = _plain(text)
     _match_rules(plain, result)
-    for variant in _variants(plain):
+    for variant, signal in _variants(plain):
         probe = InjectionResult()
         _match_rules(variant, probe, names=_DISGUISABLE)
         if probe.score > result.score:  # the disguise hid something: take the unmasked reading
             for rule in result.rules:
                 probe.add(rule, 0.0)
             result = probe
-            result.add("obfuscated_spelling", 0.2)
+            if signal:
+                result.add(signal, 0.2)
     for run in _SPACED.finditer(plain.translate(LEET)):
         if SQUEEZED.search(re.sub(r"[^a-z]", "", run.group())):
             result.add("spaced_out_instruction", 1.0)
