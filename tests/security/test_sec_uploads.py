@@ -6,6 +6,8 @@ would send them, after a real sign-in."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sysconfig
 from pathlib import Path
@@ -79,8 +81,11 @@ def test_a_legit_upload_is_ingested_and_reaches_its_owners_prompt(rig: Any) -> N
     assert "QX-7741-ALICE" in ask(rig, "alice", "What is the payroll vault code?")
 
 
-@pytest.mark.parametrize("target", ["own folder", "alice's upload", "system file", "url", "cache dir"])
-def test_a_forged_path_is_refused_and_nothing_is_ingested(rig: Any, target: str) -> None:
+@pytest.mark.parametrize("target", ["own folder", "alice's upload", "system file", "url", "cache dir",
+                                    "traversal"])
+def test_a_forged_path_is_refused_and_nothing_is_ingested(rig: Any, target: str,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lastmile.audit")
     assert legit_upload(rig, "alice", "payroll.md", ALICE_TEXT)["success"]
     alices = upload_folder(rig.settings.data_dir, "alice") / "payroll.md"
     planted = upload_folder(rig.settings.data_dir, "bob") / "planted.md"
@@ -92,7 +97,8 @@ def test_a_forged_path_is_refused_and_nothing_is_ingested(rig: Any, target: str)
     in_cache.parent.mkdir(parents=True, exist_ok=True)
     in_cache.write_text("# Cached\n\nwritten into the cache by someone else: CACHED-552\n")
     path = {"own folder": str(planted), "alice's upload": str(alices), "system file": str(SYSTEM_FILE),
-            "url": rig.provider.url + "/payroll.md", "cache dir": str(in_cache)}[target]
+            "url": rig.provider.url + "/payroll.md", "cache dir": str(in_cache),
+            "traversal": get_upload_folder() + "/.." * 12 + str(alices)}[target]
     if target == "system file" and not SYSTEM_FILE.is_file():
         pytest.skip(f"no {SYSTEM_FILE} on this machine")
 
@@ -100,6 +106,10 @@ def test_a_forged_path_is_refused_and_nothing_is_ingested(rig: Any, target: str)
 
     assert refused(done), done
     assert own_paths(rig, "bob") == []
+    if done["success"]:  # refused by our check: audited, with who and what
+        audited = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lastmile.audit"]
+        assert any(a["event"] == "upload_refused" and a["user"] == "bob" and a["path"] == path
+                   for a in audited), audited
     body = ask(rig, "bob", "What is the payroll vault code? Quote the license and planted notes.")
     for secret in ("QX-7741-ALICE", SYSTEM_MARK, "PLANTED-991", "CACHED-552"):
         assert secret not in body
