@@ -19,6 +19,7 @@ contents and the server's secret seed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -36,7 +37,7 @@ from assistant.orchestrator import Assistant
 from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
 
-__all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "keep_upload",
+__all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "discard_upload", "keep_upload",
            "received_upload", "sources_frame", "upload_folder"]
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,15 @@ def received_upload(path: str | os.PathLike[str]) -> Path | None:
     if blocks is None or (uploaded is not None and raw not in uploaded and named not in uploaded):
         return None
     return Path(real)
+
+
+def discard_upload(path: Path) -> None:
+    """Remove a received file from Gradio's cache once it is kept in the user's folder:
+    the cache is shared by every user and Gradio never empties it here, so the bytes
+    would outlive a deleted source there."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+        path.parent.rmdir()  # Gradio's per-upload folder, when nothing else is in it
 
 
 def _refuse(user: str, path: str) -> str:
@@ -151,6 +161,7 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
             lines = [f"- ✗ {why}" for why in refused]
             for path in progress.tqdm(accepted, desc="Ingesting"):
                 kept = keep_upload(Path(bot.settings.data_dir), user, path)
+                discard_upload(path)
                 report = corpus().ingest([kept], collection=UPLOAD_COLLECTION, user_id=user)
                 lines.append(f"- {path.name}: {report.summary()}")
             return "\n".join(lines) or "Nothing to ingest.", sources_frame(corpus().sources(user)), None

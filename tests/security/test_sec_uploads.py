@@ -45,10 +45,13 @@ def ingest_event(rig: Any, user: str, files: list[dict[str, Any]]) -> dict[str, 
 
 
 def legit_upload(rig: Any, user: str, name: str, text: str) -> dict[str, Any]:
-    """What the browser does: the bytes to ``/gradio_api/upload``, then the event."""
+    """What the browser does: the bytes to ``/gradio_api/upload``, then the event. Once
+    kept in the user's folder, the file is gone from Gradio's shared cache."""
     client = rig.sign_in(user)
     path = upload(client, name, text.encode())
-    return call(client, event_index(client, "lm-upload", "upload"), [[file_data(path, name)]])
+    done = call(client, event_index(client, "lm-upload", "upload"), [[file_data(path, name)]])
+    assert not Path(path).exists() or not done["success"]
+    return done
 
 
 def refused(done: dict[str, Any]) -> bool:
