@@ -196,3 +196,17 @@ def test_no_event_copies_a_server_file_into_the_cache(rig: Any) -> None:
     assert not done["success"] and "not uploaded by a user" in done["output"]["error"]
     assert list(Path(get_upload_folder()).glob(f"*/{secret.name}")) == []
     assert secret.read_text().split(" = ")[1].strip() not in rig.provider_bodies()
+
+
+def test_the_file_route_serves_no_kept_upload(rig: Any) -> None:
+    """Gradio's ``/file=`` route is the other way to read a path: not the users' folders."""
+    client = rig.sign_in("alice")
+    path = upload(client, "payroll.md", ALICE_TEXT.encode())
+    assert client.get(f"/gradio_api/file={path}").text == ALICE_TEXT  # the control: it serves uploads
+    done = call(client, event_index(client, "lm-upload", "upload"), [[file_data(path, "payroll.md")]])
+    assert done["success"]
+    alices = upload_folder(rig.settings.data_dir, "alice") / "payroll.md"
+    bob = rig.sign_in("bob")
+    for target in (str(alices), path):  # the kept copy; the cache copy, gone once kept
+        response = bob.get(f"/gradio_api/file={target}")
+        assert response.status_code in (403, 404) and "QX-7741" not in response.text
