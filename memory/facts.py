@@ -170,7 +170,7 @@ class FactMemory:
             if draft is None:
                 continue
             with self._serial, self._sessions() as db, db.begin():
-                self._lock_user(db, user_id)
+                self._lock_user(db, user_id, erasing=candidate.op == "forget")
                 change = (self._forget(db, user_id, candidate, draft, source)
                           if candidate.op != "add"
                           else self._add(db, user_id, candidate, draft, source, extractor))
@@ -178,7 +178,7 @@ class FactMemory:
                 changes.append(change)
                 self._index([c for c in (change.fact, *change.previous) if c is not None])
         if any(p.status == "forgotten" for c in changes for p in c.previous):
-            self._drop_cached_replies(user_id)
+            self._after_forget(user_id)
         return changes
 
     def _guarded(self, ctx: GuardContext, candidate: Candidate) -> _Draft | None:
@@ -198,11 +198,14 @@ class FactMemory:
             stmt = stmt.where(FactRow.key == key)
         return list(db.scalars(stmt.order_by(FactRow.valid_from, FactRow.id)))
 
-    def _lock_user(self, db: Session, user_id: str) -> None:
+    def _lock_user(self, db: Session, user_id: str, *, erasing: bool = False) -> None:
         """Serialise reconciles of one user across workers (PostgreSQL row lock;
-        SQLite serialises writers anyway), so two jobs cannot both "update" a home."""
+        SQLite serialises writers anyway), so two jobs cannot both "update" a home.
+        ``erasing``: on SQLite, the bytes an erased text leaves in its page are zeroed."""
         if self.engine.dialect.name == "postgresql":
             db.execute(select(User.id).where(User.id == user_id).with_for_update())
+        elif erasing and self.engine.dialect.name == "sqlite":
+            db.connection().exec_driver_sql("PRAGMA secure_delete = ON")
 
     def _count(self, db: Session, user_id: str) -> int:
         return int(db.scalar(select(func.count(FactRow.id)).where(
@@ -355,14 +358,14 @@ class FactMemory:
         """Mark these facts forgotten and erase them and every earlier version of them
         (those keep their status); returns the facts asked for, as they were."""
         with self._serial, self._sessions() as db, db.begin():
-            self._lock_user(db, user_id)
+            self._lock_user(db, user_id, erasing=True)
             asked = [self._own(db, user_id, i) for i in fact_ids]
             self._erase(self._earlier(db, asked))
             rows = [r for r in asked if r.status != "forgotten"]
             done = self._close(rows, "forgotten", utcnow(), reason)
         self._index(done)
         if done:
-            self._drop_cached_replies(user_id)
+            self._after_forget(user_id)
         return done
 
     def drop_sources(self, user_id: str, message_ids: Collection[int]) -> list[FactInfo]:
@@ -370,25 +373,29 @@ class FactMemory:
         (their rows stay, for the audit); returns those."""
         gone = {int(i) for i in message_ids}
         with self._serial, self._sessions() as db, db.begin():
-            self._lock_user(db, user_id)
+            self._lock_user(db, user_id, erasing=True)
             rows = db.scalars(select(FactRow).where(FactRow.user_id == user_id,
                                                     FactRow.status.in_(("valid", "superseded"))))
             orphans = [r for r in rows if r.source_ids and set(map(int, r.source_ids)) <= gone]
             done = self._close(orphans, "forgotten", utcnow(), "its source messages were deleted")
         self._index(done)
         if done:
-            self._drop_cached_replies(user_id)
+            self._after_forget(user_id)
         return done
 
-    def _drop_cached_replies(self, user_id: str) -> None:
-        """A cached reply may quote what was just forgotten ("Enjoy Porto!"): the user's
-        cached replies go with it (the next miss costs one model call)."""
+    def _after_forget(self, user_id: str) -> None:
+        """Copies elsewhere: a cached reply may quote what was just forgotten ("Enjoy
+        Porto!"), so the user's cached replies go (the next miss costs one model call);
+        on SQLite the write-ahead log, which still holds the old page, is folded in."""
         from memory.response_cache import ResponseCache
 
         try:
             ResponseCache(self.engine, ttl_s=0).purge(user_id=user_id, expired_only=False)
+            if self.engine.dialect.name == "sqlite":
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         except Exception:  # noqa: BLE001 - the facts are forgotten either way
-            log.warning("could not drop the cached replies of a user after a forget", exc_info=True)
+            log.warning("could not clear the copies of a forgotten fact", exc_info=True)
 
     def sources(self, user_id: str, fact_id: int) -> list[StoredMessage]:
         """The stored messages a fact was drawn from (only this user's)."""
