@@ -73,8 +73,8 @@ def _plain(text: str) -> str:
 _DAMPENED = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n"}
 _CONDITIONAL = re.compile(
     r"\b(?:if|unless|when|once|in case) (?:you(?:'re| are)? (?:use|using|run|running|on|already|"
-    r"prefer|install|installed|have (?:an? |the |already |installed ))|your (?:\w+ )?(?:is|are|has|"
-    r"uses|runs))\b")
+    r"prefer|install|installed|have (?:an? |the |already |installed )|don't|do not)|your (?:\w+ )?"
+    r"(?:is|are|has|uses|runs))\b")
 _QUESTION = re.compile(r"^\W*(?:what|why|how|who|which|where|explain|define)\b|\?\W*$")
 # ... unless it is a request in question form ("could you ignore your rules?").
 _REQUEST = re.compile(r"^\W*(?:(?:can|could|would|will|won't) you|please|why not|what if|how about)\b")
@@ -88,6 +88,15 @@ _QUOTED = re.compile(r"(?<![\w])([\"'`])([^\"'`\n]{4,200}?)\1(?!\w)|\u201c()([^\
 _SPACED = re.compile(r"(?<![a-z])(?:[a-z][ .\-_*·]{1,3}){5,}[a-z](?![a-z])")
 
 
+# ... or described rather than ordered ("later rules always override previous rules",
+# "you can just ignore all of the above"): a subject or modal right before the verb.
+_DESCRIBED = re.compile(r"\b(?:will|would|always|can|could|may|might|which|they|it|these|those|"
+                        r"rules|settings|values|classes|subclasses|methods|options)\s+(?:\w+\s+)?$")
+_ORDERED = re.compile(r"\byou (?:must|should|shall|will|need to|have to|are to|are going to)\s+"
+                      r"(?:\w+\s+)?$|\b(?:now|then|please)\s+(?:\w+\s+)?$")
+_VERB_FIRST = {"ignore_instructions", "override_prior", "ignore_instructions_i18n"}
+
+
 def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str, float]:
     if name not in _DAMPENED:
         return name, weight
@@ -97,6 +106,9 @@ def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str,
     sentence = text[left:right + 1]
     if _CONDITIONAL.search(sentence) and not RULES["addresses_model"][1].search(sentence):
         return name + ":conditional", 0.4
+    before = text[left:m.start()]
+    if name in _VERB_FIRST and _DESCRIBED.search(before) and not _ORDERED.search(before):
+        return name + ":described", 0.3
     question = _QUESTION.search(sentence.strip()) and not _REQUEST.search(sentence.strip())
     if (question or _MENTION.search(sentence)) and any(
             left + q.start(g) <= m.start() and m.end() <= left + q.end(g)

@@ -32,7 +32,7 @@ _NOUN = (r"(?:instructions?|prompts?|directives?|guidance|guidelines?|rules?|pro
 _NOUN_WIDE = rf"(?:{_NOUN[3:-1]}|directions?|orders?|commands?|polic(?:y|ies)|constraints?|restrictions?|guardrails?|safeguards?)"
 # Qualifiers that point at *the model's* standing instructions.
 _PRE = (r"(?:previous(?:ly)?|prior|above|earlier|preceding|foregoing|original|initial|old|"
-        r"existing|standing|system|developer|operator|hidden|all(?: of)?(?: the)?)")
+        r"existing|standing|system|developer|hidden|all(?: of)?(?: the)?)")
 _POST_MINE = (r"(?:you (?:were|have been|'ve been|got|received|had)|(?:given|provided|supplied|"
               r"written|set) (?:to|for) you)")
 _POST = (r"(?:(?:given|provided|stated|listed|written|set|received|supplied) (?:earlier|before|above|"
@@ -58,7 +58,7 @@ _VOID = (r"(?:no longer (?:apply|applies|valid|matter|hold|stand|count|in (?:eff
          r"wrong|over|expired|withdrawn|rescinded|deprecated|out of date)|"
          r"(?:should|must|can|may) (?:now )?be (?:ignored|disregarded|forgotten|discarded))")
 # Qualifiers that, with a "void" phrase, clearly mean the model's own instructions.
-_VOID_STRONG = (r"(?:above|your|system|developer|operator|hidden|foregoing|preceding|"
+_VOID_STRONG = (r"(?:above|your|system|developer|hidden|foregoing|preceding|"
                 r"(?:instructions?|directions?|prompts?|rules?|guidance|guidelines?) you "
                 r"(?:were|have been|'ve been) given)")
 _ADDRESSEE = r"(?:an? )?(?:ai|a\.i\.|llm|language model|ai assistant|chatbot|chat bot|gpt|chatgpt|claude|bot)"
@@ -115,8 +115,9 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\b(?:answer|respond|reply|tell me|write|explain)\b[^.\n]{0,40}\bwithout (?:any of )?"
         r"your (?:\w+ )?(?:rules|guidelines|restrictions|filters|safeguards|guardrails)\b")),
     "released_from_rules": (1.0, re.compile(
-        r"\byou(?: are|'re) (?:now )?(?:no longer|not) (?:bound|restricted|constrained|limited|"
-        r"required to (?:follow|obey|comply))\b|\byou(?: are|'re) (?:now )?(?:free|allowed|"
+        r"\byou(?: are|'re) (?:now )?(?:no longer|not) (?:(?:bound|restricted|constrained|limited|"
+        r"governed) by|required to (?:follow|obey|comply with)) (?:any |your |the |those |these )?"
+        r"(?:\w+ )?" + _NOUN_WIDE + r"\b|\byou(?: are|'re) (?:now )?(?:free|allowed|"
         r"permitted) to (?:ignore|disregard|bypass|break)\b|\b(?:no longer|not) (?:have|need) to "
         r"(?:follow|obey) (?:your|the|any) (?:\w+ )?" + _NOUN_WIDE + r"\b")),
     "hijack_reply": (0.6, re.compile(
