@@ -153,7 +153,7 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
         def on_upload(files: list[Any] | None, request: gr.Request,
                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
             user = identity.require(request, "user").user_id
-            named = [str(getattr(f, "name", f)) for f in files or []]
+            named = list(dict.fromkeys(str(getattr(f, "name", f)) for f in files or []))
             paths = [p for n in named if (p := received_upload(n)) is not None]
             refused = [_refuse(user, n) for n in named if received_upload(n) is None]
             refused += [why for p in paths if (why := check_upload(p, max_bytes))]

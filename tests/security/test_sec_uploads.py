@@ -119,6 +119,14 @@ def test_a_forged_path_is_refused_and_nothing_is_ingested(rig: Any, target: str,
     assert alices.read_text() == ALICE_TEXT  # alice's stored source untouched
 
 
+def test_the_same_file_twice_in_one_event_is_ingested_once(rig: Any) -> None:
+    client = rig.sign_in("alice")
+    path = upload(client, "payroll.md", ALICE_TEXT.encode())
+    twice = [file_data(path, "payroll.md")] * 2
+    assert call(client, event_index(client, "lm-upload", "upload"), [twice])["success"]
+    assert len(own_paths(rig, "alice")) == 1
+
+
 def test_bobs_same_named_upload_never_touches_alices_source(rig: Any) -> None:
     """A file of the same name from another user lands in that user's own folder."""
     assert legit_upload(rig, "alice", "payroll.md", ALICE_TEXT)["success"]
