@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -122,7 +123,12 @@ class Resolver:
         if account is None:
             if not valid_user_id(name):
                 return None
-            account = self.accounts.upsert(name)  # a proxy-vouched newcomer
+            try:
+                account = self.accounts.upsert(name)  # a proxy-vouched newcomer
+            except IntegrityError:  # a parallel request of theirs made it first
+                account = self.accounts.get(name)
+                if account is None:
+                    return None
         return None if account.disabled else SignedIn(account.user_id, account.role)
 
 

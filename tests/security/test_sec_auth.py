@@ -337,3 +337,22 @@ def test_the_back_off_doubles_is_forgotten_and_bounded() -> None:
     for key in "wxyz":
         limiter.failed(key)
     assert len(limiter._entries) == 3  # bounded memory under a flood of names
+
+
+def test_a_newcomers_parallel_first_requests_all_get_in(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(auth="header", auth_trusted_proxies="127.0.0.1/32")
+    codes: list[int] = []
+    start = threading.Barrier(8)
+
+    def first_visit() -> None:
+        client = rig.client(headers={"X-Forwarded-User": "newcomer"})
+        start.wait()
+        codes.append(client.get("/config").status_code)
+
+    threads = [threading.Thread(target=first_visit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert codes == [200] * 8
+    assert rig.accounts.get("newcomer").role == "user"
