@@ -5,10 +5,11 @@ reading ``/monitoring``."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import httpx
@@ -265,15 +266,15 @@ def test_the_proxy_secret_vouches_and_bad_names_are_refused(make_rig: Callable[.
     assert as_user("carol@example.org") == 403
 
 
-def test_forwarded_for_cannot_fake_a_trusted_proxy(make_rig: Callable[..., Rig]) -> None:
-    """Under ``serve()``'s uvicorn options the gate sees the real TCP peer, whatever
-    ``X-Forwarded-For`` says."""
+@contextlib.contextmanager
+def served_like_lastmile_serve(bot: Assistant) -> Iterator[httpx.Client]:
+    """The app under ``serve()``'s uvicorn options (the rig's live server keeps uvicorn's
+    defaults, which rewrite the client address from ``X-Forwarded-For``)."""
     import uvicorn
 
     from ui.server import create_server, uvicorn_options
 
-    rig = make_rig(auth="header", auth_trusted_proxies="10.0.0.0/8")
-    config = uvicorn.Config(create_server(rig.bot), host="127.0.0.1", port=0, **uvicorn_options())
+    config = uvicorn.Config(create_server(bot), host="127.0.0.1", port=0, **uvicorn_options())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -283,13 +284,38 @@ def test_forwarded_for_cannot_fake_a_trusted_proxy(make_rig: Callable[..., Rig])
             assert time.monotonic() < deadline and thread.is_alive()
             time.sleep(0.05)
         port = server.servers[0].sockets[0].getsockname()[1]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            response = client.get("/config", headers={"X-Forwarded-For": "10.0.0.5",
-                                                      "X-Forwarded-User": "adam"})
-        assert response.status_code == 403
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_forwarded_for_cannot_fake_a_trusted_proxy(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(auth="header", auth_trusted_proxies="10.0.0.0/8")
+    with served_like_lastmile_serve(rig.bot) as client:
+        response = client.get("/config", headers={"X-Forwarded-For": "10.0.0.5",
+                                                  "X-Forwarded-User": "adam"})
+    assert response.status_code == 403
+
+
+def _wrong_logins_from(client: httpx.Client, forwarded_for: str, count: int) -> list[int]:
+    return [client.post("/login", headers={"X-Forwarded-For": forwarded_for},
+                        data={"username": f"guess-{i}", "password": "not-the-password"}
+                        ).status_code for i in range(count)]
+
+
+def test_the_rate_limit_counts_clients_behind_a_trusted_proxy(
+        make_rig: Callable[..., Rig]) -> None:
+    limit = 3
+    behind = make_rig(login_max_failures=limit, auth_trusted_proxies="127.0.0.1/32")
+    with served_like_lastmile_serve(behind.bot) as proxy:
+        assert _wrong_logins_from(proxy, "203.0.113.1", limit + 1) == [401] * limit + [429]
+        assert _wrong_logins_from(proxy, "203.0.113.2", 1) == [401]  # another client
+    direct = make_rig(login_max_failures=limit)  # no proxy trusted: the header is ignored
+    with served_like_lastmile_serve(direct.bot) as client:
+        assert _wrong_logins_from(client, "203.0.113.1", limit) == [401] * limit
+        assert _wrong_logins_from(client, "203.0.113.9", 1) == [429]
 
 
 # --- /monitoring -------------------------------------------------------------------
