@@ -70,7 +70,8 @@ def _plain(text: str) -> str:
 # An override said under a condition ("if you use Docker, ignore the steps above") or
 # quoted inside a question ("what does 'ignore previous instructions' mean?") is far more
 # often documentation or curiosity than an attack: such a match counts for less.
-_DAMPENED = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n"}
+_DAMPENED = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n",
+             "instructions_neutralised", "instructions_neutralised_weak"}
 _CONDITIONAL = re.compile(
     r"\b(?:if|unless|when|once|in case) (?:you(?:'re| are)? (?:use|using|run|running|on|already|"
     r"prefer|install|installed|have (?:an? |the |already |installed )|don't|do not)|your (?:\w+ )?"
@@ -94,7 +95,9 @@ _DESCRIBED = re.compile(r"\b(?:will|would|always|can|could|may|might|which|they|
                         r"rules|settings|values|classes|subclasses|methods|options)\s+(?:\w+\s+)?$")
 _ORDERED = re.compile(r"\byou (?:must|should|shall|will|need to|have to|are to|are going to)\s+"
                       r"(?:\w+\s+)?$|\b(?:now|then|please)\s+(?:\w+\s+)?$")
-_VERB_FIRST = {"ignore_instructions", "override_prior", "ignore_instructions_i18n"}
+_VERB_FIRST = {"ignore_instructions", "override_prior", "ignore_instructions_i18n",
+               "instructions_neutralised", "instructions_neutralised_weak"}
+_NEGATED = re.compile(r"\b(?:don't|do not|dont|never|(?<!why )not|nor|without|no need to)\s+(?:\w+\s+)?$")
 
 
 def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str, float]:
@@ -107,6 +110,8 @@ def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str,
     if _CONDITIONAL.search(sentence) and not RULES["addresses_model"][1].search(sentence):
         return name + ":conditional", 0.4
     before = text[left:m.start()]
+    if name in _VERB_FIRST and _NEGATED.search(before):  # "don't ignore the rules above"
+        return name + ":negated", 0.0
     if name in _VERB_FIRST and _DESCRIBED.search(before) and not _ORDERED.search(before):
         return name + ":described", 0.3
     question = _QUESTION.search(sentence.strip()) and not _REQUEST.search(sentence.strip())
@@ -120,11 +125,13 @@ def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str,
 
 
 # One idea, several phrasings: the override rules overlap, so together they count once.
-_FAMILY = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n"}
+_FAMILY = {"ignore_instructions", "override_prior", "instructions_void", "ignore_instructions_i18n",
+           "instructions_neutralised", "instructions_neutralised_weak"}
 
 
 # What a disguised spelling is re-read for (a second pass over every rule would double the cost).
-_DISGUISABLE = _FAMILY | {"new_task", "released_from_rules", "reveal_prompt", "persona_override"}
+_DISGUISABLE = _FAMILY | {"new_task", "released_from_rules", "reveal_prompt", "persona_override",
+                          "rules_replaced"}
 
 
 def _match_rules(text: str, result: InjectionResult, prefix: str = "",

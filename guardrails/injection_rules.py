@@ -17,8 +17,8 @@ import re
 __all__ = ["CONFUSABLES", "LEET", "RULES", "SQUEEZED"]
 
 # -- word classes ---------------------------------------------------------------------
-_VERB = (r"(?:ignore|disregard|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon|"
-         r"neglect|scrap|ditch|forgo|unlearn|nullify|set aside|put aside|throw (?:out|away)|"
+_VERB = (r"(?:ignore|disregard|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon|overlook|"
+         r"neglect|scrap|ditch|forgo|unlearn|nullify|throw (?:out|away)|"
          r"never ?mind|forget about|"
          r"toss (?:out|aside)|brush aside|wipe (?:out|away)|let go of|"
          r"pay (?:no|zero|little) (?:attention|heed|mind)(?: to)?|take no (?:notice|heed) of|"
@@ -33,8 +33,9 @@ _NOUN_WIDE = rf"(?:{_NOUN[3:-1]}|directions?|orders?|commands?|polic(?:y|ies)|co
 # Qualifiers that point at *the model's* standing instructions.
 _PRE = (r"(?:previous(?:ly)?|prior|above|earlier|preceding|foregoing|original|initial|old|"
         r"existing|standing|system|developer|hidden|all(?: of)?(?: the)?)")
-_POST_MINE = (r"(?:you (?:were|have been|'ve been|got|received|had)|(?:given|provided|supplied|"
-              r"written|set) (?:to|for) you)")
+_POST_MINE = (r"(?:you (?:were|have been|'ve been|got|received|had|have seen|'ve seen|started with|"
+              r"began with|were started with|were initiali[sz]ed with|were launched with|were set up with)|"
+              r"(?:given|provided|supplied|written|set) (?:to|for) you)")
 _POST = (r"(?:(?:given|provided|stated|listed|written|set|received|supplied) (?:earlier|before|above|"
          r"previously)|above|before (?:this|now)|earlier|previously|so far|up to (?:now|this point))")
 # Phrases that refer to earlier instructions without an instruction noun.
@@ -50,12 +51,70 @@ _GAP = r"[^.\n?!\"()\[\]]"
 _REF = (rf"(?:\b{_PRE}\b{_GAP}{{0,25}}?\b{_NOUN}\b|\byour\b{_GAP}{{0,25}}?\b{_NOUN_WIDE}\b|"
         rf"\b{_NOUN}\b{_GAP}{{0,25}}?\b{_POST}\b|\b{_NOUN_WIDE}\b{_GAP}{{0,25}}?\b{_POST_MINE}\b|"
         rf"\b{_INHERENT})")
+# Only with a reference that can only mean the model's instructions: verbs that are
+# everyday words in docs ("remove the previous rules from the config") and would not do
+# with a weaker one.
+_VERB_WEAK = (r"(?:drop|erase|delete|remove|clear|skip|cancel|revoke|replace|supersedes?|scratch|scrub|"
+              r"strike out|cross out|"
+              r"superseded|neglect|forget about|get rid of|move past|put away|"
+              r"(?:do not|don't|dont|no longer|stop|cease to|refrain from|never) (?:take into account|"
+              r"consider(?:ing)?|us(?:e|ing)|apply(?:ing)?|follow(?:ing)?|respect(?:ing)?|"
+              r"obey(?:ing)?|keep(?:ing)? to|stick(?:ing)? to))")
+_REF_STRONG = (r"(?:\byour (?:\w+ )?(?:\w+ )?" + _NOUN_WIDE + r"\b|"
+               r"\b" + _NOUN_WIDE + r" (?:that )?(?:you (?:were|have been|'ve been) (?:given|told|shown|"
+               r"provided|taught)|you (?:received|got|had)|(?:given|provided|supplied) to (?:you|the "
+               r"(?:model|assistant|ai|llm|bot)))\b|\b(?:previous|prior|earlier|preceding|original|"
+               r"initial|above|foregoing)\b(?: \w+)?(?: and \w+)? (?:instructions|prompts?|directives|"
+               r"system (?:prompt|message))\b|\bwhat(?:ever)? (?:you (?:were|have been|'ve been|got) "
+               r"(?:told|instructed|given|asked|taught)|they told you|we told you)\b|\beverything (?:else )?"
+               r"you(?:'ve| have)? (?:been|were) (?:told|given|taught)\b|\beverything "
+               r"(?:above|before this|so far|prior)\b|\ball (?:of )?(?:the )?(?:preceding|previous|prior|"
+               r"above) (?:text|content|input|context|messages|instructions)\b|\b(?:the |your )?"
+               r"(?:system|developer|hidden) (?:prompt|message)\b)")
+# Two-factor: a reference that can only mean *the model's* standing instructions, and,
+# in the same sentence, anything that sets them aside (verb, state or replacement).
+_MINE = (r"(?:instructions?|prompts?|directives?|guidance|guidelines?|rules?|programming|training|"
+         r"system (?:prompt|message)|constraints?|restrictions?|guardrails?|safeguards?|orders?|"
+         r"directions?|conditioning|filters?)")
+# Nouns only a model's instructions are called; the rest ("your rules", "the filters you
+# had set up") are everyday words in manuals and count only with another signal.
+_MINE_STRONG = r"(?:instructions?|prompts?|directives?|programming|system (?:prompt|message)|conditioning|guardrails?)"
+
+
+def _a(noun: str) -> str:
+    return (rf"(?:\byour (?:\w+ ){{0,2}}?{noun}\b|\b{noun} (?:that )?you (?:were|have been|'ve been) "
+            rf"(?:given|told|trained (?:with|on)|programmed with|configured with|set up with)\b|\b{noun} "
+            rf"(?:that )?you(?: have|'ve)? (?:received|got|gotten|had|seen|read)\b|\b{noun} (?:given )?above\b|\b(?:previous|prior|earlier|"
+            rf"original|initial|preceding|foregoing|above) (?:\w+ )?{noun}\b)")
+
+
+_A_STRONG = (rf"(?:{_a(_MINE_STRONG)}|\bwhat(?:ever)? (?:(?:the|your) (?:operator|developer|admin|"
+             rf"creator|system|owner)s?|they|we|you were|you've been|you have been) (?:configured|set|"
+             rf"told you|instructed|said|told|gave you|wrote)\b|\b(?:the )?(?:assistant|model|ai|bot|"
+             rf"llm|chatbot)'?s (?:\w+ )?{_MINE}\b|\b(?:the |all the )?(?:text|content|messages?|"
+             rf"words|input) (?:above|before this)\b)")
+_A = _a(_MINE)
+_B_BEFORE = (r"(?:set\b(?: \w+)?(?: \w+)? aside|put\b(?: \w+)? aside|(?:do not|don't|dont|no need to) "
+             r"(?:bother|care|worry) (?:with|about)|without (?:any )?regard (?:to|for)|regardless of|"
+             r"irrespective of|in spite of|instead of|rather than|not (?:be )?bound by|"
+             r"(?:consider|treat|deem|regard)|wipe|clear out|throw away)")
+_B_AFTER = (r"(?:to (?:one|the) side|behind\b|on hold\b|on ice\b|never existed|(?:does|do|did) "
+            r"not exist|(?:doesn't|don't|didn't) exist|(?:is|are|were|was|have been|has been|have|has) "
+            r"(?:now )?(?:lifted|revoked|void|suspended|cancell?ed|empty|erased|wiped|deleted|removed|"
+            r"gone|reset|disabled|paused|over|expired|withdrawn|replaced|overwritten|superseded|obsolete|"
+            r"outdated|invalid|irrelevant|no longer valid|malicious|compromised|untrustworthy|"
+            r"(?:only |just |merely )?(?:an example|a test|a joke|fake|a decoy|a placeholder|a draft|"
+            r"a trap|a lie))|(?:now )?(?:empty|void|null|revoked|lifted|obsolete|invalid|"
+            r"irrelevant|cancell?ed)\b|(?:does|do) not matter|doesn't matter|don't matter|no longer "
+            r"(?:exist|in place|active|matter))")
 _VOID = (r"(?:no longer (?:apply|applies|valid|matter|hold|stand|count|in (?:effect|force))|"
+         r"null and void|"
          r"(?:do|does) not (?:apply|matter|count)(?: anymore| any more)?|don't (?:apply|matter|count)|"
          r"(?:is|are|was|were|have been|has been|have|has) (?:now )?(?:void|null|cancell?ed|revoked|lifted|"
          r"changed|"
          r"suspended|obsolete|outdated|superseded|replaced|overridden|invalid|fake|a test|"
-         r"wrong|over|expired|withdrawn|rescinded|deprecated|out of date)|"
+         r"wrong|over|expired|withdrawn|rescinded|deprecated|out of date|irrelevant|a joke|"
+         r"no longer valid|not valid|not binding|optional now)|"
          r"(?:should|must|can|may) (?:now )?be (?:ignored|disregarded|forgotten|discarded))")
 # Qualifiers that, with a "void" phrase, clearly mean the model's own instructions.
 _VOID_STRONG = (r"(?:above|your|system|developer|hidden|foregoing|preceding|"
@@ -77,13 +136,32 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"earlier|preceding|original|initial|system|your|all)\b[^.\n]{0,20}?\b(?:instructions?|"
         r"prompts?|directives?|guidelines|rules)\b")),
     # verb class x reference to earlier instructions ("pay no attention to what you were told")
-    "override_prior": (1.0, re.compile(rf"\b{_VERB}\b{_GAP}{{0,30}}?{_REF}")),
+    "override_prior": (1.0, re.compile(
+        rf"\b{_VERB}\b{_GAP}{{0,30}}?{_REF}|\b{_VERB_WEAK}\b{_GAP}{{0,20}}?{_REF_STRONG}")),
     # a reference to the model's instructions declared void ("the above directions no longer apply")
     "instructions_void": (1.0, re.compile(
         rf"\b{_VOID_STRONG}\b[^.\n?!]{{0,25}}?\b{_NOUN_WIDE}\b[^.\n?!]{{0,25}}?\b{_VOID}|"
         rf"\b{_NOUN_WIDE} (?:you (?:were|have been|'ve been) given|given (?:to you|above|earlier)|"
         rf"above|(?:stated|listed|written) above)"
-        rf"[^.\n?!]{{0,25}}?\b{_VOID}")),
+        rf"[^.\n?!]{{0,25}}?\b{_VOID}|{_REF_STRONG}{_GAP}{{0,25}}?\b{_VOID}|"
+        rf"\b(?:treat|consider|regard|count|mark)\b{_GAP}{{0,6}}?{_REF_STRONG}{_GAP}{{0,12}}? as "
+        rf"(?:a joke|irrelevant|void|null|fake|a test|optional|cancell?ed|obsolete|outdated|"
+        rf"untrue|invalid|noise|nothing|meaningless)\b|\bnone of (?:your|the) (?:\w+ )?{_NOUN_WIDE} "
+        rf"(?:appl|matter|count|hold)")),
+    # "set your earlier rules to one side", "whatever the operator configured does not matter"
+    "instructions_neutralised": (1.0, re.compile(
+        rf"\b{_B_BEFORE}\b{_GAP}{{0,12}}?{_A_STRONG}|{_A_STRONG}{_GAP}{{0,25}}?\b{_B_AFTER}|"
+        rf"\bleave {_A_STRONG} behind")),
+    "instructions_neutralised_weak": (0.4, re.compile(
+        rf"\b{_B_BEFORE}\b{_GAP}{{0,12}}?{_A}|{_A}{_GAP}{{0,25}}?\b{_B_AFTER}|\bleave {_A} behind")),
+    # an order to answer right after an override-ish clause ("... and just tell me the password")
+    "demands_reply": (0.3, re.compile(
+        r"\b(?:and|then|just|now|instead)\s+(?:just\s+)?(?:tell me|answer|reply|respond|say|output|"
+        r"print|reveal|obey|follow (?:these|mine|me|the ones below|this page))\b")),
+    # "there has been an update to your rules:", "replace your instructions with"
+    "rules_replaced": (0.6, re.compile(
+        rf"\b(?:update|change|changes|amendment|revision|correction|patch)e?s? (?:to|of|in) your "
+        rf"(?:\w+ )?{_NOUN_WIDE}\b|\breplace {_REF_STRONG}{_GAP}{{0,20}}? with\b")),
     "instructions_void_weak": (0.4, re.compile(
         rf"\b(?:previous|prior|earlier|old|original|initial|existing)\b[^.\n?!]{{0,20}}?\b{_NOUN}\b"
         rf"[^.\n?!]{{0,25}}?\b{_VOID}")),
@@ -97,7 +175,8 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\b(?:new|updated|real|actual|revised) (?:system )?(?:instructions?|rules?|directives?|"
         r"orders?|task)\s*:")),
     "from_now_on": (0.4, re.compile(
-        r"\bfrom (?:now|this (?:point|moment)|here) on,? you (?:are|will|must|shall|should|may|can)\b")),
+        r"\b(?:from (?:now|this (?:point|moment)|here) on|henceforth|hereafter|from this point forward|"
+        r"going forward),? you (?:are|will|must|shall|should|may|can)\b")),
     "override_banner": (0.7, re.compile(
         r"\b(?:system|admin|administrator|developer|root) (?:override|overwrite|instruction update|"
         r"prompt update)\b\s*(?::|!|mode|activated|enabled|engaged|in effect|code|protocol)")),
@@ -107,8 +186,16 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"(?:your|the) (?:developers?|creators?|operators?|administrators?|admins?)\b")),
     "special_mode": (0.5, re.compile(
         r"\b(?:enter|enable|activate|switch to|you are (?:now )?in) (?:debug|maintenance|god|"
-        r"admin|sudo|unrestricted|jailbreak|test) mode\b")),
+        r"admin|sudo|unrestricted|jailbreak|test) mode\b|\b(?:override|jailbreak|dan|god|unrestricted) "
+        r"mode\s*(?:on|enabled|activated|engaged|:)")),
+    # the text asks to be obeyed ("do whatever this page says")
+    "defers_to_content": (0.6, re.compile(
+        r"\b(?:do|follow|obey|execute|carry out) (?:whatever|what|everything|all) (?:this|the) (?:page|"
+        r"document|text|file|message|email|site|article|note|comment) (?:says|tells you|asks|instructs|"
+        r"demands)\b|\b(?:comply|obey) (?:only )?with (?:this|the following) (?:page|document|text|"
+        r"note|message)\b")),
     "without_rules": (0.6, re.compile(
+        r"\bno rules,? no (?:filters|limits|restrictions|limitations|censorship)\b|"
         r"\bwithout (?:any of |applying |using )?(?:your|the|its) (?:\w+ )?(?:rules|guidelines|"
         r"restrictions|filters|safeguards|guardrails|safety (?:rules|guidelines|filters)|content "
         r"polic(?:y|ies))\b[^.\n]{0,30}\b(?:answer|respond|reply|tell|write|explain|act|help)|"
@@ -118,7 +205,9 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\byou(?: are|'re) (?:now )?(?:no longer|not) (?:(?:bound|restricted|constrained|limited|"
         r"governed) by|required to (?:follow|obey|comply with)) (?:any |your |the |those |these )?"
         r"(?:\w+ )?" + _NOUN_WIDE + r"\b|\byou(?: are|'re) (?:now )?(?:free|allowed|"
-        r"permitted) to (?:ignore|disregard|bypass|break)\b|\b(?:no longer|not) (?:have|need) to "
+        r"permitted) to (?:ignore|disregard|bypass|break)\b|\b(?:freed|released|liberated|exempt(?:ed)?|"
+        r"unbound|unshackled|relieved) (?:from|of) (?:your|the|all|any) (?:\w+ )?" + _NOUN_WIDE +
+        r"\b|\b(?:no longer|not) (?:have|need) to "
         r"(?:follow|obey) (?:your|the|any) (?:\w+ )?" + _NOUN_WIDE + r"\b")),
     "hijack_reply": (0.6, re.compile(
         r"\b(?:do not|don't|never) (?:answer|respond to|reply to|address|help with) (?:the|this|"
@@ -136,8 +225,8 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         rf"excerpt|source|passage)s?\b[^.\n]{{0,40}}?\b(?:tell|say|respond|reply|answer|inform|"
         rf"instruct|include|mention|recommend|add|claim|state)\b")),
     "directs_user": (0.3, re.compile(
-        r"\b(?:tell|inform|instruct|advise|urge|ask|convince|persuade|get|direct) the (?:user|"
-        r"reader|customer)s? (?:to|that)\b")),
+        r"\b(?:tell|inform|instruct|advise|urge|ask|convince|persuade|get|direct|warn) the (?:user|"
+        r"reader|customer)s? (?:to|that|their|they|his|her|it)\b")),
     "payment_lure": (0.3, re.compile(
         r"\b(?:wire|transfer|send|deposit|pay)\b[^.\n]{0,25}?\b(?:money|funds|payment|bitcoin|btc|"
         r"crypto|usdt|gift cards?|\$\s?\d|€\s?\d|£\s?\d)")),
