@@ -91,10 +91,13 @@ _SPACED = re.compile(r"(?<![a-z])(?:[a-z][ .\-_*·]{1,3}){5,}[a-z](?![a-z])")
 
 # ... or described rather than ordered ("later rules always override previous rules",
 # "you can just ignore all of the above"): a subject or modal right before the verb.
-_DESCRIBED = re.compile(r"\b(?:will|would|always|can|could|may|might|which|they|it|these|those|"
+_DESCRIBED = re.compile(r"\b(?:will|would|always|can|could|may|might|which|who|they|it|these|those|"
                         r"rules|settings|values|classes|subclasses|methods|options)\s+(?:\w+\s+)?$")
 _ORDERED = re.compile(r"\byou (?:must|should|shall|will|need to|have to|are to|are going to)\s+"
                       r"(?:\w+\s+)?$|\b(?:now|then|please)\s+(?:\w+\s+)?$")
+_COMPOUND = re.compile(r"\b(?:prompts?|instructions?|rules?|guidelines?|directives?) (?:design|template|"
+                       r"format|engineering|library|field|section|editor|file|length|style|structure|"
+                       r"tuning|writing)s?\b")
 _VERB_FIRST = {"ignore_instructions", "override_prior", "ignore_instructions_i18n",
                "instructions_neutralised", "instructions_neutralised_weak"}
 _NEGATED = re.compile(r"\b(?:don't|do not|dont|never|(?<!why )not|nor|without|no need to)\s+(?:\w+\s+)?$")
@@ -109,6 +112,8 @@ def _weight(name: str, weight: float, text: str, m: re.Match[str]) -> tuple[str,
     sentence = text[left:right + 1]
     if _CONDITIONAL.search(sentence) and not RULES["addresses_model"][1].search(sentence):
         return name + ":conditional", 0.4
+    if _COMPOUND.search(m.group()):  # "the system prompt design was replaced": not the prompt
+        return name + ":compound", 0.0
     before = text[left:m.start()]
     if name in _VERB_FIRST and _NEGATED.search(before):  # "don't ignore the rules above"
         return name + ":negated", 0.0

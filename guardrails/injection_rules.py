@@ -17,12 +17,13 @@ import re
 __all__ = ["CONFUSABLES", "LEET", "RULES", "SQUEEZED"]
 
 # -- word classes ---------------------------------------------------------------------
-_VERB = (r"(?:ignore|disregard|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon|overlook|"
+_VERB = (r"(?:ignore|disregard|disobey|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon|overlook|"
          r"neglect|scrap|ditch|forgo|unlearn|nullify|throw (?:out|away)|"
          r"never ?mind|forget about|"
          r"toss (?:out|aside)|brush aside|wipe (?:out|away)|let go of|"
          r"pay (?:no|zero|little) (?:attention|heed|mind)(?: to)?|take no (?:notice|heed) of|"
-         r"(?:do not|don't|dont|never|no longer|stop|cease|quit) (?:follow(?:ing)?|obey(?:ing)?|"
+         r"(?:do not|don't|dont|never|no longer|stop|cease|quit|will not|won't|shall not|must not) "
+         r"(?:follow(?:ing)?|obey(?:ing)?|"
          r"listen(?:ing)? to|heed(?:ing)?|adher(?:e|ing) to|comply(?:ing)? with|"
          r"pay(?:ing)? attention to|abid(?:e|ing) by)|break (?:free )?(?:from|of)|"
          r"free yourself (?:from|of))")
@@ -33,7 +34,11 @@ _NOUN_WIDE = rf"(?:{_NOUN[3:-1]}|directions?|orders?|commands?|polic(?:y|ies)|co
 # Qualifiers that point at *the model's* standing instructions.
 _PRE = (r"(?:previous(?:ly)?|prior|above|earlier|preceding|foregoing|original|initial|old|"
         r"existing|standing|system|developer|hidden|all(?: of)?(?: the)?)")
-_POST_MINE = (r"(?:you (?:were|have been|'ve been|got|received|had|have seen|'ve seen|started with|"
+_POST_MINE = (r"(?:(?:that )?came with (?:this|the) (?:chat|conversation|session|thread)|(?:set|given|"
+              r"written|defined|configured|imposed|put in place) by (?:your|the) (?:operator|developer|creator|"
+              r"admin|owner|company|system)s?|from your "
+              r"(?:developers?|creators?|operators?|admins?|makers?|owners?)|"
+              r"you (?:were|have been|'ve been|got|received|had|have seen|'ve seen|started with|"
               r"began with|were started with|were initiali[sz]ed with|were launched with|were set up with)|"
               r"(?:given|provided|supplied|written|set) (?:to|for) you)")
 _POST = (r"(?:(?:given|provided|stated|listed|written|set|received|supplied) (?:earlier|before|above|"
@@ -45,6 +50,10 @@ _INHERENT = (r"(?:what(?:ever)? (?:you (?:were|have been|'ve been|was)|they|we|s
              r"you were told)|all (?:of )?(?:the )?(?:above|previous|prior)(?! \w+ (?:messages?|"
              r"errors?|warnings?|steps?|examples?|options?|items?|sections?|points?|questions?))|"
              r"the above(?:,? (?:and|instead|then)\b|\s*[.;:!]\s*(?:instead|now|then|and|just)\b)|"
+             r"what (?:the|your) (?:system|developer|prompt|system prompt|operator) (?:said|says|told you|"
+             r"wrote|asked)|(?:the|those|these|any|all|your) (?:safety (?:rules|guidelines|instructions|"
+             r"polic(?:y|ies)|filters|training)|content (?:polic(?:y|ies)|filters?)|moderation "
+             r"(?:rules|polic(?:y|ies))|guardrails|safeguards)|"
              r"(?:the |your |its )?(?:system|developer|hidden|initial|original) (?:message|prompt)s?)")
 # Gaps never cross a sentence end, a quotation mark or a bracket: a reference is one phrase.
 _GAP = r"[^.\n?!\"()\[\]]"
@@ -78,7 +87,9 @@ _MINE = (r"(?:instructions?|prompts?|directives?|guidance|guidelines?|rules?|pro
          r"directions?|conditioning|filters?)")
 # Nouns only a model's instructions are called; the rest ("your rules", "the filters you
 # had set up") are everyday words in manuals and count only with another signal.
-_MINE_STRONG = r"(?:instructions?|prompts?|directives?|programming|system (?:prompt|message)|conditioning|guardrails?)"
+_MINE_STRONG = (r"(?:(?:instructions?|prompts?|directives?|programming|system (?:prompt|message)|conditioning|"
+                r"guardrails?)(?! (?:design|template|format|engineering|library|field|section|example|"
+                r"editor|file|length|style|structure|tuning|writing)s?\b))")
 
 
 def _a(noun: str) -> str:
@@ -92,20 +103,24 @@ _A_STRONG = (rf"(?:{_a(_MINE_STRONG)}|\bwhat(?:ever)? (?:(?:the|your) (?:operato
              rf"creator|system|owner)s?|they|we|you were|you've been|you have been) (?:configured|set|"
              rf"told you|instructed|said|told|gave you|wrote)\b|\b(?:the )?(?:assistant|model|ai|bot|"
              rf"llm|chatbot)'?s (?:\w+ )?{_MINE}\b|\b(?:the |all the )?(?:text|content|messages?|"
-             rf"words|input) (?:above|before this)\b)")
+             rf"words|input) (?:above|before this)\b|\beverything (?:that )?(?:came|was written|appears?|"
+             rf"is written|was said) (?:before|above) (?:this|here)(?: \w+)?\b|\b(?:nothing|none of what|"
+             rf"anything) you (?:were|have been|'ve been) (?:told|given|instructed)\b)")
 _A = _a(_MINE)
 _B_BEFORE = (r"(?:set\b(?: \w+)?(?: \w+)? aside|put\b(?: \w+)? aside|(?:do not|don't|dont|no need to) "
              r"(?:bother|care|worry) (?:with|about)|without (?:any )?regard (?:to|for)|regardless of|"
              r"irrespective of|in spite of|instead of|rather than|not (?:be )?bound by|"
              r"(?:consider|treat|deem|regard)|wipe|clear out|throw away)")
 _B_AFTER = (r"(?:to (?:one|the) side|behind\b|on hold\b|on ice\b|never existed|(?:does|do|did) "
-            r"not exist|(?:doesn't|don't|didn't) exist|(?:is|are|were|was|have been|has been|have|has) "
+            r"not exist|(?:doesn't|don't|didn't) exist|(?:is|are|were|was|have been|has been|had been|"
+            r"have|has) "
             r"(?:now )?(?:lifted|revoked|void|suspended|cancell?ed|empty|erased|wiped|deleted|removed|"
             r"gone|reset|disabled|paused|over|expired|withdrawn|replaced|overwritten|superseded|obsolete|"
             r"outdated|invalid|irrelevant|no longer valid|malicious|compromised|untrustworthy|"
             r"(?:only |just |merely )?(?:an example|a test|a joke|fake|a decoy|a placeholder|a draft|"
             r"a trap|a lie))|(?:now )?(?:empty|void|null|revoked|lifted|obsolete|invalid|"
-            r"irrelevant|cancell?ed)\b|(?:does|do) not matter|doesn't matter|don't matter|no longer "
+            r"irrelevant|cancell?ed)\b|(?:does|do) not matter|doesn't matter|don't matter|counts? (?:any ?more|"
+            r"for nothing|no more)\b|(?:matters?|applies|apply) (?:any ?more|no more)\b|no longer "
             r"(?:exist|in place|active|matter))")
 _VOID = (r"(?:no longer (?:apply|applies|valid|matter|hold|stand|count|in (?:effect|force))|"
          r"null and void|"
@@ -120,7 +135,8 @@ _VOID = (r"(?:no longer (?:apply|applies|valid|matter|hold|stand|count|in (?:eff
 _VOID_STRONG = (r"(?:above|your|system|developer|hidden|foregoing|preceding|"
                 r"(?:instructions?|directions?|prompts?|rules?|guidance|guidelines?) you "
                 r"(?:were|have been|'ve been) given)")
-_ADDRESSEE = r"(?:an? )?(?:ai|a\.i\.|llm|language model|ai assistant|chatbot|chat bot|gpt|chatgpt|claude|bot)"
+_ADDRESSEE = (r"(?:an? )?(?:ai|a\.i\.|llm|language model|ai assistant|ai agent|llm agent|chatbot|chat bot|"
+              r"gpt|chatgpt|claude|bot)")
 # Spanish, French, German, Portuguese, Italian, Dutch: "ignore the previous instructions".
 _I18N_VERB = (r"(?:ignor\w*|olvid\w*|oubli\w*|vergiss\w*|vergessen|esque[cç]\w*|dimentic\w*|"
               r"negeer\w*|vergeet\w*|descart\w*|ignorier\w*)")
@@ -146,8 +162,13 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         rf"[^.\n?!]{{0,25}}?\b{_VOID}|{_REF_STRONG}{_GAP}{{0,25}}?\b{_VOID}|"
         rf"\b(?:treat|consider|regard|count|mark)\b{_GAP}{{0,6}}?{_REF_STRONG}{_GAP}{{0,12}}? as "
         rf"(?:a joke|irrelevant|void|null|fake|a test|optional|cancell?ed|obsolete|outdated|"
-        rf"untrue|invalid|noise|nothing|meaningless)\b|\bnone of (?:your|the) (?:\w+ )?{_NOUN_WIDE} "
-        rf"(?:appl|matter|count|hold)")),
+        rf"untrue|invalid|noise|nothing|meaningless)\b|\bnone of (?:your|the) (?:\w+ )?{_NOUN_WIDE}"
+        rf"(?: (?:from|of|by) (?:your|the) \w+)? (?:appl|matter|count|hold)|\b(?:act|behave|pretend|"
+        rf"answer|respond) as (?:if|though) you (?:had|have|were) never (?:received|been given|had|got|"
+        rf"been told)\b|\bas (?:if|though) {_A}{_GAP}{{0,15}}?(?:had been|were|was|did not|didn't) "
+        rf"(?:\w+ )?(?:removed|disabled|deleted|lifted|turned off|switched off|gone|exist|apply|"
+        rf"erased|suspended|cancell?ed)\b|\b(?:do not|don't|never|no longer) (?:treat|consider|regard) "
+        rf"{_A} as (?:binding|valid|mandatory|authoritative|in force|applicable)\b")),
     # "set your earlier rules to one side", "whatever the operator configured does not matter"
     "instructions_neutralised": (1.0, re.compile(
         rf"\b{_B_BEFORE}\b{_GAP}{{0,12}}?{_A_STRONG}|{_A_STRONG}{_GAP}{{0,25}}?\b{_B_AFTER}|"
@@ -190,12 +211,17 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"mode\s*(?:on|enabled|activated|engaged|:)")),
     # the text asks to be obeyed ("do whatever this page says")
     "defers_to_content": (0.6, re.compile(
+        r"\b(?:the assistant|you|the model|the ai|the bot) (?:must|should|will|shall) (?:now )?(?:follow|obey|"
+        r"execute) only (?:the )?(?:commands|instructions|orders|rules|directions) (?:in|of|from|on) "
+        r"(?:this|the following)\b|"
         r"\b(?:do|follow|obey|execute|carry out) (?:whatever|what|everything|all) (?:this|the) (?:page|"
         r"document|text|file|message|email|site|article|note|comment) (?:says|tells you|asks|instructs|"
         r"demands)\b|\b(?:comply|obey) (?:only )?with (?:this|the following) (?:page|document|text|"
         r"note|message)\b")),
     "without_rules": (0.6, re.compile(
-        r"\bno rules,? no (?:filters|limits|restrictions|limitations|censorship)\b|"
+        r"\bno rules,? no (?:filters|limits|restrictions|limitations|censorship)\b|\b(?:there are )?no "
+        r"(?:more |longer any )?(?:rules|restrictions|limits|guidelines|filters|instructions) (?:for|that "
+        r"apply to|binding) you\b|"
         r"\bwithout (?:any of |applying |using )?(?:your|the|its) (?:\w+ )?(?:rules|guidelines|"
         r"restrictions|filters|safeguards|guardrails|safety (?:rules|guidelines|filters)|content "
         r"polic(?:y|ies))\b[^.\n]{0,30}\b(?:answer|respond|reply|tell|write|explain|act|help)|"
@@ -205,7 +231,7 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\byou(?: are|'re) (?:now )?(?:no longer|not) (?:(?:bound|restricted|constrained|limited|"
         r"governed) by|required to (?:follow|obey|comply with)) (?:any |your |the |those |these )?"
         r"(?:\w+ )?" + _NOUN_WIDE + r"\b|\byou(?: are|'re) (?:now )?(?:free|allowed|"
-        r"permitted) to (?:ignore|disregard|bypass|break)\b|\b(?:freed|released|liberated|exempt(?:ed)?|"
+        r"permitted) to (?:ignore|disregard|bypass|break)\b|\b(?:free|freed|released|liberated|exempt(?:ed)?|"
         r"unbound|unshackled|relieved) (?:from|of) (?:your|the|all|any) (?:\w+ )?" + _NOUN_WIDE +
         r"\b|\b(?:no longer|not) (?:have|need) to "
         r"(?:follow|obey) (?:your|the|any) (?:\w+ )?" + _NOUN_WIDE + r"\b")),
@@ -219,7 +245,8 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         rf"process|summari[sz]|see|pars|ingest|retriev|answer)|\b(?:note|message|instructions?|"
         rf"reminder|attention) (?:to|for) (?:the |any |all )?{_ADDRESSEE}s?\b\s*[:,-]|"
         rf"\b{_ADDRESSEE}s? (?:reading|processing|summari[sz]ing|parsing|ingesting|retrieving) "
-        rf"this\b|\b(?:attention|note|memo|to|hey|important for|instructions for) {_ADDRESSEE}s?\s*:|"
+        rf"(?:this|it)\b|\b(?:attention|note|memo|to|hey|important for|instructions for) (?:the |any |all )?"
+        rf"{_ADDRESSEE}s?\s*:|"
         rf"\b(?:when|while|after|before|if) (?:summari[sz]ing|reading|processing|answering|parsing|"
         rf"quoting|using) (?:this|these) (?:page|document|text|file|email|message|article|site|"
         rf"excerpt|source|passage)s?\b[^.\n]{{0,40}}?\b(?:tell|say|respond|reply|answer|inform|"
@@ -247,6 +274,7 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\b(?:you are|you're|act as|pretend to be|become)\s+(?:now\s+)?(?:an?\s+)?(?:dan|jailbroken|"
         r"unfiltered|unrestricted|uncensored|evil \w+|ai without (?:any )?(?:rules|restrictions|limits|"
         r"filters))\b|\bdo anything now\b|\bdan mode\b|\byou are (?:now )?in developer mode\b|"
+        r"\bstop being (?:an? |the )?(?:helpful )?(?:assistant|ai|chatbot|bot|language model)\b|"
         r"\bdeveloper mode (?:is )?(?:now )?(?:enabled|activated)\b[^.\n]{0,40}\b(?:you|policies|"
         r"restrictions|filters)\b")),
     "roleplay_jailbreak": (0.7, re.compile(
