@@ -97,7 +97,7 @@ def reask_once(guard: CitationGuard | None, model: Any, request: ModelRequest, c
     bad = [c for c in (result[1] if result else []) if c.verdict in BAD_VERDICTS]
     if not bad:
         return
-    ctx.notes["reasked"] = len(bad)
+    ctx.reasked = len(bad)
     follow = ModelRequest([*request.messages, AIMessage(content=first), HumanMessage(content=failures_prompt(bad))],
                           max_tokens=request.max_tokens, temperature=request.temperature,
                           metadata={**request.metadata, "purpose": "reask", "cache": False})
@@ -121,7 +121,7 @@ def reask_once(guard: CitationGuard | None, model: Any, request: ModelRequest, c
         log.warning("citation re-ask failed (%s); keeping the first answer", exc)
         parts = []
     if not "".join(parts).strip():
-        ctx.notes["validation_errors"] = [*ctx.notes.get("validation_errors", []), "re-ask failed"]
+        ctx.validation_errors.append("re-ask failed")
         yield Restart(discarded="".join(parts), reason="the correction failed; showing the first answer",
                       provider=out.provider)
         yield first
@@ -140,16 +140,16 @@ def assess(ctx: GuardContext, out: Any) -> tuple[float | None, list[str]]:
         return None, []
     confidence: float | None = None
     reasons: list[str] = []
-    grounded = ctx.notes.get("groundedness")
-    if grounded is not None and ctx.notes.get("citation_checks") is not None:
+    grounded = ctx.groundedness
+    if grounded is not None and ctx.citation_checks is not None:
         confidence = float(grounded)
         if grounded < 1:
             reasons.append(f"weak grounding: {grounded:.0%} of claims supported by their sources")
-    if ctx.notes.get("destination") == "remote" and str(out.provider).split(":")[0] == "local":
+    if ctx.destination == "remote" and str(out.provider).split(":")[0] == "local":
         confidence = min(1.0 if confidence is None else confidence, FALLBACK_CONFIDENCE)
         reasons.append(f"answered by the local fallback model ({out.provider}) after the remote "
                        "provider failed")
-    for error in ctx.notes.get("validation_errors", []):
+    for error in ctx.validation_errors:
         confidence = min(1.0 if confidence is None else confidence, VALIDATION_CONFIDENCE)
         reasons.append(f"validation failed: {error}")
     return (None if confidence is None else round(confidence, 4)), reasons
@@ -158,8 +158,8 @@ def assess(ctx: GuardContext, out: Any) -> tuple[float | None, list[str]]:
 def stored_fields(ctx: GuardContext, confidence: float | None) -> dict[str, Any]:
     """What the stored reply keeps of the grounding (``context`` JSON), for history views."""
     fields: dict[str, Any] = {}
-    if ctx.notes.get("citations") is not None:
-        fields["citations"] = [dataclasses.asdict(c) for c in ctx.notes["citations"]]
+    if ctx.citations is not None:
+        fields["citations"] = [dataclasses.asdict(c) for c in ctx.citations]
     if confidence is not None:
         fields["confidence"] = confidence
     return fields
@@ -168,8 +168,8 @@ def stored_fields(ctx: GuardContext, confidence: float | None) -> dict[str, Any]
 def submit_review(queue: Any, settings: Settings, ctx: GuardContext, question: str, stored: Any,
                   confidence: float | None, reasons: list[str]) -> str | None:
     """Queue a low-confidence answer; ``"pending"`` when queued (also noted in
-    ``ctx.notes["review_status"]``). Never fails the turn."""
-    ctx.notes["confidence"] = confidence
+    ``ctx.review_status``). Never fails the turn."""
+    ctx.confidence = confidence
     if queue is None or confidence is None or confidence >= settings.review_threshold:
         return None
     try:
@@ -181,13 +181,11 @@ def submit_review(queue: Any, settings: Settings, ctx: GuardContext, question: s
     except Exception:
         log.warning("could not queue reply %s for review", stored.id, exc_info=True)
         return None
-    ctx.notes["review_status"] = "pending"
+    ctx.review_status = "pending"
     return "pending"
 
 
 def reply_fields(ctx: GuardContext) -> dict[str, Any]:
-    """``Reply`` keyword arguments for the grounding of this turn (from ``ctx.notes``)."""
-    return {"citations": tuple(ctx.notes.get("citations") or ()),
-            "checks": tuple(ctx.notes.get("citation_checks") or ()),
-            "confidence": ctx.notes.get("confidence"),
-            "review_status": ctx.notes.get("review_status")}
+    """``Reply`` keyword arguments for the grounding of this turn."""
+    return {"citations": tuple(ctx.citations or ()), "checks": tuple(ctx.citation_checks or ()),
+            "confidence": ctx.confidence, "review_status": ctx.review_status}

@@ -31,6 +31,7 @@ from assistant.session_ops import SessionOps
 from assistant.safemode import RETRIEVAL_LABEL
 from assistant.settings import Settings
 from assistant.stages import timed
+from assistant.turn import Destination
 from guardrails import Guard, GuardChain, GuardContext, ScopeGuard, default_pipeline
 from memory.context_summary import KIND as SUMMARY_JOB
 from memory.context_summary import SessionSummaries
@@ -182,7 +183,7 @@ class Assistant(SessionOps, PeopleAPI):
         model cannot be loaded at all.
         """
         ctx = GuardContext(user_id=user_id, session_id=session_id,
-                           notes={"destination": self._destination(), "cache": cache})
+                           destination=self._destination(), cache=cache)
         with timed(ctx, "guards"):
             clean = self.guards.before_input(ctx, text)
         try:
@@ -223,7 +224,7 @@ class Assistant(SessionOps, PeopleAPI):
                        metadata={"user_id": user_id, "session_id": session_id},
                        max_reasks=max_reasks, max_tokens=self.settings.max_reply_tokens)
 
-    def _destination(self) -> str:
+    def _destination(self) -> Destination:
         """``remote`` when the first provider in the chain sends text off this machine
         (PII guards redact then); ``local`` otherwise."""
         try:
@@ -282,8 +283,7 @@ class Assistant(SessionOps, PeopleAPI):
                 temperature=self.settings.temperature,
                 metadata={"purpose": "chat", "user_id": ctx.user_id,
                           "session_id": ctx.session_id, "turn_id": user_msg.id,
-                          "cache": ctx.notes.get("cache", True),
-                          "snippets": ctx.notes.get("snippets", [])})
+                          "cache": ctx.cache, "snippets": ctx.snippets})
             model_started = time.perf_counter()
             for chunk in model.request(request):
                 out.provider = chunk.extra.get("provider", out.provider)
@@ -317,7 +317,7 @@ class Assistant(SessionOps, PeopleAPI):
         finally:
             out.latency_ms = (time.perf_counter() - started) * 1000
             if model_started is not None:
-                ctx.notes.setdefault("stages_ms", {})["model"] = round(
+                ctx.stages_ms["model"] = round(
                     (time.perf_counter() - model_started) * 1000, 2)
             stored = self._store_reply(ctx, user_msg, model, messages, out, report)
         return Reply(text=out.text, provider=out.provider, session_id=ctx.session_id,
@@ -349,8 +349,7 @@ class Assistant(SessionOps, PeopleAPI):
             context=None if report is None else {
                 **report.to_dict(), "reply_reserve": self.settings.max_reply_tokens,
                 **grounding.stored_fields(ctx, confidence),
-                "stages_ms": ctx.notes.get("stages_ms", {}),
-                "guards_ms": ctx.notes.get("guards_ms", {}), "notice": out.notice})
+                "stages_ms": ctx.stages_ms, "guards_ms": ctx.guards_ms, "notice": out.notice})
         grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
                                 confidence, doubts)
         # What the user said is memory even when no model answered it (facts included); a

@@ -60,8 +60,8 @@ class SessionOps:
         self.store.set_status(user_id, session_id, [m.id for m in after], SUPERSEDED)
         # A regenerate wants a new answer, so it never takes the cached one.
         ctx = GuardContext(user_id=user_id, session_id=session_id,
-                           notes={"destination": self._destination(),  # type: ignore[attr-defined]
-                                  "cache": False})
+                           destination=self._destination(),  # type: ignore[attr-defined]
+                           cache=False)
         return ReplyStream(self._turn(ctx, message))  # type: ignore[attr-defined]
 
     def edit_and_resend(self, text: str, *, session_id: str, user_id: str = "default") -> ReplyStream:

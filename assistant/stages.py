@@ -1,6 +1,6 @@
 """Wall-clock time per stage of a turn (guards, context, model, verification, storage).
 
-Kept in the turn's ``GuardContext.notes["stages_ms"]`` and stored with the reply, so the
+Kept in the turn's ``TurnState.stages_ms`` and stored with the reply, so the
 dashboard and replays can show where a slow turn spent its time without a tracer.
 """
 
@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from guardrails import GuardContext
+from assistant.turn import TurnState
 
 __all__ = ["STAGES", "timed"]
 
@@ -18,11 +18,11 @@ STAGES = ("guards", "context", "model", "verification", "storage")
 
 
 @contextmanager
-def timed(ctx: GuardContext, stage: str) -> Iterator[None]:
+def timed(ctx: TurnState, stage: str) -> Iterator[None]:
     """Add the time spent inside the block to ``stage`` (stages may be entered twice)."""
     started = time.perf_counter()
     try:
         yield
     finally:
-        stages = ctx.notes.setdefault("stages_ms", {})
+        stages = ctx.stages_ms
         stages[stage] = round(stages.get(stage, 0.0) + (time.perf_counter() - started) * 1000, 2)

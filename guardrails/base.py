@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from assistant.audit import audit
 from assistant.errors import InputRejected
+from assistant.turn import TurnState
 
 __all__ = ["Guard", "GuardChain", "GuardContext"]
 
 T = TypeVar("T")
 
 
-@dataclass
-class GuardContext:
-    """Who the turn belongs to; guards may leave notes for later hooks in ``notes``."""
-
-    user_id: str
-    session_id: str
-    notes: dict[str, Any] = field(default_factory=dict)
+#: What every hook receives: the turn's typed state (who, where to, what was found so
+#: far). Guards record their findings in its fields for later hooks and the stored reply.
+GuardContext = TurnState
 
 
 class Guard:
@@ -58,8 +54,8 @@ class GuardChain(Guard):
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
         """Each guard in turn, each timed; the timings (and a refusal, if any) go to the
-        audit log as one ``input_guards`` event, and to ``ctx.notes["guards_ms"]``."""
-        timings: dict[str, float] = ctx.notes.setdefault("guards_ms", {})
+        audit log as one ``input_guards`` event, and to ``ctx.guards_ms``."""
+        timings = ctx.guards_ms
         refused: str | None = None
         try:
             for guard in self.guards:

@@ -1,12 +1,12 @@
 """The citation guard: checks a grounded answer against the sources it was shown.
 
-After the model, ``CitationGuard.after_model`` reads ``ctx.notes["sources"]`` (the
+After the model, ``CitationGuard.after_model`` reads ``ctx.sources`` (the
 numbered ``SourceRef``s the prompt showed, ``{id: ref}``), runs
 ``guardrails.verify_citations`` and leaves for the orchestrator:
 
-* ``ctx.notes["citations"]``: one ``Citation`` per cited source, verdict aggregated;
-* ``ctx.notes["citation_checks"]``: every sentence's ``SentenceCheck``;
-* ``ctx.notes["groundedness"]``: share of claim sentences supported (feeds confidence).
+* ``ctx.citations``: one ``Citation`` per cited source, verdict aggregated;
+* ``ctx.citation_checks``: every sentence's ``SentenceCheck``;
+* ``ctx.groundedness``: share of claim sentences supported (feeds confidence).
 
 Uncited claim sentences are then attributed post hoc (``guardrails.attribution``): the
 shown source that passes the same check is attached with ``origin="attributed"``, and
@@ -188,10 +188,10 @@ class CitationGuard(Guard):
 
     def check(self, ctx: GuardContext, text: str) -> tuple[list[Citation], list[SentenceCheck]] | None:
         """Verify ``text`` against the turn's sources (cached per text); None: no sources."""
-        sources = ctx.notes.get("sources") or {}
+        sources = ctx.sources
         if not sources or not text.strip():
             return None
-        cached = ctx.notes.get("_citation_cache")
+        cached = ctx.citation_cache
         if cached and cached[0] == text:
             return cached[1]
         texts = {sid: ref.text for sid, ref in sources.items()}
@@ -203,9 +203,9 @@ class CitationGuard(Guard):
             except Exception:
                 log.warning("citation attribution failed; uncited sentences stay uncited", exc_info=True)
         result = summarise(report, sources, found)
-        ctx.notes["_citation_cache"] = (text, result)
-        ctx.notes["groundedness"] = groundedness(result[1])
-        ctx.notes["citations_attributed"] = len(found)
+        ctx.citation_cache = (text, result)
+        ctx.groundedness = groundedness(result[1])
+        ctx.citations_attributed = len(found)
         return result
 
     def after_model(self, ctx: GuardContext, text: str) -> str:
@@ -213,12 +213,12 @@ class CitationGuard(Guard):
             result = self.check(ctx, text)
         except Exception:
             log.warning("citation check failed; answer kept unchecked", exc_info=True)
-            ctx.notes["validation_errors"] = [*ctx.notes.get("validation_errors", []), "citation check failed"]
+            ctx.validation_errors.append("citation check failed")
             return text
         if result is None:
             return text
         citations, checks = result
-        ctx.notes["citations"], ctx.notes["citation_checks"] = citations, checks
+        ctx.citations, ctx.citation_checks = citations, checks
         if self.attribute == "mark":
             text = mark_attributed(text, checks)
         if not any(c.verdict in BAD_VERDICTS for c in checks):
@@ -229,7 +229,7 @@ class CitationGuard(Guard):
                 out = _rebuild(checks, lambda c: None if c.verdict in BAD_VERDICTS else c.text,
                                self.attribute == "mark")
             out = re.sub(r"[ \t]{2,}", " ", re.sub(r"\n{3,}", "\n\n", out)).strip()
-            ctx.notes["citations_stripped"] = sum(c.verdict in BAD_VERDICTS for c in checks)
+            ctx.citations_stripped = sum(c.verdict in BAD_VERDICTS for c in checks)
             return out if re.search(r"\w", out) else STRIPPED_ALL
         out = _rewrite(text, checks, lambda s, c: s.rstrip() + LABELS[c.verdict])
         return out if out is not None else _rebuild(

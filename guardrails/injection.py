@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from assistant.audit import audit
 from assistant.errors import InputRejected
+from assistant.turn import InjectionNote
 from guardrails.base import Guard, GuardContext
 from guardrails.injection_rules import CONFUSABLES, LEET, RULES, SQUEEZED
 from guardrails.normalize import BIDI, ZERO_WIDTH, item_text
@@ -273,7 +274,7 @@ class InjectionGuard(Guard):
     ``input_action``: ``"flag"`` | ``"block"``; ``retrieval_action``: ``"flag"`` |
     ``"quarantine"`` (drop the item). Retrieved items are document chunks (a verdict stored
     at ingest counts too) and recalled memories (turns and facts). Every finding is appended
-    to ``ctx.notes["injection"]`` as ``{"where", "index", "score", "rules", "action", "ref"}``
+    to ``ctx.injection`` as an ``InjectionNote`` (where, index, score, rules, action, ref)
     and written to the audit log as an ``injection`` event — ids and a short hash of the
     text, never the text. A flagged item that is kept carries its verdict
     (``injection_score``) when it has such a field, so the prompt can label it.
@@ -290,9 +291,8 @@ class InjectionGuard(Guard):
 
     def _note(self, ctx: GuardContext, where: str, index: int | None, res: InjectionResult,
               action: str, text: str, ref: dict[str, Any] | None = None) -> None:
-        ctx.notes.setdefault("injection", []).append(
-            {"where": where, "index": index, "score": res.score, "rules": list(res.rules),
-             "action": action, "ref": dict(ref or {})})
+        ctx.injection.append(InjectionNote(where, index, res.score, list(res.rules), action,
+                                           dict(ref or {})))
         audit("injection", guard=self.name,
               hook="before_input" if where == "input" else "after_retrieval", action=action,
               rules=list(res.rules), score=res.score, threshold=self.threshold,

@@ -134,17 +134,16 @@ def with_text(item: T, text: str) -> T:
     return item
 
 
-def _note(ctx: GuardContext, key: str, counts: Counter[str]) -> None:
-    if counts:
-        total: Counter[str] = Counter(ctx.notes.get(key, {}))
-        total.update(counts)
-        ctx.notes[key] = dict(total)
+def _note(total: dict[str, int], counts: Counter[str]) -> None:
+    """Add ``counts`` into the turn's running ``total`` (in place)."""
+    for kind, n in counts.items():
+        total[kind] = total.get(kind, 0) + n
 
 
 class Normalize(Guard):
     """Canonicalise user input (and retrieved chunks); reject binary junk.
 
-    Notes ``ctx.notes["normalize"]`` (input) and ``ctx.notes["normalize_retrieval"]``
+    Notes ``ctx.normalize`` (input) and ``ctx.normalize_retrieval``
     with character counts per category, for the audit log.
     """
 
@@ -157,7 +156,7 @@ class Normalize(Guard):
     def before_input(self, ctx: GuardContext, text: str) -> str:
         reject_junk(text, ratio=self.junk_ratio, guard=self.name)
         clean, counts = normalize_text(text)
-        _note(ctx, "normalize", counts)
+        _note(ctx.normalize, counts)
         if not clean:
             raise InputRejected("empty message after normalisation", guard=self.name,
                                 user_message="Your message is empty — type something and send again.")
@@ -176,5 +175,5 @@ class Normalize(Guard):
             clean, counts = normalize_text(text)
             total.update(counts)
             out.append(with_text(item, clean) if clean != text else item)
-        _note(ctx, "normalize_retrieval", total)
+        _note(ctx.normalize_retrieval, total)
         return out

@@ -11,8 +11,9 @@ front of each remote provider (``assistant.redaction``), whatever path it took; 
 input guard only refuses a ``block`` kind in the user's own message early (before it is
 stored) when the chain is led by a remote provider.
 
-Written-out forms count: card numbers with spaces, dashes or dots (one kind per number),
-IBANs in any case with or without spaces, and obfuscated emails ("jane dot doe at example
+Written-out forms count: card numbers with spaces, dashes or dots (mixed ones in a card's
+grouping too, and followed by an expiry or CVV), IBANs in any case with or without spaces,
+dashes or dots, full-width digits and no-break spaces (``fold``), Unicode email addresses, and obfuscated emails ("jane dot doe at example
 dot com", "jane(at)example(dot)com", "jane [at] example [dot] com").
 """
 
@@ -21,9 +22,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from assistant.errors import InputRejected
@@ -73,7 +75,7 @@ IBAN_LENGTHS = dict(
 
 def iban_ok(iban: str) -> bool:
     """mod-97 over the compact form; a lower-case one must also have its country's length."""
-    compact = iban.replace(" ", "")
+    compact = re.sub(r"[ .-]", "", iban)
     iban = compact.upper()
     ok = 15 <= len(iban) <= 34 and iban[:2].isalpha() and iban[2:4].isdigit() and iban.isalnum()
     if ok and (compact != iban or iban[:2] in IBAN_LENGTHS):
@@ -97,9 +99,14 @@ _SECRETS = [
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
 ]
 _GENERIC = re.compile(r"(?<![A-Za-z0-9_+/=.-])[A-Za-z0-9_+=-]{32,120}(?![A-Za-z0-9_+/=-]|\.\w)")
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", re.I)
-_CARD = re.compile(r"(?<![\d-])(?<!\d\.)[2-6]\d{3}(?:[ .-]?\d){9,15}(?![\d-]|\.\d)")
+# Unicode letters count (jané@exämple.com is as personal as the ASCII one).
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ .-]?[A-Z0-9]{4}){2,7}(?:[ .-]?[A-Z0-9]{1,3})?\b", re.I)
+#: a run of digit groups with short separators; ``_cards`` looks for a card inside it
+#: (a card followed by its expiry or CVV, "4111 1111 1111 1111 12/27", is still a card).
+_CARD = re.compile(r"(?<![\d-])(?<!\d\.)\d+(?:[ ._/-]{1,3}\d+)*")
+_CARD_SHAPES = {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 1), (4, 4, 4, 2),
+                (4, 4, 4, 3), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2)}
 # Obfuscated emails: "at"/"dot" as words, or bracketed "(at)" "[dot]" "{at}", any case.
 _DOTW = r"(?:\s*[(\[{]\s*dot\s*[)\]}]\s*|\s+dot\s+|\.)"
 _ATW = r"(?P<at>\s*[(\[{]\s*at\s*[)\]}]\s*|\s+at\s+|\s*@\s*)"
@@ -152,10 +159,36 @@ def _emails(text: str) -> list[PIIFinding]:
 def _cards(text: str) -> list[PIIFinding]:
     out = []
     for m in _CARD.finditer(text):
-        digits, seps = re.sub(r"\D", "", m.group()), set(re.sub(r"\d", "", m.group()))
-        if 13 <= len(digits) <= 19 and len(seps) <= 1 and len(set(digits)) > 1 and luhn_ok(digits):
-            out.append(PIIFinding("card", m.start(), m.end(), m.group()))
+        groups = list(re.finditer(r"\d+", m.group()))
+        i = 0
+        while i < len(groups):
+            found = _card_at(m.group(), groups, i)
+            if found is None:
+                i += 1
+                continue
+            j, (start, end) = found
+            out.append(PIIFinding("card", m.start() + start, m.start() + end,
+                                  m.group()[start:end]))
+            i = j + 1
     return out
+
+
+def _card_at(run: str, groups: list[re.Match[str]], i: int) -> tuple[int, tuple[int, int]] | None:
+    """The longest card starting at digit group ``i``: 13-19 digits passing Luhn, one kind
+    of separator, or mixed ones between groups shaped like a card's (4-4-4-4, 4-6-5)."""
+    if run[groups[i].start()] not in "23456":
+        return None
+    for j in range(min(len(groups), i + 8) - 1, i - 1, -1):
+        part = groups[i:j + 1]
+        digits = "".join(g.group() for g in part)
+        if not 13 <= len(digits) <= 19 or len(set(digits)) < 2 or not luhn_ok(digits):
+            continue
+        seps = {run[a.end():b.start()] for a, b in zip(part, part[1:])}
+        shape = tuple(len(g.group()) for g in part)
+        if len(seps) <= 1 and all(len(x) == 1 or x.strip() == "" for x in seps) \
+                or shape in _CARD_SHAPES:
+            return j, (part[0].start(), part[-1].end())
+    return None
 
 
 def _ips(text: str) -> list[PIIFinding]:
@@ -210,12 +243,39 @@ _DETECTORS: dict[str, Callable[[str], list[PIIFinding]]] = {
 }
 
 
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+
+
+def fold(text: str) -> str:
+    """The same text, one character for one, with look-alikes made plain: full-width and
+    other compatibility forms (NFKC, when one character), any Unicode space as a space,
+    any dash as ``-``. Positions stay valid for the original, so "４１１１…" or a card
+    number with no-break spaces is found where it stands."""
+    if text.isascii():
+        return text
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+        elif ch.isspace():
+            out.append(" ")
+        elif ch in _DASHES:
+            out.append("-")
+        else:
+            plain = unicodedata.normalize("NFKC", ch)
+            out.append(plain if len(plain) == 1 else ch)
+    return "".join(out)
+
+
 def detect(text: str, kinds: tuple[str, ...] = KINDS) -> list[PIIFinding]:
     """All findings, non-overlapping (earlier kinds in ``KINDS`` win), by position."""
+    folded = fold(text)
     taken: list[PIIFinding] = []
     for kind in KINDS:
         if kind in kinds:
-            for f in _DETECTORS[kind](text):
+            for f in _DETECTORS[kind](folded):
+                if folded is not text:
+                    f = replace(f, text=text[f.start:f.end])
                 if not any(f.start < t.end and t.start < f.end for t in taken):
                     taken.append(f)
     return sorted(taken, key=lambda f: f.start)
@@ -271,9 +331,9 @@ class PIIGuard(Guard):
     Egress safety does not rest on this guard: every request bound for a remote provider
     is redacted in front of that provider (``assistant.redaction``), whatever the path.
     ``before_input`` redacts when ``always``; when the chain is led by a remote provider
-    (``ctx.notes["destination"] == "remote"``) it only refuses a ``block`` kind up front,
+    (``ctx.destination == "remote"``) it only refuses a ``block`` kind up front,
     so the user hears why before anything is stored. ``before_memory_write`` always acts
-    (a ``block`` kind keeps the item out of memory). Counts per kind go to ``ctx.notes["pii"]``.
+    (a ``block`` kind keeps the item out of memory). Counts per kind go to ``ctx.pii``.
     """
 
     def __init__(self, modes: Mapping[str, str] | str | None = None, *, default: str = "redact",
@@ -285,13 +345,13 @@ class PIIGuard(Guard):
     def _apply(self, ctx: GuardContext, text: str) -> str:
         new, findings = redact(text, self.modes, self.default)
         if findings:
-            ctx.notes["pii"] = dict(Counter(ctx.notes.get("pii", {})) + Counter(f.kind for f in findings))
+            ctx.pii = dict(Counter(ctx.pii) + Counter(f.kind for f in findings))
         return new
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
         if self.always:
             return self._apply(ctx, text)
-        if ctx.notes.get("destination") == "remote" and "block" in (*self.modes.values(), self.default):
+        if ctx.destination == "remote" and "block" in (*self.modes.values(), self.default):
             redact(text, self.modes, self.default)  # raises InputRejected for a block kind
         return text
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import InputRejected
+from assistant.turn import ScopeNote
 from guardrails.base import Guard, GuardContext
 from guardrails.claims import content_stems, stem, tokens
 
@@ -85,8 +86,7 @@ class ScopeGuard(Guard):
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
         result = self.check(text)
-        ctx.notes["scope"] = {"in_scope": result.in_scope, "similarity": result.similarity,
-                              "reason": result.reason, "action": self.action}
+        ctx.scope = ScopeNote(result.in_scope, result.similarity, result.reason, self.action)
         if not result.in_scope and self.action == "refuse":
             raise InputRejected(
                 f"out of scope (similarity {result.similarity:.2f} < {self.threshold})",

@@ -4,8 +4,8 @@
 It plans the split for the model, fetches the summary, documents and memories within
 their budgets — documents *and* recalled memories (episodic turns, facts) both pass the
 guards' ``after_retrieval`` (the session summary too, line by line), so a quarantined
-item never reaches the prompt from any side — assembles the prompt, records what went in (the report; ``ctx.notes["sources"]``
-for the citation guard; ``ctx.notes["snippets"]`` for retrieval-only answers) and
+item never reaches the prompt from any side — assembles the prompt, records what went in (the report; ``ctx.sources``
+for the citation guard; ``ctx.snippets`` for retrieval-only answers) and
 schedules a summary fold for turns that left the window.
 """
 
@@ -155,8 +155,8 @@ def turn_context(assistant: Any, ctx: Any, model: Any,
                                      summary_to_id=record.to_id, summary_version=record.version)
     if sources:
         report = dataclasses.replace(report, document_ids=[s.chunk_id for s in sources])
-    ctx.notes["sources"] = {ref.id: ref for ref in sources}
-    ctx.notes["snippets"] = seen.get("memories", []) + [
+    ctx.sources = {ref.id: ref for ref in sources}
+    ctx.snippets = seen.get("memories", []) + [
         {"id": ref.id, "text": ref.text, "source": ref.title or ref.path, "date": None}
         for ref in sources]
     if summaries is not None and report.dropped_messages and report.message_ids:

@@ -162,8 +162,7 @@ class FactMemory:
               extractor: str = "rules") -> list[Change]:
         """Reconcile candidates drawn from ``source`` (a message of ``user_id``); each
         passes the memory-write guards first (a guard may redact it or keep it out)."""
-        ctx = GuardContext(user_id=user_id, session_id=source.session_id,
-                           notes={"destination": "memory"})
+        ctx = GuardContext(user_id=user_id, session_id=source.session_id, destination="memory")
         changes: list[Change] = []
         for candidate in candidates:
             draft = self._guarded(ctx, candidate)
@@ -333,7 +332,7 @@ class FactMemory:
         text = " ".join(str(text).split())
         if not text or len(text) > 1000:
             raise ValueError("a fact's text must be 1-1000 characters")
-        ctx = GuardContext(user_id=user_id, session_id="", notes={"destination": "memory"})
+        ctx = GuardContext(user_id=user_id, session_id="", destination="memory")
         with self._serial, self._sessions() as db, db.begin():
             self._lock_user(db, user_id)
             old = self._own(db, user_id, fact_id)

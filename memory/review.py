@@ -202,5 +202,5 @@ class ReviewGate(Guard):
         self.queue.submit(kind="memory_write", user_id=ctx.user_id, session_id=ctx.session_id,
                           content=text or "", reason=f"risky memory write: {reason}",
                           details={"item": item})
-        ctx.notes.setdefault("held_for_review", []).append(reason)
+        ctx.held_for_review.append(reason)
         return None

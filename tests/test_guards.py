@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, InputRejected, ScriptedModel, Settings
+from assistant.turn import Destination
 from guardrails import GuardChain, GuardContext, InputLimits
 from guardrails.injection import InjectionGuard, scan
 from guardrails.normalize import Normalize, is_junk, normalize_text
@@ -16,8 +17,8 @@ from guardrails.pii import PIIGuard, detect, iban_ok, luhn_ok, parse_modes, reda
 from memory.retrieval import MemoryHit, MemoryItem
 
 
-def ctx(**notes: object) -> GuardContext:
-    return GuardContext(user_id="u", session_id="s", notes=dict(notes))
+def ctx(destination: Destination = "local") -> GuardContext:
+    return GuardContext(user_id="u", session_id="s", destination=destination)
 
 
 # normalisation ----------------------------------------------------------------------
@@ -47,7 +48,7 @@ def test_normalize_keeps_paragraphs_indentation_tabs_and_emoji() -> None:
 def test_normalize_guard_notes_counts_and_rejects_binary_junk() -> None:
     c = ctx()
     assert Normalize().before_input(c, "hi\u200b \u201cthere\u201d") == 'hi "there"'
-    assert c.notes["normalize"] == {"zero_width": 1, "quotes": 2}
+    assert c.normalize == {"zero_width": 1, "quotes": 2}
     junk = "PK\x03\x04\x00\x00\ufffd\ufffd\x00\ue000\ue001abc\x00\x00"
     assert is_junk(junk)
     with pytest.raises(InputRejected) as info:
@@ -67,7 +68,7 @@ def test_normalize_retrieved_chunks_of_every_shape() -> None:
     c = ctx()
     out = Normalize().after_retrieval(c, ["a\u00a0b", Chunk("\u201cq\u201d"), hit, 42])
     assert out[0] == "a b" and out[1].text == '"q"' and out[2].item.text == "xy" and out[3] == 42
-    assert c.notes["normalize_retrieval"]["zero_width"] == 1
+    assert c.normalize_retrieval["zero_width"] == 1
 
 
 # PII --------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def test_pii_guard_redacts_input_only_when_always_and_always_on_memory_writes() 
     assert PIIGuard("email=block").before_input(ctx(), text) == text  # stays on this machine
     c = ctx()
     assert PIIGuard(always=True).before_input(c, text) == "mail me: [EMAIL]"
-    assert c.notes["pii"] == {"email": 1}
+    assert c.pii == {"email": 1}
     assert guard.before_memory_write(ctx(), text) == "mail me: [EMAIL]"
     hit = MemoryHit(MemoryItem("m", text), 1.0)
     assert guard.before_memory_write(ctx(), hit).item.text == "mail me: [EMAIL]"  # type: ignore[union-attr]
@@ -234,14 +235,14 @@ def test_base64_and_hidden_payloads_name_their_carrier() -> None:
 def test_input_flag_passes_through_and_block_rejects_kindly() -> None:
     c = ctx()
     assert InjectionGuard().before_input(c, ATTACKS[0]) == ATTACKS[0]
-    assert c.notes["injection"][0]["action"] == "flag"
-    assert "ignore_instructions" in c.notes["injection"][0]["rules"]
+    assert c.injection[0].action == "flag"
+    assert "ignore_instructions" in c.injection[0].rules
     with pytest.raises(InputRejected) as info:
         InjectionGuard(input_action="block").before_input(ctx(), ATTACKS[0])
     assert "rephrase" in info.value.user_message
     c = ctx()
     assert InjectionGuard(input_action="block").before_input(c, BENIGN[0]) == BENIGN[0]
-    assert "injection" not in c.notes
+    assert not c.injection
 
 
 def test_poisoned_chunks_are_quarantined_or_flagged() -> None:
@@ -256,8 +257,8 @@ def test_poisoned_chunks_are_quarantined_or_flagged() -> None:
     c = ctx()
     kept = InjectionGuard().after_retrieval(c, items)
     assert kept == [items[0], items[2]]
-    assert [n["index"] for n in c.notes["injection"]] == [1, 3, 4]
-    assert all(n["action"] == "quarantine" for n in c.notes["injection"])
+    assert [n.index for n in c.injection] == [1, 3, 4]
+    assert all(n.action == "quarantine" for n in c.injection)
     assert InjectionGuard(retrieval_action="flag").after_retrieval(ctx(), items) == items
 
 

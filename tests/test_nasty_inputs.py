@@ -113,7 +113,7 @@ def test_injection_inside_a_retrieved_document_is_quarantined(base: Settings) ->
         ]
         kept = bot.guards.after_retrieval(ctx, chunks)
     assert [c.source for c in kept] == ["policy.md"]
-    assert {n["index"] for n in ctx.notes["injection"]} == {1, 2}
+    assert {n.index for n in ctx.injection} == {1, 2}
 
 
 # ------------------------------------------------------------------------- scope

@@ -126,7 +126,7 @@ class _Validator(Guard):
     """A guard that found the answer malformed (as a schema check would)."""
 
     def after_model(self, ctx: GuardContext, text: str) -> str:
-        ctx.notes.setdefault("validation_errors", []).append("missing field 'total'")
+        ctx.validation_errors.append("missing field 'total'")
         return text
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from assistant import Assistant, Settings
 from assistant.control import ControlFlags, KillSwitchModel
 from assistant.errors import ProviderUnavailable, RemoteCallsDisabled
-from assistant.faultserver import FaultServer
+from assistant.testing import FaultServer
 from assistant.providers import ModelRequest, ScriptedModel, ScriptedReply
 from assistant.providers.fallback import FallbackModel
 from assistant.resilience import BreakerModel
@@ -25,7 +25,7 @@ from memory.db import open_engine
 
 SNIPPETS = [
     {"id": "msg-12", "text": "User: my passport expires in March 2027", "source": "memory",
-     "date": "2026-05-03"},  # the shapes memory.context_turn puts in ctx.notes["snippets"]
+     "date": "2026-05-03"},  # the shapes memory.context_turn puts in ctx.snippets
     {"id": "doc-4#2", "text": "Renewal takes   six weeks.\n", "source": "passport-guide.pdf p.2",
      "date": None},
     {"id": "x", "text": "", "source": "empty"},  # nothing to quote: skipped

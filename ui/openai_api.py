@@ -162,7 +162,7 @@ class _Endpoint:
             return False
         # The same destination the turn itself uses (orchestrator has no public twin).
         ctx = GuardContext(user_id=user_id, session_id=key,
-                           notes={"destination": self.bot._destination(), "imported": True})
+                           destination=self.bot._destination(), imported=True)
         clean: list[tuple[str, str]] = []
         for message in turns:
             text = message.text()

@@ -197,7 +197,7 @@ class _Destinations(Guard):
         self.seen: list[tuple[str, str]] = []
 
     def before_input(self, ctx: GuardContext, text: str) -> str:
-        self.seen.append((text, ctx.notes.get("destination")))
+        self.seen.append((text, ctx.destination))
         return text
 
 

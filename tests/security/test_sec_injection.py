@@ -191,7 +191,7 @@ def test_a_kept_but_flagged_source_is_labelled_inside_the_preamble() -> None:
                  injection_rules=("override_prior",))  # marked at ingest; text alone is clean
     quarantined = InjectionGuard().after_retrieval(ctx, [ref(1, BENIGN_DOC), marked])
     assert [r.id for r in quarantined] == ["1"]  # the mark alone quarantines
-    assert ctx.notes["injection"][0]["ref"] == {"chunk_id": "chunk-2"}
+    assert ctx.injection[0].ref == {"chunk_id": "chunk-2"}
     kept = InjectionGuard(retrieval_action="flag").after_retrieval(ctx, [ref(1, PAYLOAD)])
     assert kept[0].injection_score is not None and kept[0].injection_score >= 0.6
     text = render_sources(kept, 10_000, len)
@@ -212,7 +212,7 @@ def test_memory_lines_are_guarded_and_replaced_by_a_marker() -> None:
     text, kept = guard_memories(GuardChain([InjectionGuard()]), ctx, block, snippets)
     assert "Zeta" not in text and f"[msg-2 | same day] {WITHHELD}" in text
     assert "I live in Porto" in text and [s["id"] for s in kept] == ["msg-1", "msg-3"]
-    assert ctx.notes["injection"][0]["ref"] == {"memory_id": "msg-2"}
+    assert ctx.injection[0].ref == {"memory_id": "msg-2"}
     clean, same = guard_memories(GuardChain([InjectionGuard()]), GuardContext("u", "s"),
                                  block.replace(PAYLOAD, "and I like tea"), snippets)
     assert clean == block.replace(PAYLOAD, "and I like tea") and same == snippets
@@ -225,7 +225,7 @@ def test_summary_lines_are_guarded_too() -> None:
     text = guard_summary(GuardChain([InjectionGuard()]), ctx, summary, "summary-3")
     assert text.splitlines() == ["Summary of the earlier conversation:", "- The user lives in Porto.",
                                  f"- {WITHHELD}", "- The user likes tea."]
-    assert ctx.notes["injection"][0]["ref"] == {"memory_id": "summary-3-2"}
+    assert ctx.injection[0].ref == {"memory_id": "summary-3-2"}
     clean = summary.replace(PAYLOAD, "The user asked about trains.")
     assert guard_summary(GuardChain([InjectionGuard()]), ctx, clean, "summary-3") == clean
 
