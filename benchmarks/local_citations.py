@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from assistant import Assistant, Settings
-from assistant.ingest_cli import sample_corpus
+from assistant.cli.ingest import sample_corpus
 from guardrails.claims import parse_markers, split_sentences
 
 __all__ = ["QUESTIONS", "main", "measure"]

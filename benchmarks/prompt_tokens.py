@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from assistant.replay import ReplayOptions, run_replay
-from assistant.replay_input import load_script, synthetic_turns
+from assistant.replay.inputs import load_script, synthetic_turns
 from assistant.settings import Settings, quiet_third_parties
 
 CHECKPOINTS = (50, 100, 300, 600)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                             ReplayOptions(context_window=args.window, flush_every=args.flush_every,
                                           progress=not args.json))
         if args.report:
-            from assistant.replay_report import write_report
+            from assistant.replay.report import write_report
 
             write_report(report, args.report)
     turns = report["turns"]

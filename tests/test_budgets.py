@@ -16,7 +16,7 @@ from pydantic import SecretStr, ValidationError
 
 from assistant import Assistant, Settings
 from assistant.errors import BudgetExceeded
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from assistant.providers.base import approx_message_tokens
 from memory.ledger import today
 

@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from assistant import Assistant, Settings
 from assistant.cache import CacheModel, request_key, same_question
 from assistant.errors import ProviderError, ProviderUnavailable
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from assistant.providers import ModelRequest, ScriptedModel, ScriptedReply
 from assistant.providers.fallback import FallbackModel
 from memory.db import open_engine

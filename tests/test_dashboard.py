@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from assistant import Assistant, ScriptedModel, Settings
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from ui import dashboard
 
 

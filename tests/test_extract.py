@@ -2,7 +2,7 @@
 
 The local path runs the REAL SmolLM2 under a JSON-schema grammar (slow tests); the repair
 and re-ask paths use ``ScriptedModel``; the remote paths use the real openai/anthropic
-SDKs against ``assistant.faultserver`` on loopback.
+SDKs against ``assistant.testing.faultserver`` on loopback.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from assistant.errors import (
     SchemaNotSupported,
 )
 from assistant.extract import extract, parse_reply
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from assistant.providers import ScriptedModel
 from assistant.providers.anthropic import AnthropicModel
 from assistant.providers.openai import OpenAIModel

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from assistant import Assistant, Settings
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from assistant.resilience import BreakerModel
 
 pytestmark = pytest.mark.slow

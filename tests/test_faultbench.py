@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete
 
 from assistant.cli import main
-from assistant.faultbench import (
+from assistant.bench.faults import (
     FAULTS,
     SCOPES,
     WIRES,

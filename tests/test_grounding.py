@@ -235,7 +235,7 @@ def test_serve_ingests_the_sample_corpus_once(monkeypatch: pytest.MonkeyPatch, t
     from rich.console import Console
 
     from assistant import grounding
-    from assistant.ingest_cli import sample_corpus
+    from assistant.cli.ingest import sample_corpus
     from assistant.settings import Settings as S
 
     docs = tmp_path / "docs"

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from assistant import Assistant, Settings
 from assistant.grounding import SAMPLE_COLLECTION, sample_corpus_paths
-from assistant.ingest_cli import sample_corpus
+from assistant.cli.ingest import sample_corpus
 
 pytestmark = pytest.mark.slow
 

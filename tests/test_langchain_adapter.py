@@ -19,7 +19,7 @@ from assistant.errors import (
     RateLimited,
     UnknownProvider,
 )
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from assistant.providers import ScriptedModel, ScriptedReply, Usage
 from assistant.providers.fallback import FallbackModel
 from assistant.providers.langchain import LastmileChatModel

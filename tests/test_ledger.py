@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from assistant import Assistant, Settings
 from assistant.cli import main
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from memory.db import migrate, open_engine
 from memory.ledger import CallRecord, Ledger, PriceTable, today
 

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.grounding import SAMPLE_COLLECTION, sample_corpus_paths
-from assistant.ingest_cli import sample_corpus
+from assistant.cli.ingest import sample_corpus
 
 SOURCE = re.compile(r"^\[(\d+)\] .+? \((.+?)\)\n(.*?)(?=^\[\d+\] |\Z)", re.MULTILINE | re.DOTALL)
 

@@ -1,5 +1,5 @@
 """The openai and anthropic providers, through the REAL SDKs, against a loopback server
-that misbehaves on cue (``assistant.faultserver``). Nothing here patches an SDK: every
+that misbehaves on cue (``assistant.testing.faultserver``). Nothing here patches an SDK: every
 failure is a real HTTP failure the SDK has to survive and we have to translate."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from assistant.errors import (
     StreamInterrupted,
     UnknownProvider,
 )
-from assistant.faultserver import NONSENSE_SHAPES, Fault, FaultServer
+from assistant.testing import NONSENSE_SHAPES, Fault, FaultServer
 from assistant.providers import (
     ChatModel,
     ModelChunk,

@@ -15,7 +15,7 @@ import pytest
 
 from assistant.cli import main
 from assistant.errors import ReplayFormatError
-from assistant.replay_input import load_script, synthetic_turns
+from assistant.replay.inputs import load_script, synthetic_turns
 
 #: A tiny conversation in the LoCoMo format (ours: tests never depend on data outside the repo).
 TINY_LOCOMO = Path(__file__).parent / "data" / "locomo_tiny.json"
@@ -231,7 +231,7 @@ def test_existing_report_dir_is_never_overwritten(tmp_path: Path, capsys: pytest
 
 def test_a_failure_while_writing_leaves_no_partial_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    import assistant.replay_report as report
+    import assistant.replay.report as report
 
     def broken(*args: object) -> None:
         raise OSError("disk full")
@@ -269,8 +269,8 @@ def test_the_pending_question_check_flags_a_prompt_without_it() -> None:
     """The check the replay relies on can fail: a stored context without the user
     message's id, or a prompt ending on something else, is reported."""
     from assistant.providers import Usage
-    from assistant.replay import _turn_record
-    from assistant.replay_input import ReplayTurn
+    from assistant.replay.engine import _turn_record
+    from assistant.replay.inputs import ReplayTurn
     from assistant.reply import Reply
     from memory.store import StoredMessage
 

@@ -13,7 +13,7 @@ import pytest
 
 from memory.dense import QueryEmbeddingCache
 from memory.lexical import LexicalIndex, tokenize
-from memory.locomo import LocomoFormatError, evaluate, load_locomo
+from assistant.bench.locomo_eval import LocomoFormatError, evaluate, load_locomo
 from memory.memblock import approx_tokens, render_block
 from memory.minilm import get_encoder
 from memory.retrieval import HybridRetriever, MemoryItem, RetrievalConfig, is_temporal
@@ -375,7 +375,7 @@ def test_lastmile_bench_locomo_prints_the_documented_json(tmp_path: Path, capsys
 
 
 def test_leave_one_out_picks_on_the_other_conversations_and_scores_the_held_out_one() -> None:
-    from memory.locomo import leave_one_out
+    from assistant.bench.locomo_eval import leave_one_out
 
     def row(n: int, r: float) -> dict:
         return {"n": n, "recall": {"10": r}}
@@ -392,7 +392,7 @@ def test_leave_one_out_picks_on_the_other_conversations_and_scores_the_held_out_
 
 
 def test_bench_reports_recall_by_conversation_and_the_loco_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from memory.locomo_bench import design_grid, main
+    from assistant.bench.locomo import design_grid, main
 
     data = _locomo()
     second = json.loads(json.dumps(data[0]))

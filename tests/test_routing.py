@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from assistant import Assistant, Settings
 from assistant.errors import ProviderUnavailable
-from assistant.faultserver import Fault, FaultServer, RecordedRequest
+from assistant.testing import Fault, FaultServer, RecordedRequest
 from assistant.providers import ModelRequest, ScriptedModel, ScriptedReply
 from assistant.routing import RouterModel, classify, low_confidence
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from assistant import Assistant, Settings
-from assistant.faultserver import FaultServer
+from assistant.testing import FaultServer
 from memory.accounts import Accounts
 
 #: user id → (role, password)

@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 
 from assistant import Assistant, Settings
 from assistant.errors import EgressBlocked, StreamInterrupted
-from assistant.faultserver import Fault, FaultServer
+from assistant.testing import Fault, FaultServer
 from assistant.providers import ScriptedModel, build_provider
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest
 from assistant.redaction import RedactingModel, Restorer

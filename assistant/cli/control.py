@@ -1,7 +1,7 @@
 """`lastmile admin kill-switch on|off|status` and `lastmile cache stats|clear`.
 
-Kept out of ``cli.py`` so that file stays a list of verbs; both commands act on the
-database every server shares, so they work from any shell while servers run.
+Both commands act on the database every server shares, so they work from any shell
+while servers run.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["add_commands"]
+from assistant.cli.common import load_settings
+
+__all__ = ["register"]
 
 
 def _engine() -> Any:
-    from assistant.cli import _settings
     from memory.db import open_engine
 
-    settings = _settings()
+    settings = load_settings()
     return settings, open_engine(settings.resolved_database_url)
 
 
@@ -76,7 +77,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
+def register(sub: Any) -> None:
     """Register ``admin`` and ``cache`` on the ``lastmile`` sub-command parser."""
     admin = sub.add_parser("admin", help="operator switches shared by every process")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)

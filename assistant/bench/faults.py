@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.faultserver import Fault, FaultServer, echo
+from assistant.testing.faultserver import Fault, FaultServer, echo
 from assistant.reply import Restart
 from assistant.settings import Settings
 

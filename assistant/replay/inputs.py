@@ -136,7 +136,7 @@ def _load_jsonl(path: Path) -> Script:
 
 
 def _load_locomo(path: Path, conversation: str | None) -> Script:
-    from memory.locomo import SCORED, LocomoFormatError, load_locomo
+    from assistant.bench.locomo_eval import SCORED, LocomoFormatError, load_locomo
 
     try:
         conversations = load_locomo(path)

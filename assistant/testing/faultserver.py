@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from assistant.faultserver_wire import (
+from assistant.testing.wire_formats import (
     ANTHROPIC,
     NONSENSE_SHAPES,
     OPENAI,

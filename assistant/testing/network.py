@@ -1,4 +1,4 @@
-"""Test helpers shipped with the package: keep tests off the network.
+"""Keep tests off the network (exported by ``assistant.testing``).
 
 ``loopback_only()`` makes any socket connection to a non-loopback address fail
 loudly, so a test can't quietly depend on the internet (or leak data to it).

@@ -1,4 +1,4 @@
-"""Wire formats for ``assistant.faultserver``: OpenAI chat completions and Anthropic Messages.
+"""Wire formats for ``assistant.testing.faultserver``: OpenAI chat completions and Anthropic Messages.
 
 Each format renders the same few things (a whole reply, a reply as SSE frames, an error
 body, a reply with nothing in it) so the server's fault logic is written once. The

@@ -1,25 +1,30 @@
 """`lastmile users …`: accounts for sign-in and API keys for the OpenAI-compatible endpoint.
 
-Kept out of ``cli.py`` so the main command stays a short list of verbs.
+One command group of ``assistant.cli``; ``register`` adds it to the parser.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from assistant.cli.common import load_settings
+
+if TYPE_CHECKING:
+    from memory.accounts import Accounts
+
 __all__ = ["register"]
 
 
-def _accounts():  # type: ignore[no-untyped-def]
-    from assistant.cli import _settings
+def _accounts() -> Accounts:
     from memory.accounts import Accounts
     from memory.db import open_engine
 
-    return Accounts(open_engine(_settings().resolved_database_url))
+    return Accounts(open_engine(load_settings().resolved_database_url))
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -79,7 +84,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: Any) -> None:
+    """Add ``users`` and its verbs to the ``lastmile`` parser."""
     users = sub.add_parser("users", help="accounts, roles and API keys")
     verbs = users.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="create or update a user")

@@ -5,8 +5,8 @@ and either the configured model or a deterministic scripted one. Per turn it rea
 reply's *stored* ``context`` (so it charts whatever blocks the orchestrator records:
 every ``*_tokens`` key), checks the pending-question rule against it, and times each
 stage (the ``stages_ms`` the orchestrator stores, plus first token, storage of both
-messages and the whole turn from ``assistant.replay_timing``'s thin wrappers). Memory
-jobs are counted from their tables, whichever exist. ``assistant.replay_report`` turns
+messages and the whole turn from ``assistant.replay.timing``'s thin wrappers). Memory
+jobs are counted from their tables, whichever exist. ``assistant.replay.report`` turns
 the result into files.
 """
 
@@ -25,8 +25,8 @@ from sqlalchemy import Engine, MetaData, Table, func, inspect, select
 from assistant.errors import InputRejected
 from assistant.orchestrator import Assistant
 from assistant.providers import ChatModel, ScriptedModel, build_model
-from assistant.replay_input import Probe, ReplayTurn, Script
-from assistant.replay_timing import (
+from assistant.replay.inputs import Probe, ReplayTurn, Script
+from assistant.replay.timing import (
     Clock,
     ScriptedReplies,
     TimedModel,
@@ -230,7 +230,7 @@ def _play(bot: Assistant, store: TimedStore, clock: Clock, turn: ReplayTurn, ind
 def run_replay(script: Script, settings: Settings, options: ReplayOptions | None = None,
                *, probes: Sequence[Probe] = ()) -> dict:
     """Replay ``script`` through a real ``Assistant`` on ``settings``' stores and return
-    the report as a JSON-ready dict (``assistant.replay_report`` writes it out)."""
+    the report as a JSON-ready dict (``assistant.replay.report`` writes it out)."""
     from tqdm import tqdm
 
     from memory.db import open_engine

@@ -2,7 +2,7 @@
 
 Ingests each conversation under its own user into a scratch Chroma store, asks every
 category 1-4 question and scores the fraction of its evidence turns in the top k (see
-``memory.locomo`` for the metric, evidence hygiene and token counting).
+``assistant.bench.locomo_eval`` for the metric, evidence hygiene and token counting).
 
     lastmile bench locomo --data FILE [--k 5,10] [--json] [--baseline] [--chroma DIR]
                           [--by-conversation] [--loco]
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from memory.locomo import (
+from assistant.bench.locomo_eval import (
     LocomoFormatError,
     evaluate,
     ingest,

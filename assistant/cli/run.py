@@ -1,0 +1,88 @@
+"""``lastmile serve`` and ``lastmile chat``: the two ways to run the assistant itself."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from assistant.cli.common import console, load_settings
+from assistant.errors import InputRejected
+
+__all__ = ["cmd_chat", "cmd_serve", "register"]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from assistant.audit import open_audit_log
+    from assistant.cli.ingest import sample_corpus
+    from assistant.errors import ModelFileNotFound
+    from assistant.orchestrator import Assistant
+    from ui.server import serve
+
+    settings = load_settings()
+    if args.user:
+        settings = settings.model_copy(update={"default_user": args.user})
+    host = args.host or settings.host
+    port = args.port or settings.port
+
+    open_audit_log(settings.data_dir / "audit.log")  # toasts' reference ids point here
+
+    # The docs as a shared corpus (ingested in the background): cited answers at once.
+    bot = Assistant(settings, documents=sample_corpus(settings, console, background=True))
+    notice = None
+    try:
+        label = bot.model.label
+    except ModelFileNotFound as exc:  # serve anyway: the page explains the fix
+        label = "no model"
+        notice = f"the assistant cannot answer yet — {exc}; then restart `lastmile serve`."
+        console.print(f"[yellow]lastmile: {escape(str(exc))}[/]", highlight=False)
+    console.print(f"lastmile: serving on http://{host}:{port} with {label} "
+                  f"(OpenAI-compatible API at http://{host}:{port}/v1)")
+    serve(bot, host=host, port=port, notice=notice)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from assistant.orchestrator import Assistant
+
+    bot = Assistant(load_settings())
+    session = args.session or uuid.uuid4().hex[:12]
+    out = Console()
+    out.print(f"[dim]session {session} · model {bot.model.label} · Ctrl-D to quit[/]")
+    while True:
+        try:
+            text = out.input("[bold]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            break
+        try:
+            stream = bot.stream(text, session_id=session, user_id=args.user)
+        except InputRejected as exc:
+            out.print(f"[yellow]{exc.user_message}[/]")
+            continue
+        out.print("[bold]bot>[/] ", end="")
+        for chunk in stream:
+            out.print(chunk, end="", markup=False, highlight=False)
+        reply = stream.reply
+        out.print()
+        if reply is not None and not reply.ok:
+            out.print(f"[red]{reply.error}[/]")
+    bot.close()
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``serve`` and ``chat`` to the ``lastmile`` parser."""
+    serve = sub.add_parser("serve", help="serve the Gradio chat UI")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    serve.add_argument("--user", default=None,
+                       help="user of the single-user setup (default LASTMILE_DEFAULT_USER)")
+    serve.set_defaults(func=cmd_serve)
+    chat = sub.add_parser("chat", help="chat in the terminal")
+    chat.add_argument("--session", default=None, help="session id to continue")
+    chat.add_argument("--user", default="default", help="user id")
+    chat.set_defaults(func=cmd_chat)
