@@ -68,7 +68,7 @@ class LedgerModel(_Wrapper):
             iterator = iter(self.inner.request(request))
             for chunk in iterator:
                 usage = chunk.usage or usage
-                answered_by = chunk.extra.get("provider", answered_by)
+                answered_by = chunk.provider or answered_by
                 if chunk.text and record.first_token_ms is None:
                     record.first_token_ms = (time.perf_counter() - started) * 1000
                 yield chunk

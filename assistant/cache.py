@@ -30,6 +30,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.messages import HumanMessage
@@ -155,10 +156,9 @@ class CacheModel(_Wrapper):
         iterator = iter(self.inner.request(request))
         try:
             for chunk in iterator:
-                extra = chunk.extra
-                provider = extra.get("provider", provider)
-                if extra.get("restart") or extra.get("notice") or any(
-                        status != "ok" for _, status in extra.get("attempts", ())):
+                provider = chunk.provider or provider
+                if chunk.restart or chunk.notice or any(
+                        status != "ok" for _, status in chunk.attempts or ()):
                     clean = False
                 parts.append(chunk.text)
                 usage, finish = chunk.usage or usage, chunk.finish_reason or finish
@@ -174,11 +174,11 @@ class CacheModel(_Wrapper):
     @staticmethod
     def _replay(hit: CachedReply) -> Iterator[ModelChunk]:
         """The cached text, streamed in word pieces like a live reply; it cost no tokens."""
-        extra = {"provider": f"cache({hit.provider})", "cache": hit.kind,
-                 "similarity": round(hit.similarity, 4)}
+        tag = ModelChunk(provider=f"cache({hit.provider})", cached=hit.kind,
+                         similarity=round(hit.similarity, 4))
         for piece in _PIECES.findall(hit.reply):
-            yield ModelChunk(text=piece, extra=extra)
-        yield ModelChunk(usage=Usage(0, 0), finish_reason=hit.finish_reason or "stop", extra=extra)
+            yield replace(tag, text=piece)
+        yield replace(tag, usage=Usage(0, 0), finish_reason=hit.finish_reason or "stop")
 
     @staticmethod
     def _safely(fn: Any, *args: Any, **kwargs: Any) -> Any:

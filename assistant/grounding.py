@@ -107,12 +107,11 @@ def reask_once(guard: CitationGuard | None, model: Any, request: ModelRequest, c
     usage, finish = None, None
     try:
         for chunk in model.request(follow):
-            if chunk.extra.get("restart"):
+            if chunk.restart:
                 parts.clear()
-                yield Restart(discarded=str(chunk.extra.get("discarded", "")),
-                              reason=str(chunk.extra.get("reason", "")), provider=out.provider)
+                yield Restart(discarded=chunk.discarded, reason=chunk.reason, provider=out.provider)
                 continue
-            out.provider = chunk.extra.get("provider", out.provider)
+            out.provider = chunk.provider or out.provider
             usage, finish = chunk.usage or usage, chunk.finish_reason or finish
             if chunk.text:
                 parts.append(chunk.text)

@@ -286,14 +286,14 @@ class Assistant(SessionOps, PeopleAPI):
                           "cache": ctx.cache, "snippets": ctx.snippets})
             model_started = time.perf_counter()
             for chunk in model.request(request):
-                out.provider = chunk.extra.get("provider", out.provider)
-                out.notice = chunk.extra.get("notice", out.notice)  # safe mode says so
-                if chunk.extra.get("restart"):
+                out.provider = chunk.provider or out.provider
+                out.notice = chunk.notice or out.notice  # safe mode says so
+                if chunk.restart:
                     # A fallback moved on mid-reply: the next provider starts from scratch.
                     out.parts.clear()
                     out.restarts += 1
-                    yield Restart(discarded=str(chunk.extra.get("discarded", "")),
-                                  reason=str(chunk.extra.get("reason", "")), provider=out.provider)
+                    yield Restart(discarded=chunk.discarded, reason=chunk.reason,
+                                  provider=out.provider)
                     continue
                 out.usage = chunk.usage or out.usage
                 out.finish_reason = chunk.finish_reason or out.finish_reason

@@ -221,7 +221,7 @@ class RedactingModel(_Wrapper):
         text = restorer.feed(chunk.text) if chunk.text else ""
         if chunk.finish_reason is not None or chunk.usage is not None:
             text += restorer.flush()
-        if text or chunk.usage is not None or chunk.finish_reason is not None or chunk.extra:
+        if text or chunk.usage is not None or chunk.finish_reason is not None or chunk.has_meta():
             return dataclasses.replace(chunk, text=text)
         return None  # all held back, for now
 

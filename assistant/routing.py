@@ -12,7 +12,7 @@ avoid showing a hedge that is about to be replaced, the first ``hold_chars`` cha
 are held back: a refusal or hedge there escalates silently. A problem found later (a
 hedge at the end, a cut-off) escalates with a ``restart`` chunk — the same signal
 ``FallbackModel`` uses — so the UI drops the cheap text. A failing cheap chain
-escalates too. Every chunk says which tier answered in ``extra["route"]``.
+escalates too. Every chunk says which tier answered in ``ModelChunk.route``.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class RouterModel(ChatModel):
         stream = _tagged(self.cheap, request, "cheap", reason)
         try:
             for chunk in stream:
-                if chunk.extra.get("restart"):  # the cheap chain itself moved on mid-reply
+                if chunk.restart:  # the cheap chain itself moved on mid-reply
                     text.clear()
                     held.clear()
                     if shown:
@@ -155,8 +155,8 @@ class RouterModel(ChatModel):
             return
         log.info("escalating from %s to %s: %s", self.cheap.label, self.strong.label, why)
         if shown:
-            yield ModelChunk(extra={"restart": True, "discarded": "".join(shown),
-                                    "provider": self.strong.label, "reason": f"escalated: {why}"})
+            yield ModelChunk(restart=True, discarded="".join(shown), provider=self.strong.label,
+                             reason=f"escalated: {why}")
         yield from _tagged(self.strong, request, "strong", f"escalated: {why}")
 
 
@@ -164,7 +164,7 @@ def _tagged(model: ChatModel, request: ModelRequest, tier: str, reason: str) -> 
     iterator = iter(model.request(request))
     try:
         for chunk in iterator:
-            yield replace(chunk, extra={"provider": model.label, **chunk.extra, "route": tier,
-                                        "route_reason": reason})
+            yield replace(chunk, provider=chunk.provider or model.label, route=tier,
+                          route_reason=reason)
     finally:
         close_quietly(iterator)

@@ -5,7 +5,7 @@ transparent. With it on, it answers from the chain's local model, or — when th
 local model or it fails — *retrieval-only*: a deterministic reply that quotes the
 memory/document snippets the turn retrieved (``request.metadata["snippets"]``, dicts
 with ``id``, ``text``, ``source``, ``date``) with their sources, or honestly says it
-cannot answer. Every chunk it produces carries ``extra["notice"]``, which the
+cannot answer. Every chunk it produces carries a ``notice``, which the
 orchestrator puts on ``Reply.notice`` so the UI can tell the user which mode answered.
 
 Only chat turns get a retrieval-only reply: a summary or fact-extraction call must not
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from assistant.errors import LastmileError, ProviderError, RemoteCallsDisabled
@@ -105,9 +106,8 @@ class SafeModeModel(_Wrapper):
             try:
                 for chunk in self._stream(self.local, request):
                     sent.append(chunk.text)
-                    yield ModelChunk(chunk.text, chunk.usage, chunk.finish_reason, {
-                        **chunk.extra, "provider": self.local.label, "notice": notice,
-                        "safe_mode": "local"})
+                    yield replace(chunk, provider=self.local.label, notice=notice,
+                                  safe_mode="local")
                 return
             except LastmileError as exc:  # a missing model file too: quote rather than fail
                 if not chat:
@@ -127,15 +127,15 @@ class SafeModeModel(_Wrapper):
         found = any(_field(s, "text") for s in snippets)
         notice = (f"{headline}; answering with quoted snippets from your memories and documents only."
                   if found else f"{headline}; your message is saved.")
-        extra = {"provider": RETRIEVAL_LABEL, "notice": notice, "safe_mode": "retrieval"}
+        tag = ModelChunk(provider=RETRIEVAL_LABEL, notice=notice, safe_mode="retrieval")
         if discarded:  # a stream broke mid-reply: the UI drops that text first
-            yield ModelChunk(extra={"restart": True, "discarded": discarded, "provider": RETRIEVAL_LABEL,
-                                    "reason": f"{type(why).__name__}: {why}"})
+            yield ModelChunk(restart=True, discarded=discarded, provider=RETRIEVAL_LABEL,
+                             reason=f"{type(why).__name__}: {why}")
         text = retrieval_reply(snippets, reason=reason)
         for piece in _PIECES.findall(text):
             if piece:
-                yield ModelChunk(text=piece, extra=extra)
-        yield ModelChunk(usage=Usage(0, 0), finish_reason="stop", extra=extra)
+                yield replace(tag, text=piece)
+        yield replace(tag, usage=Usage(0, 0), finish_reason="stop")
 
     @staticmethod
     def _stream(model: ChatModel, request: ModelRequest) -> Iterator[ModelChunk]:

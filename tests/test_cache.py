@@ -89,7 +89,7 @@ def test_exact_hit_streams_like_a_reply_and_is_per_user(engine) -> None:
     assert first == again == "answer to what is lastmile?"
     assert len(inner.requests) == 1  # the second never reached the model
     texts = [c for c in chunks if c.text]
-    assert len(texts) > 1 and all(c.extra["provider"] == "cache(openai:m)" for c in chunks)
+    assert len(texts) > 1 and all(c.provider == "cache(openai:m)" for c in chunks)
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage.total_tokens == 0
     # Bob asks exactly the same: he gets his own call, never Alice's cached answer.
     _run(model, _request("what is lastmile?", user="bob"))
@@ -160,7 +160,7 @@ def test_restarted_and_fallback_answers_are_not_cached(engine) -> None:
     backup = ScriptedModel(fn=lambda m: "backup answer", provider="local")
     model = CacheModel(FallbackModel([flaky, backup]), ResponseCache(engine, ttl_s=60))
     text, chunks = _run(model, _request("q"))  # primary breaks mid-stream: restart on backup
-    assert text.endswith("backup answer") and any(c.extra.get("restart") for c in chunks)
+    assert text.endswith("backup answer") and any(c.restart for c in chunks)
     assert _run(model, _request("q"))[0] == "backup answer"  # primary down: fallback answered
     assert _run(model, _request("q"))[0] == "primary"  # primary back: asked, not a stale backup
     assert _run(model, _request("q"))[0] == "primary"
@@ -174,8 +174,8 @@ def test_semantic_hits_need_same_user_context_and_question(engine, tmp_path) -> 
                        threshold=0.9)
     _run(model, _request("How many ounces are in a pound?"))
     _, chunks = _run(model, _request("how many ounces in a pound"))
-    assert len(inner.requests) == 1 and chunks[0].extra["cache"] == "semantic"
-    assert chunks[0].extra["similarity"] >= 0.9
+    assert len(inner.requests) == 1 and chunks[0].cached == "semantic"
+    assert chunks[0].similarity >= 0.9
     for other in [_request("how many ounces in a pound", user="bob"),  # another user
                   _request("how many ounces in a pound",  # another context
                            system=SystemMessage(content="You are terse.")),

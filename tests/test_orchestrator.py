@@ -208,10 +208,10 @@ class _RestartingModel(ScriptedModel):
         from assistant.providers import ModelChunk
 
         self.requests.append(request)
-        yield ModelChunk(text="half an ", extra={"provider": "first"})
-        yield ModelChunk(extra={"restart": True, "discarded": "half an ", "provider": "second",
-                                "reason": "StreamInterrupted: boom"})
-        yield ModelChunk(text="whole answer", extra={"provider": "second"})
+        yield ModelChunk(text="half an ", provider="first")
+        yield ModelChunk(restart=True, discarded="half an ", provider="second",
+                         reason="StreamInterrupted: boom")
+        yield ModelChunk(text="whole answer", provider="second")
 
 
 def test_restart_chunk_discards_partial_text(bot: Assistant, settings: Settings) -> None:

@@ -301,7 +301,7 @@ def test_bad_requests_do_not_trip_the_breaker(clock: FakeClock) -> None:
 
 # fallback -------------------------------------------------------------------------------
 def providers_of(chunks: list[ModelChunk]) -> set[str]:
-    return {c.extra["provider"] for c in chunks}
+    return {c.provider for c in chunks}
 
 
 def test_fallback_skips_a_member_that_fails_before_its_first_token() -> None:
@@ -310,9 +310,9 @@ def test_fallback_skips_a_member_that_fails_before_its_first_token() -> None:
     chunks = collect(FallbackModel([primary, local]))
     assert text(chunks) == "from the local model"
     assert providers_of(chunks) == {"local"}
-    assert not any(c.extra.get("restart") for c in chunks)
+    assert not any(c.restart for c in chunks)
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage is not None
-    assert chunks[-1].extra["attempts"] == [("primary", "ProviderUnavailable"), ("local", "ok")]
+    assert chunks[-1].attempts == [("primary", "ProviderUnavailable"), ("local", "ok")]
 
 
 @pytest.mark.parametrize("error", [None, down("connection reset")])
@@ -322,17 +322,17 @@ def test_fallback_restarts_on_the_next_member_after_a_mid_stream_failure(
                             provider="primary")
     local = ScriptedModel(["the whole answer"], provider="local")
     chunks = collect(FallbackModel([primary, local]))
-    restart = [i for i, c in enumerate(chunks) if c.extra.get("restart")]
+    restart = [i for i, c in enumerate(chunks) if c.restart]
     assert restart == [2]
     before, control, after = chunks[:2], chunks[2], chunks[3:]
     assert text(before) == "half an " and providers_of(before) == {"primary"}
-    assert control.text == "" and control.extra["discarded"] == "half an "
-    assert control.extra["provider"] == "local"
-    assert control.extra["reason"].startswith("StreamInterrupted: " if error is None
+    assert control.text == "" and control.discarded == "half an "
+    assert control.provider == "local"
+    assert control.reason.startswith("StreamInterrupted: " if error is None
                                               else "ProviderUnavailable: connection reset")
     assert text(after) == "the whole answer" and providers_of(after) == {"local"}
     kind = "StreamInterrupted" if error is None else "ProviderUnavailable"
-    assert chunks[-1].extra["attempts"] == [("primary", kind), ("local", "ok")]
+    assert chunks[-1].attempts == [("primary", kind), ("local", "ok")]
 
 
 def test_one_restart_names_the_member_after_the_broken_one_later_chunks_name_who_answered() -> None:
@@ -340,11 +340,11 @@ def test_one_restart_names_the_member_after_the_broken_one_later_chunks_name_who
     b = ScriptedModel([down(provider="b")], provider="b")
     c = ScriptedModel(["c answers"], provider="c")
     chunks = collect(FallbackModel([a, b, c]))
-    controls = [ch for ch in chunks if ch.extra.get("restart")]
-    assert len(controls) == 1 and controls[0].extra["discarded"] == "partial "
+    controls = [ch for ch in chunks if ch.restart]
+    assert len(controls) == 1 and controls[0].discarded == "partial "
     answer = chunks[chunks.index(controls[0]) + 1:]
     assert text(answer) == "c answers" and providers_of(answer) == {"c"}
-    assert chunks[-1].extra["attempts"] == [("a", "StreamInterrupted"), ("b", "ProviderUnavailable"),
+    assert chunks[-1].attempts == [("a", "StreamInterrupted"), ("b", "ProviderUnavailable"),
                                             ("c", "ok")]
 
 
@@ -390,7 +390,7 @@ def test_all_members_down_raises_one_error_naming_each() -> None:
     assert info.value.attempts == [("openai:gpt-x", "ProviderUnavailable"),
                                    ("anthropic", "RateLimited"), ("local", "StreamInterrupted")]
     # The last member's partial text was shown and stays: no restart chunk, a "cut off" message.
-    assert text(seen) == "so far " and not any(ch.extra.get("restart") for ch in seen)
+    assert text(seen) == "so far " and not any(ch.restart for ch in seen)
     assert info.value.user_message == StreamInterrupted.user_message
 
 
@@ -413,9 +413,9 @@ def test_fallback_streams_through_the_async_bridge() -> None:
         return [chunk async for chunk in FallbackModel([primary, local]).arequest(REQ)]
 
     chunks = asyncio.run(run())
-    assert [c.extra.get("restart", False) for c in chunks].count(True) == 1
+    assert [c.restart for c in chunks].count(True) == 1
     assert text(chunks) == "half async works"
-    assert chunks[-1].extra["attempts"] == [("primary", "StreamInterrupted"), ("local", "ok")]
+    assert chunks[-1].attempts == [("primary", "StreamInterrupted"), ("local", "ok")]
 
 
 def test_closing_the_fallback_stream_closes_the_member(clock: FakeClock) -> None:
@@ -444,7 +444,7 @@ def test_breaker_over_retry_inside_fallback(clock: FakeClock) -> None:
     assert breaker.state == "open"
     chunks = collect(model)  # straight to local: primary is not called, nobody sleeps
     assert text(chunks) == "local answers" and len(primary.requests) == 6 and len(waits) == 3
-    assert chunks[-1].extra["attempts"] == [("primary", "CircuitOpen"), ("local", "ok")]
+    assert chunks[-1].attempts == [("primary", "CircuitOpen"), ("local", "ok")]
     clock.advance(30)
     primary.enqueue("primary is back")
     chunks = collect(model)
@@ -482,7 +482,7 @@ def test_assistant_reports_the_member_that_answered(tmp_path: Path) -> None:
 
 
 def test_assistant_discards_the_partial_text_of_a_restart(tmp_path: Path) -> None:
-    # Relies on the orchestrator handling extra["restart"] (clears the parts collected so far).
+    # Relies on the orchestrator handling ModelChunk.restart (clears the parts collected so far).
     from assistant.reply import Restart
 
     primary = ScriptedModel([ScriptedReply("half an answer", fail_after=2)], provider="primary")

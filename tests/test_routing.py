@@ -69,7 +69,7 @@ def test_simple_turn_is_answered_by_the_cheap_chain() -> None:
     strong = ScriptedModel(provider="openai", model="strong")
     chunks = list(RouterModel(cheap, strong).request(_request("What is the capital of Peru?")))
     assert "".join(c.text for c in chunks) == "Lima." and not strong.requests
-    assert all(c.extra["route"] == "cheap" and c.extra["provider"] == "openai:cheap" for c in chunks)
+    assert all(c.route == "cheap" and c.provider == "openai:cheap" for c in chunks)
 
 
 def test_complex_turn_goes_straight_to_the_strong_chain() -> None:
@@ -77,7 +77,7 @@ def test_complex_turn_goes_straight_to_the_strong_chain() -> None:
     strong = ScriptedModel(["391"], provider="openai", model="strong")
     chunks = list(RouterModel(cheap, strong).request(_request("What is 17 * 23?")))
     assert "".join(c.text for c in chunks) == "391" and not cheap.requests
-    assert chunks[0].extra["route_reason"] == "math"
+    assert chunks[0].route_reason == "math"
 
 
 @pytest.mark.parametrize("cheap_reply", [
@@ -91,9 +91,9 @@ def test_unconvincing_cheap_answers_escalate_silently(cheap_reply) -> None:
     strong = ScriptedModel(["Lima."], provider="openai", model="strong")
     chunks = list(RouterModel(cheap, strong).request(_request("What is the capital of Peru?")))
     assert "".join(c.text for c in chunks) == "Lima." and len(strong.requests) == 1
-    assert not any(c.extra.get("restart") for c in chunks)  # the user saw no cheap text
-    assert chunks[-1].extra["route"] == "strong"
-    assert chunks[-1].extra["route_reason"].startswith("escalated: ")
+    assert not any(c.restart for c in chunks)  # the user saw no cheap text
+    assert chunks[-1].route == "strong"
+    assert chunks[-1].route_reason.startswith("escalated: ")
 
 
 def test_a_late_hedge_or_cut_off_restarts_on_the_strong_chain() -> None:
@@ -104,9 +104,9 @@ def test_a_late_hedge_or_cut_off_restarts_on_the_strong_chain() -> None:
         strong = ScriptedModel(["Lima."], provider="openai", model="strong")
         chunks = list(RouterModel(cheap, strong, hold_chars=40).request(
             _request("What is the capital of Peru?", **kwargs)))
-        restart = next(i for i, c in enumerate(chunks) if c.extra.get("restart"))
+        restart = next(i for i, c in enumerate(chunks) if c.restart)
         shown = "".join(c.text for c in chunks[:restart])
-        assert shown and chunks[restart].extra["discarded"] == shown
+        assert shown and chunks[restart].discarded == shown
         assert "".join(c.text for c in chunks[restart + 1:]) == "Lima."
 
 

@@ -173,15 +173,15 @@ def test_safe_mode_answers_from_the_local_member_never_the_remote() -> None:
     model = SafeModeModel(FallbackModel([KillSwitchModel(remote, flags), local]), flags, local=local)
     chunks = list(model.request(_request(snippets=SNIPPETS)))
     assert "".join(c.text for c in chunks) == "local answer" and not remote.requests
-    assert all(c.extra["provider"] == "local" for c in chunks)
-    assert chunks[-1].extra["notice"] == ("Safe mode: remote models are switched off; "
+    assert all(c.provider == "local" for c in chunks)
+    assert chunks[-1].notice == ("Safe mode: remote models are switched off; "
                                           "answering from the local model (local).")
     # Summaries and extraction get the local model too...
     assert "".join(c.text for c in model.request(_request("summary"))) == "local answer"
     # ...and a local model that fails mid-reply is replaced by quoted snippets.
     local.enqueue(ScriptedReply("half an", fail_after=1))
     chunks = list(model.request(_request(snippets=SNIPPETS)))
-    assert chunks[1].extra["restart"] and chunks[1].extra["discarded"] == "half "
+    assert chunks[1].restart and chunks[1].discarded == "half "
     assert "passport-guide.pdf" in "".join(c.text for c in chunks[2:])
 
 
@@ -190,7 +190,7 @@ def test_without_a_local_model_only_chat_gets_a_reply() -> None:
     remote = ScriptedModel(fn=lambda m: "remote", provider="openai", model="m")
     model = SafeModeModel(KillSwitchModel(remote, flags), flags)
     chunks = list(model.request(_request(snippets=SNIPPETS)))
-    assert chunks[-1].extra["notice"].endswith("quoted snippets from your memories and documents only.")
+    assert chunks[-1].notice.endswith("quoted snippets from your memories and documents only.")
     assert "March 2027" in "".join(c.text for c in chunks)
     with pytest.raises(RemoteCallsDisabled):  # a summary must not be "I can't answer"
         list(model.request(_request("summary")))
@@ -205,10 +205,10 @@ def test_safe_mode_on_outage_answers_retrieval_only() -> None:
                          provider="openai", model="m")
     model = SafeModeModel(down, flags, on_outage=True)
     chunks = list(model.request(_request(snippets=SNIPPETS)))
-    assert chunks[0].extra["notice"].startswith("Degraded: no model could be reached")
+    assert chunks[0].notice.startswith("Degraded: no model could be reached")
     assert "I can't write a full answer right now (every model is unreachable)" in chunks[0].text
     chunks = list(model.request(_request()))  # broke mid-reply: the partial text is dropped
-    assert chunks[0].text == "partial " and chunks[1].extra["restart"]
+    assert chunks[0].text == "partial " and chunks[1].restart
     assert "nothing in your memories or documents matches" in "".join(c.text for c in chunks[2:])
     with pytest.raises(ProviderUnavailable):  # off by default: the error surfaces as before
         list(SafeModeModel(ScriptedModel([ProviderUnavailable("down")]), flags).request(_request()))

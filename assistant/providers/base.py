@@ -13,7 +13,8 @@ import email.utils
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -26,8 +27,13 @@ from assistant.errors import (
     RateLimited,
 )
 
-__all__ = ["ChatModel", "ModelChunk", "ModelRequest", "Usage", "approx_message_tokens",
+__all__ = ["REMOTE", "ChatModel", "ModelChunk", "ModelRequest", "Usage", "approx_message_tokens",
            "approx_token_count", "error_for_status", "parse_retry_after"]
+
+#: Provider families that send text off this machine (their requests pass the egress
+#: redaction layer, see ``assistant.redaction``). Kernel-level, so ``memory`` can ask
+#: whether a chain is led by a remote model without importing the provider factory.
+REMOTE = ("openai", "anthropic")
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,50 @@ class ModelRequest:
 
 @dataclass(frozen=True)
 class ModelChunk:
-    """A piece of a streamed reply. The last chunk carries ``usage`` and ``finish_reason``."""
+    """A piece of a streamed reply. The last chunk carries ``usage`` and ``finish_reason``.
+
+    The other fields are what the model layers say about the stream, typed so a reader
+    sees every one here (they used to travel in a string-keyed ``extra`` dict).
+    """
 
     text: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Which model produced this chunk (``provider:model``; ``cache(...)``, ``retrieval``).
+    provider: str | None = None
+    #: A user-facing note on how the reply was made (safe mode, degraded).
+    notice: str | None = None
+    #: A control chunk: forget the text streamed so far (``discarded``); ``reason`` says why.
+    restart: bool = False
+    discarded: str = ""
+    reason: str = ""
+    #: On a fallback's last chunk: ``(provider, "ok" | error class)`` per member tried.
+    attempts: list[tuple[str, str]] | None = None
+    #: Tiered routing: which tier answered and why.
+    route: str | None = None
+    route_reason: str | None = None
+    #: The reply cache answered: ``"exact"`` or ``"semantic"`` (with its ``similarity``).
+    cached: str | None = None
+    similarity: float | None = None
+    #: Safe mode answered: ``"local"`` or ``"retrieval"``.
+    safe_mode: str | None = None
+
+    def has_meta(self) -> bool:
+        """Whether the chunk says anything about the stream besides text, usage and finish."""
+        return any(getattr(self, f.name) != f.default for f in fields(self)
+                   if f.name not in _PAYLOAD)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Deprecated: the typed fields that are set, as the old string-keyed dict."""
+        warnings.warn("ModelChunk.extra is deprecated; read the typed fields", DeprecationWarning,
+                      stacklevel=2)
+        return {("cache" if f.name == "cached" else f.name): getattr(self, f.name)
+                for f in fields(self)
+                if f.name not in _PAYLOAD and getattr(self, f.name) != f.default}
+
+
+_PAYLOAD = ("text", "usage", "finish_reason")
 
 
 def approx_token_count(text: str) -> int:

@@ -2,10 +2,10 @@
 
 A member that fails before its first text is skipped silently: the user saw nothing.
 A member that fails mid-reply has shown text that the next member will not continue,
-so we first yield a *restart* control chunk (``extra["restart"]``, ``"discarded"``,
+so we first yield a *restart* control chunk (``ModelChunk.restart``, ``discarded``,
 ``"provider"``, ``"reason"``) telling the orchestrator and UI to drop that text and
 say why, then stream the next member from scratch. Every chunk names who produced it
-in ``extra["provider"]``; the last chunk carries ``extra["attempts"]`` for the ledger.
+in ``ModelChunk.provider``; the last chunk carries ``attempts`` for the ledger.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class FallbackModel(ChatModel):
                     if held is not None:
                         yield held
                         held = None
-                    chunk = replace(chunk, extra={"provider": member.label, **chunk.extra})
+                    chunk = replace(chunk, provider=chunk.provider or member.label)
                     if chunk.text:
                         sent.append(chunk.text)
                         yield chunk
@@ -99,18 +99,17 @@ class FallbackModel(ChatModel):
                 log.warning("%s failed (%s: %s)%s", member.label, type(exc).__name__, exc,
                             " mid-reply" if sent else "")
                 if sent and index + 1 < len(self.models):
-                    yield ModelChunk(extra={
-                        "restart": True, "discarded": "".join(sent),
-                        "provider": self.models[index + 1].label,
-                        "reason": f"{type(exc).__name__}: {exc}"})
+                    yield ModelChunk(restart=True, discarded="".join(sent),
+                                     provider=self.models[index + 1].label,
+                                     reason=f"{type(exc).__name__}: {exc}")
                 continue
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
                     close()
             attempts.append((member.label, "ok"))
-            last = held or ModelChunk(extra={"provider": member.label})
-            yield replace(last, extra={**last.extra, "attempts": list(attempts)})
+            last = held or ModelChunk(provider=member.label)
+            yield replace(last, attempts=list(attempts))
             return
         raise self._all_failed(failures, attempts, partial=bool(sent)) from failures[-1][1]
 

@@ -55,8 +55,8 @@ class _Fold:
         self.provider, self.usage, self.finish, self.restarts = label, None, None, 0
 
     def feed(self, chunk: ModelChunk) -> None:
-        self.provider = chunk.extra.get("provider", self.provider)
-        if chunk.extra.get("restart"):
+        self.provider = chunk.provider or self.provider
+        if chunk.restart:
             self.parts.clear()
             self.restarts += 1
         self.parts.append(chunk.text)
@@ -132,14 +132,13 @@ class LastmileChatModel(BaseChatModel):
                             metadata={"purpose": self.purpose, "user_id": self.user_id})
 
     def _lc_chunk(self, chunk: ModelChunk) -> ChatGenerationChunk | None:
-        extra = chunk.extra
-        if extra.get("restart"):
-            meta = {"restart": True, "discarded": extra.get("discarded", ""),
-                    "reason": extra.get("reason", ""), "provider": extra.get("provider", "")}
+        if chunk.restart:
+            meta = {"restart": True, "discarded": chunk.discarded, "reason": chunk.reason,
+                    "provider": chunk.provider or ""}
             return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
         if chunk.usage is not None or chunk.finish_reason is not None:
             meta = {"finish_reason": chunk.finish_reason,
-                    "model_name": extra.get("provider", self.chat_model.label)}
+                    "model_name": chunk.provider or self.chat_model.label}
             return ChatGenerationChunk(message=AIMessageChunk(
                 content=chunk.text, usage_metadata=_usage(chunk.usage), response_metadata=meta,
                 chunk_position="last"))
