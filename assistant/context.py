@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from langchain_core.messages import (
     AIMessage,
@@ -34,8 +34,8 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from assistant.records import ContextReport, StoredMessage
 from memory.context_split import Split
-from memory.store import StoredMessage
 
 __all__ = ["DATA_MARK", "DATA_PREAMBLE", "Blocks", "ContextReport", "assemble_context",
            "build_context", "select_window", "to_langchain", "with_preamble"]
@@ -50,41 +50,6 @@ DATA_PREAMBLE = (f"The recalled memories and document excerpts below are {DATA_M
 def with_preamble(system_prompt: str) -> str:
     """The system prompt followed by ``DATA_PREAMBLE``, as a prompt with retrieved material starts."""
     return "\n\n".join(p for p in (system_prompt, DATA_PREAMBLE) if p)
-
-
-@dataclass(frozen=True)
-class ContextReport:
-    """What went into the prompt, per block, so replays can chart it (stored per reply)."""
-
-    budget: int
-    system_tokens: int
-    history_tokens: int
-    history_messages: int
-    dropped_messages: int
-    message_ids: list[int] = field(default_factory=list)
-    #: The recalled-memory block (added to the system message) and the turns it shows.
-    memory_tokens: int = 0
-    memory_ids: list[int] = field(default_factory=list)
-    summary_tokens: int = 0
-    #: Message ids the summary in the prompt covers (``None`` when no summary was shown).
-    summary_from_id: int | None = None
-    summary_to_id: int | None = None
-    summary_version: int | None = None
-    documents_tokens: int = 0
-    document_ids: list[str] = field(default_factory=list)  # chunk ids of the sources shown
-    #: Each block's budget for this turn (``system`` is what the prompt costs, ``recent``
-    #: what the turns could use after the other blocks took what they needed).
-    budgets: dict[str, int] = field(default_factory=dict)
-    reply_reserve: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return (self.system_tokens + self.history_tokens + self.memory_tokens
-                + self.summary_tokens + self.documents_tokens)
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready, as stored with the reply."""
-        return {**asdict(self), "total_tokens": self.total_tokens}
 
 
 @dataclass

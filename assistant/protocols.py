@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from memory.store import SessionInfo, StoredMessage
+from assistant.records import SessionInfo, StoredMessage
 
-__all__ = ["Documents", "Grounding", "MessageStore", "Recall", "Recalled", "SourceRef", "TurnRecorder"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from assistant.turn import TurnState
+
+T = TypeVar("T")
+M = TypeVar("M", bound="BaseModel")
+
+__all__ = ["Documents", "Extract", "Grounding", "MessageStore", "Recall", "Recalled", "Scanner",
+           "SourceRef", "TurnRecorder", "WriteGuard"]
 
 
 class MessageStore(Protocol):
@@ -76,3 +85,25 @@ class Documents(Protocol):
 
     def retrieve(self, user_id: str, query: str, *, token_budget: int,
                  count_tokens: Callable[[str], int]) -> Grounding: ...
+
+
+class Extract(Protocol):
+    """Ask a chat model for JSON matching ``schema`` (``assistant.extract.extract`` is the
+    one implementation). ``memory`` receives it from the wiring side — the fact extractor
+    and the summariser call it — so memory never imports the assistant layer."""
+
+    def __call__(self, model: Any, schema: type[M], source: str, /, *, instructions: str = ...,
+                 metadata: dict[str, Any] | None = ..., max_reasks: int = ...,
+                 max_tokens: int = ...) -> M: ...
+
+
+class WriteGuard(Protocol):
+    """The memory-write hook of the guards (``guardrails.GuardChain`` is one): returns the
+    item, possibly rewritten, or ``None`` to keep it out of memory."""
+
+    def before_memory_write(self, ctx: TurnState, item: T) -> T | None: ...
+
+
+#: The prompt-injection scanner run over document chunks as they are stored: text →
+#: (score, rule names). ``guardrails.injection`` plugs its own into ``memory.corpus``.
+Scanner = Callable[[str], tuple[float, Sequence[str]]]

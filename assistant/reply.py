@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 
-from assistant.context import ContextReport
+from assistant.records import ContextReport
 from assistant.providers.base import Usage
 
 __all__ = ["AsyncReplyStream", "Citation", "Reply", "ReplyStream", "Restart", "SentenceCheck"]

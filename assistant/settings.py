@@ -361,7 +361,7 @@ class Settings(BaseSettings):
     @field_validator("pii_mode")
     @classmethod
     def _valid_pii_mode(cls, value: str) -> str:
-        from guardrails.pii import parse_modes
+        from assistant.pii_modes import parse_modes
 
         parse_modes(value)  # raises ValueError naming the bad kind or mode
         return value

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from assistant.errors import InputRejected
+from assistant.pii_modes import KINDS, MODES, parse_modes  # the kernel's: Settings checks the setting
 from guardrails.base import Guard, GuardContext
 from guardrails.normalize import item_text, with_text
 
@@ -36,8 +37,6 @@ __all__ = ["KINDS", "MODES", "PIIFinding", "PIIGuard", "detect", "iban_ok", "luh
            "parse_modes", "redact", "shannon_entropy"]
 
 T = TypeVar("T")
-KINDS = ("secret", "email", "iban", "card", "ip", "national_id", "phone")  # priority order
-MODES = ("redact", "mask", "block", "allow")
 LABELS = {"secret": "an API key or secret", "email": "an email address", "card": "a payment "
           "card number", "iban": "a bank account number (IBAN)", "ip": "an IP address",
           "national_id": "a national ID number", "phone": "a phone number"}
@@ -288,20 +287,6 @@ def _mask(f: PIIFinding) -> str:
     alnum = [i for i, ch in enumerate(f.text) if ch.isalnum()]
     hidden = set(alnum[:-4])  # keep the last four letters/digits and all separators
     return "".join("*" if i in hidden else ch for i, ch in enumerate(f.text))
-
-
-def parse_modes(spec: str | Mapping[str, str] | None) -> dict[str, str]:
-    """``"redact"`` or ``"card=block,email=mask,default=redact"`` → ``{kind: mode}``
-    (key ``"default"`` for unnamed kinds). Meant for a ``LASTMILE_PII_MODE`` setting."""
-    items = dict(spec) if isinstance(spec, Mapping) else {}
-    if isinstance(spec, str):
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            kind, sep, mode = part.partition("=")
-            items[kind.strip() if sep else "default"] = (mode if sep else kind).strip()
-    for kind, mode in items.items():
-        if mode not in MODES or (kind != "default" and kind not in KINDS):
-            raise ValueError(f"bad PII mode {kind}={mode}; kinds {KINDS}, modes {MODES}")
-    return items
 
 
 def redact(text: str, modes: Mapping[str, str] | str | None = None,

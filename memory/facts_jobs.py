@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.errors import EgressBlocked, FactNotFound, LastmileError
+from assistant.providers.base import REMOTE
 from memory.facts import Change, FactInfo, FactMemory
 from memory.facts_extract import (
     Candidate,
@@ -183,8 +184,6 @@ def remote_first(settings: Any) -> bool:
     """Is the chain led by a remote provider? Only then does ``auto`` spend model calls
     on background work: the embedded 135M model is too weak to extract or summarise
     reliably, and each call would hold its lock while the user waits for a chat reply."""
-    from assistant.providers import REMOTE
-
     return settings.provider_specs[0].split(":", 1)[0].strip().lower() in REMOTE
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, func, select, update
@@ -18,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import DatabaseUnavailable, SessionNotFound
+from assistant.records import SessionInfo, StoredMessage
 from memory.models import Conversation, Feedback, Message, ProviderCall, User, utcnow
 
 __all__ = ["ConversationStore", "SessionInfo", "StoredMessage"]
@@ -31,45 +31,6 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    session_id: str
-    user_id: str
-    title: str
-    created_at: datetime
-    updated_at: datetime
-    message_count: int = 0
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    session_id: str
-    user_id: str
-    role: str
-    content: str
-    status: str
-    created_at: datetime
-    provider: str | None = None
-    token_count: int | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_ms: float | None = None
-    error: str | None = None
-    finish_reason: str | None = None
-    context: dict | None = None
-
-    @property
-    def tool_calls(self) -> list[dict]:
-        """An assistant message's tool calls (``{"id", "name", "args"}``), kept in ``context``."""
-        return list((self.context or {}).get("tool_calls") or []) if self.role == "assistant" else []
-
-    @property
-    def tool_call_id(self) -> str | None:
-        """For a ``tool`` message: the id of the call it answers."""
-        return (self.context or {}).get("tool_call_id") if self.role == "tool" else None
 
 
 def _check_id(kind: str, value: str) -> None:

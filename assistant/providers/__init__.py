@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from assistant.errors import UnknownProvider
-from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage
+from assistant.providers.base import REMOTE, ChatModel, ModelChunk, ModelRequest, Usage
 from assistant.providers.scripted import ScriptedModel, ScriptedReply
 from assistant.settings import Settings
 
@@ -17,11 +17,8 @@ if TYPE_CHECKING:
     from memory.budget import Budget
     from memory.ledger import Ledger
 
-#: Provider families that send text off this machine (their requests pass the egress
-#: redaction layer, see ``assistant.redaction``).
-REMOTE = ("openai", "anthropic")
-
 __all__ = [
+    "REMOTE",
     "ChatModel",
     "ModelChunk",
     "ModelRequest",
