@@ -24,7 +24,8 @@ from assistant.errors import ReplayFormatError
 
 __all__ = ["Probe", "ReplayTurn", "Script", "load_probes", "load_script", "synthetic_turns"]
 
-ROLES = ("user", "assistant")
+#: Message roles a replayed line may carry (not user roles: see docs/architecture.md, Glossary).
+MESSAGE_ROLES = ("user", "assistant")
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,9 @@ def _load_jsonl(path: Path) -> Script:
         role = obj.get("role")
         if role is None:
             raise ReplayFormatError(f"{where}: missing key 'role'")
-        if role not in ROLES:
-            raise ReplayFormatError(f"{where}: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        if role not in MESSAGE_ROLES:
+            raise ReplayFormatError(f"{where}: unknown role {role!r} "
+                                    f"(expected one of {', '.join(MESSAGE_ROLES)})")
         content = _text(obj, "content", where)
         stamp = _timestamp(obj, where)
         session = obj.get("session", "main")
