@@ -23,13 +23,15 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from assistant.errors import LastmileError
 from assistant.providers.base import ModelRequest, Usage
+from assistant.records import ContextReport
 from assistant.reply import Restart
+from assistant.reply_record import ReplyRecord
 from assistant.settings import Settings
 from guardrails.base import Guard, GuardChain, GuardContext
 from guardrails.grounding import BAD_VERDICTS, CitationGuard, failures_prompt
 
 __all__ = ["SAMPLE_COLLECTION", "assess", "citation_guard", "default_documents", "reask_once",
-           "reply_fields", "sample_corpus_paths", "stored_fields", "submit_review"]
+           "reply_fields", "reply_record", "sample_corpus_paths", "submit_review"]
 
 log = logging.getLogger(__name__)
 SAMPLE_COLLECTION = "lastmile-docs"
@@ -154,14 +156,13 @@ def assess(ctx: GuardContext, out: Any) -> tuple[float | None, list[str]]:
     return (None if confidence is None else round(confidence, 4)), reasons
 
 
-def stored_fields(ctx: GuardContext, confidence: float | None) -> dict[str, Any]:
-    """What the stored reply keeps of the grounding (``context`` JSON), for history views."""
-    fields: dict[str, Any] = {}
-    if ctx.citations is not None:
-        fields["citations"] = [dataclasses.asdict(c) for c in ctx.citations]
-    if confidence is not None:
-        fields["confidence"] = confidence
-    return fields
+def reply_record(ctx: GuardContext, report: ContextReport, confidence: float | None, *,
+                 notice: str | None, reply_reserve: int) -> ReplyRecord:
+    """What the stored reply keeps of this turn (``messages.context``), for history views."""
+    return ReplyRecord(report=dataclasses.replace(report, reply_reserve=reply_reserve),
+                       citations=None if ctx.citations is None else tuple(ctx.citations),
+                       confidence=confidence, stages_ms=dict(ctx.stages_ms),
+                       guards_ms=dict(ctx.guards_ms), notice=notice)
 
 
 def submit_review(queue: Any, settings: Settings, ctx: GuardContext, question: str, stored: Any,
@@ -176,7 +177,7 @@ def submit_review(queue: Any, settings: Settings, ctx: GuardContext, question: s
                      message_id=stored.id, question=question, content=stored.content,
                      reason="; ".join(reasons) or "low confidence", confidence=confidence,
                      details={"provider": stored.provider,
-                              "citations": stored_fields(ctx, None).get("citations", [])})
+                              "citations": [dataclasses.asdict(c) for c in ctx.citations or ()]})
     except Exception:
         log.warning("could not queue reply %s for review", stored.id, exc_info=True)
         return None

@@ -22,6 +22,7 @@ from assistant import grounding
 from assistant.accounting import LedgerModel, open_accounting
 from assistant.context import ContextReport
 from assistant.errors import LastmileError, StreamInterrupted
+from assistant.extract import extract as extract_structured
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage, build_model
 from assistant.providers.base import approx_message_tokens
@@ -35,7 +36,7 @@ from assistant.turn import Destination
 from guardrails import Guard, GuardChain, GuardContext, ScopeGuard, default_pipeline
 from memory.context_summary import KIND as SUMMARY_JOB
 from memory.context_summary import SessionSummaries
-from memory.context_turn import turn_context
+from assistant.turn_context import turn_context
 from memory.facts_jobs import attach_facts, remote_first
 from memory.jobs import open_jobs
 from memory.review import ReviewQueue
@@ -125,7 +126,8 @@ class Assistant(SessionOps, PeopleAPI):
             pii_always=self.settings.pii_always, injection_input=self.settings.injection_input,
             scope=ScopeGuard.from_settings(self.settings)))
         # Facts about the user: extracted by ``facts`` jobs, recalled ahead of turns.
-        self.facts_memory = attach_facts(self, injected=model is not None)
+        self.facts_memory = attach_facts(self, injected=model is not None,
+                                         extract=extract_structured)
         engine = getattr(store, "engine", None)
         self.documents = documents if documents is not None or not built_store else \
             grounding.default_documents(self.settings, engine)
@@ -255,7 +257,7 @@ class Assistant(SessionOps, PeopleAPI):
         summaries = SessionSummaries(store, Summariser(
             store, (lambda: self.model) if use_chat else None,
             max_tokens=self.settings.summary_max_tokens,
-            fold_tokens=self.settings.summary_fold_tokens))
+            fold_tokens=self.settings.summary_fold_tokens, extract=extract_structured))
         if self.worker is not None:
             self.worker.register(SUMMARY_JOB, summaries.handle)
         return summaries
@@ -263,7 +265,7 @@ class Assistant(SessionOps, PeopleAPI):
     def _context(self, ctx: GuardContext, model: ChatModel,
                  query: str) -> tuple[list[BaseMessage], ContextReport]:
         """Summary, memories, documents and recent turns, each within its share of the
-        budget (see ``memory.context_turn``)."""
+        budget (see ``assistant.turn_context``)."""
         return turn_context(self, ctx, model, query)
 
     def _turn(self, ctx: GuardContext, user_msg: StoredMessage) -> Generator[str, None, Reply]:
@@ -346,10 +348,9 @@ class Assistant(SessionOps, PeopleAPI):
             provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens, token_count=cost,
             finish_reason=out.finish_reason,
-            context=None if report is None else {
-                **report.to_dict(), "reply_reserve": self.settings.max_reply_tokens,
-                **grounding.stored_fields(ctx, confidence),
-                "stages_ms": ctx.stages_ms, "guards_ms": ctx.guards_ms, "notice": out.notice})
+            context=None if report is None else grounding.reply_record(
+                ctx, report, confidence, notice=out.notice,
+                reply_reserve=self.settings.max_reply_tokens).to_dict())
         grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
                                 confidence, doubts)
         # What the user said is memory even when no model answered it (facts included); a

@@ -19,6 +19,7 @@ from assistant.audit import audit
 from assistant.errors import LastmileError
 from assistant.orchestrator import Assistant
 from assistant.reply import ReplyStream, Restart
+from assistant.reply_record import ReplyRecord
 from ui import views
 from ui.identity import Identity
 
@@ -77,7 +78,7 @@ class ChatTab:
         costs = ledger.turn_costs(user_id, [m.id for m in history if m.role == "user"]) if ledger else {}
         messages, ids, liked = views.chat_view(history, feedback, costs, notes)
         last = next((m for m in reversed(history) if m.role == "assistant"), None)
-        citations = (last.context or {}).get("citations") if last is not None else None
+        citations = ReplyRecord.from_dict(last.context).citations if last is not None else None
         return messages, ids, liked, views.citations_html(citations)
 
     def _sidebar(self, user_id: str, session_id: str, select: bool = True) -> tuple[Any, str]:

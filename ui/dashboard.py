@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
+from assistant.reply_record import ReplyRecord
 from memory.models import Message, ProviderCall
 
 __all__ = ["breaker_states", "fallback_rate", "groundedness", "latency_frame", "spend_frame",
@@ -24,7 +25,7 @@ STAGES = ("guards", "context", "model", "verification", "storage")
 def latency_frame(engine: Engine, *, limit: int = 100) -> pd.DataFrame:
     """One row per (turn, stage) for the newest ``limit`` replies, oldest first.
 
-    Replies record their stage timings in ``context["stages_ms"]``; older replies
+    Replies record their stage timings in ``ReplyRecord.stages_ms``; older replies
     without them show their whole latency as the model stage.
     """
     stmt = (select(Message.id, Message.latency_ms, Message.context).where(Message.role == "assistant")
@@ -33,7 +34,7 @@ def latency_frame(engine: Engine, *, limit: int = 100) -> pd.DataFrame:
     with engine.connect() as conn:
         replies = list(conn.execute(stmt))
     for turn, (mid, latency, context) in enumerate(reversed(replies), start=1):
-        stages = (context or {}).get("stages_ms") or ({"model": latency} if latency else {})
+        stages = ReplyRecord.from_dict(context).stages_ms or ({"model": latency} if latency else {})
         for stage, ms in stages.items():
             rows.append({"turn": turn, "message": mid, "stage": stage, "ms": float(ms or 0)})
     return pd.DataFrame(rows, columns=["turn", "message", "stage", "ms"])
@@ -91,14 +92,14 @@ def fallback_rate(engine: Engine) -> float:
 
 
 def groundedness(engine: Engine, *, limit: int = 500) -> pd.DataFrame:
-    """Groundedness of recent grounded replies (``context["groundedness"]``, else the
+    """Groundedness of recent grounded replies (``ReplyRecord.groundedness``, else the
     ``confidence`` grounding stored, which is groundedness capped by the answering model)."""
     stmt = (select(Message.context).where(Message.role == "assistant")
             .order_by(Message.id.desc()).limit(limit))
     with engine.connect() as conn:
-        scores = [(c or {}).get("groundedness", (c or {}).get("confidence"))
-                  for (c,) in conn.execute(stmt)]
-    bins = Counter(round(float(s), 1) for s in scores if isinstance(s, (int, float)))
+        records = [ReplyRecord.from_dict(c) for (c,) in conn.execute(stmt)]
+    scores = [r.confidence if r.groundedness is None else r.groundedness for r in records]
+    bins = Counter(round(s, 1) for s in scores if s is not None)
     return pd.DataFrame([{"score": k, "replies": v} for k, v in sorted(bins.items())],
                         columns=["score", "replies"])
 

@@ -11,6 +11,7 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
+from assistant.reply_record import ReplyRecord
 from memory.store import SessionInfo, StoredMessage
 
 __all__ = ["CSS", "HEAD", "INCOMPLETE_CLASS", "PROVIDER_CLASS", "TYPING", "assistant_content",
@@ -151,12 +152,12 @@ def assistant_content(text: str, provider: str | None, status: str = "ok",
 
 
 def _badges(msg: StoredMessage) -> list[str]:
-    context = msg.context or {}
+    record = ReplyRecord.from_dict(msg.context)
     badges = []
-    if msg.status == "pending_review" or context.get("review_status") == "pending":
+    if msg.status == "pending_review" or record.review_status == "pending":
         badges.append("pending review")
-    if context.get("notice"):
-        badges.append(str(context["notice"]))
+    if record.notice:
+        badges.append(record.notice)
     return badges
 
 
