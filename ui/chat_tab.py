@@ -65,18 +65,18 @@ class ChatTab:
 
     # what the page shows -------------------------------------------------------------
     def _view(self, user_id: str, session_id: str,
-              notes: dict[int, str] | None = None) -> tuple[Any, list[list[Any]], str]:
-        messages, ids, liked, cites = self._rows(user_id, session_id, notes)
+              errors: dict[int, str] | None = None) -> tuple[Any, list[list[Any]], str]:
+        messages, ids, liked, cites = self._rows(user_id, session_id, errors)
         return gr.Chatbot(value=messages, feedback_value=liked), ids, cites
 
-    def _rows(self, user_id: str, session_id: str, notes: dict[int, str] | None = None
+    def _rows(self, user_id: str, session_id: str, errors: dict[int, str] | None = None
               ) -> tuple[list[dict[str, str]], list[list[Any]], list[str | None], str]:
         history = [m for m in self.bot.history(session_id, user_id=user_id)
                    if m.status != "superseded"]
         feedback = self.bot.store.feedback(user_id, session_id)
         ledger = getattr(self.bot, "ledger", None)
         costs = ledger.turn_costs(user_id, [m.id for m in history if m.role == "user"]) if ledger else {}
-        messages, ids, liked = views.chat_view(history, feedback, costs, notes)
+        messages, ids, liked = views.chat_view(history, feedback, costs, errors)
         last = next((m for m in reversed(history) if m.role == "assistant"), None)
         citations = ReplyRecord.from_dict(last.context).citations if last is not None else None
         return messages, ids, liked, views.citations_html(citations)
@@ -123,8 +123,8 @@ class ChatTab:
         assert reply is not None
         if getattr(reply, "notice", None):  # safe mode, a weaker fallback: say so, visibly
             gr.Warning(reply.notice)
-        notes = {reply.message_id: reply.error} if reply.error and reply.message_id else None
-        chat, ids, _ = self._view(user_id, session_id, notes)
+        errors = {reply.message_id: reply.error} if reply.error and reply.message_id else None
+        chat, ids, _ = self._view(user_id, session_id, errors)
         yield gr.skip(), chat, ids, views.citations_html(getattr(reply, "citations", None))
 
     # layout and events ---------------------------------------------------------------

@@ -167,15 +167,15 @@ def chat_messages(history: Iterable[StoredMessage]) -> list[dict[str, str]]:
 
 
 def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None = None,
-              costs: dict[int, float] | None = None, notes: dict[int, str] | None = None
+              costs: dict[int, float] | None = None, errors: dict[int, str] | None = None
               ) -> tuple[list[dict[str, str]], list[list[Any]], list[str | None]]:
     """(chat messages, ``[message_id, role]`` per bubble, like state per reply).
 
     Superseded messages (regenerated or edited away) are left out; tool traffic is not
-    shown. ``costs`` maps a user message id to the USD its turn cost; ``notes`` gives a
+    shown. ``costs`` maps a user message id to the USD its turn cost; ``errors`` gives a
     live turn's own error sentence for its reply (the store keeps only a generic one).
     """
-    feedback, costs, notes = feedback or {}, costs or {}, notes or {}
+    feedback, costs, errors = feedback or {}, costs or {}, errors or {}
     out: list[dict[str, str]] = []
     ids: list[list[Any]] = []
     liked: list[str | None] = []
@@ -189,7 +189,7 @@ def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None 
         elif msg.role == "assistant" and (msg.content or msg.status != "ok"):
             tokens = (msg.prompt_tokens or 0) + (msg.completion_tokens or 0)
             out.append({"role": "assistant", "content": assistant_content(
-                msg.content, msg.provider, msg.status, notes.get(msg.id),
+                msg.content, msg.provider, msg.status, errors.get(msg.id),
                 finish_reason=msg.finish_reason,
                 latency_ms=msg.latency_ms, tokens=tokens or None,
                 cost=costs.get(turn) if turn is not None else None, badges=_badges(msg))})
