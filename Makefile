@@ -35,10 +35,12 @@ chat: setup           ## set up, then chat in the terminal
 doctor: setup         ## what is configured and found
 	$(BIN)/lastmile doctor
 
-test: setup browser   ## set up, then run the whole test suite
+test: setup browser   ## set up, check the layers' import contracts, run the whole test suite
+	$(BIN)/lint-imports
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup      ## skip the real model and browser tests
+	$(BIN)/lint-imports
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: setup          ## print the benchmark figures (see docs/benchmarks.md)

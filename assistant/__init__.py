@@ -1,7 +1,13 @@
 """lastmile: the system around the model that makes production failures boring.
 
-Exports resolve lazily, so ``memory`` and ``guardrails`` can import
-``assistant.errors`` without pulling in the orchestrator (and back into themselves).
+Why the exports resolve lazily (on first attribute access): the kernel — errors,
+settings, audit, protocols, the turn, reply and record types, the model interface — lives
+inside this package, and Python runs a package's ``__init__`` before any of its modules.
+Every layer imports the kernel, so an eager ``from assistant.orchestrator import
+Assistant`` here would load the whole assistant layer (models, guards, stores) into a
+plain ``import memory`` — and, while ``memory`` is still half-imported, import it back.
+There is no cycle left to dodge between the layers (``lint-imports`` checks that, see
+pyproject.toml); this only keeps importing the kernel cheap.
 """
 
 from __future__ import annotations

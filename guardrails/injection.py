@@ -31,9 +31,10 @@ from assistant.turn import InjectionNote
 from guardrails.base import Guard, GuardContext
 from guardrails.injection_rules import CONFUSABLES, LEET, RULES, SQUEEZED
 from guardrails.normalize import BIDI, ZERO_WIDTH, item_text
+from memory.screening import register_scanner
 
-__all__ = ["RULES", "THRESHOLD", "InjectionGuard", "InjectionResult", "item_ref", "scan",
-           "short_hash"]
+__all__ = ["RULES", "THRESHOLD", "InjectionGuard", "InjectionResult", "ingest_scanner", "item_ref",
+           "scan", "short_hash"]
 
 THRESHOLD = 0.6  # score at which text counts as a possible injection
 
@@ -345,3 +346,14 @@ def _context_of(item: Any) -> tuple[Any, ...]:
     """Neighbour turns a retrieval hit carries along (``MemoryHit.context``)."""
     context = getattr(item, "context", ())
     return tuple(context) if isinstance(context, (tuple, list)) else ()
+
+
+def ingest_scanner(text: str) -> tuple[float, list[str]]:
+    """``scan`` as document ingest wants it: (score, rule names) for one chunk."""
+    found = scan(text)
+    return found.score, list(found.rules)
+
+
+# Every corpus scans its chunks as it stores them; memory sits below the guardrails and
+# may not import them, so the guardrails plug their scanner in (see ``memory.screening``).
+register_scanner(ingest_scanner)

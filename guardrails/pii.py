@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from assistant.errors import InputRejected
+from assistant.pii_modes import KINDS, MODES, parse_modes
 from assistant.pii_modes import KINDS, MODES, parse_modes  # the kernel's: Settings checks the setting
 from guardrails.base import Guard, GuardContext
 from guardrails.normalize import item_text, with_text

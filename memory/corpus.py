@@ -13,7 +13,7 @@ sources block at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,12 @@ from chromadb.api import ClientAPI
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
-from assistant.protocols import Grounding, SourceRef
+from assistant.protocols import Grounding, Scanner, SourceRef
 from memory.embedding_function import MiniLMEmbeddingFunction
 from memory.ingest import IngestReport, ingest_files, prune_source
 from memory.lexical import LexicalIndex
 from memory.models import Chunk, Source
+from memory.screening import registered_scanner
 from memory.sources_block import SOURCES_HEADER, render_sources
 
 __all__ = ["COLLECTION", "SHARED", "SOURCES_HEADER", "Corpus", "Hit", "SourceInfo", "owner_for",
@@ -37,15 +38,8 @@ COLLECTION = "documents"  # the Chroma collection holding every corpus's chunk v
 SHARED = "shared"
 RRF_K = 60
 INJECTION_THRESHOLD = 0.6  # the injection guard's default: a chunk at or above is marked
-Scanner = Callable[[str], tuple[float, Sequence[str]]]
-
-
-def default_scanner(text: str) -> tuple[float, list[str]]:
-    """The guardrails' prompt-injection heuristics (imported late: memory sits below them)."""
-    from guardrails.injection import scan
-
-    found = scan(text)
-    return found.score, list(found.rules)
+#: ``scanner=`` default: the scanner registered in ``memory.screening`` when ingest runs.
+REGISTERED: Any = "registered"
 
 
 @dataclass(frozen=True)
@@ -90,11 +84,12 @@ class Corpus:
 
     def __init__(self, engine: Engine, client: ClientAPI, *, k: int = 4, min_similarity: float = 0.3,
                  candidates: int = 30, max_file_bytes: int = 20_000_000, chunk_chars: int = 900,
-                 chunk_overlap: int = 120, scanner: Scanner | None = default_scanner,
+                 chunk_overlap: int = 120, scanner: Scanner | None = REGISTERED,
                  injection_threshold: float = INJECTION_THRESHOLD) -> None:
         self.engine = engine
         # Every chunk is scanned for prompt injection as it is stored; a marked chunk is
         # audited then and reaches a prompt only through the guards (quarantined by default).
+        # The scanner is the guardrails' (``memory.screening``); ``None`` scans nothing.
         self.scanner, self.injection_threshold = scanner, injection_threshold
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.vectors = client.get_or_create_collection(
@@ -107,7 +102,7 @@ class Corpus:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: object = None) -> Corpus:
+    def open(cls, settings: object = None, *, scanner: Scanner | None = REGISTERED) -> Corpus:
         """The corpus of the configured database and Chroma (``Settings()`` by default)."""
         from assistant.settings import Settings
         from memory.db import open_engine
@@ -115,12 +110,14 @@ class Corpus:
 
         s = settings or Settings()
         return cls.from_settings(open_engine(s.resolved_database_url),  # type: ignore[attr-defined]
-                                 open_chroma(s.chroma_path, s.chroma_url), s)  # type: ignore[attr-defined]
+                                 open_chroma(s.chroma_path, s.chroma_url), s,  # type: ignore[attr-defined]
+                                 scanner=scanner)
 
     @classmethod
-    def from_settings(cls, engine: Engine, client: ClientAPI, settings: object) -> Corpus:
+    def from_settings(cls, engine: Engine, client: ClientAPI, settings: object, *,
+                      scanner: Scanner | None = REGISTERED) -> Corpus:
         s = settings
-        return cls(engine, client, k=s.documents_k, min_similarity=s.documents_min_similarity,  # type: ignore[attr-defined]
+        return cls(engine, client, scanner=scanner, k=s.documents_k, min_similarity=s.documents_min_similarity,  # type: ignore[attr-defined]
                    max_file_bytes=int(s.ingest_max_file_mb * 1_000_000),  # type: ignore[attr-defined]
                    chunk_chars=s.chunk_chars, chunk_overlap=s.chunk_overlap_chars)  # type: ignore[attr-defined]
 
@@ -135,7 +132,8 @@ class Corpus:
                               owner=owner_for(user_id), collection=collection.strip(),
                               max_bytes=self.max_file_bytes, chunk_chars=self.chunk_chars,
                               overlap=self.chunk_overlap, progress=progress,
-                              scanner=self.scanner, threshold=self.injection_threshold)
+                              scanner=(registered_scanner() if self.scanner is REGISTERED
+                                       else self.scanner), threshold=self.injection_threshold)
         return report
 
     def collections(self, user_id: str | None) -> dict[str, int]:

@@ -30,14 +30,15 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from chromadb.api import ClientAPI
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import FactNotFound, VectorStoreUnavailable
-from guardrails import GuardChain, GuardContext
+from assistant.protocols import WriteGuard
+from assistant.turn import TurnState
 from memory.dense import embed_query
 from memory.embedding_function import MiniLMEmbeddingFunction
 from memory.facts_extract import (
@@ -121,14 +122,24 @@ def _same(a: str, b: str, *, loose: bool = False) -> bool:
     return loose and f" {short} " in f" {long} "  # whole words: "cat" is not in "catalan"
 
 
+T = TypeVar("T")
+
+
+class _Unguarded:
+    """No memory-write guards: every item is stored as it is (tests, tools)."""
+
+    def before_memory_write(self, ctx: TurnState, item: T) -> T | None:
+        return item
+
+
 class FactMemory:
     """Per-user facts over a SQL engine and (optionally) a Chroma client."""
 
     def __init__(self, engine: Engine, chroma: ClientAPI | None = None, *,
-                 guards: GuardChain | None = None, similarity: float = 0.9,
+                 guards: WriteGuard | None = None, similarity: float = 0.9,
                  collection: str = COLLECTION) -> None:
         self.engine = engine
-        self.guards = guards or GuardChain()
+        self.guards: WriteGuard = guards or _Unguarded()  # the Assistant passes its guard chain
         self.similarity = similarity
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._embedder = MiniLMEmbeddingFunction()
@@ -162,7 +173,7 @@ class FactMemory:
               extractor: str = "rules") -> list[Change]:
         """Reconcile candidates drawn from ``source`` (a message of ``user_id``); each
         passes the memory-write guards first (a guard may redact it or keep it out)."""
-        ctx = GuardContext(user_id=user_id, session_id=source.session_id, destination="memory")
+        ctx = TurnState(user_id=user_id, session_id=source.session_id, destination="memory")
         changes: list[Change] = []
         for candidate in candidates:
             draft = self._guarded(ctx, candidate)
@@ -180,7 +191,7 @@ class FactMemory:
             self._after_forget(user_id)
         return changes
 
-    def _guarded(self, ctx: GuardContext, candidate: Candidate) -> _Draft | None:
+    def _guarded(self, ctx: TurnState, candidate: Candidate) -> _Draft | None:
         text = fact_text(candidate.key, candidate.value) if candidate.value else ""
         draft = self.guards.before_memory_write(ctx, _Draft(candidate.key, candidate.value, text))
         if draft is None:
@@ -332,7 +343,7 @@ class FactMemory:
         text = " ".join(str(text).split())
         if not text or len(text) > 1000:
             raise ValueError("a fact's text must be 1-1000 characters")
-        ctx = GuardContext(user_id=user_id, session_id="", destination="memory")
+        ctx = TurnState(user_id=user_id, session_id="", destination="memory")
         with self._serial, self._sessions() as db, db.begin():
             self._lock_user(db, user_id)
             old = self._own(db, user_id, fact_id)

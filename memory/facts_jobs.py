@@ -3,7 +3,8 @@
 ``FactRecorder`` (a ``TurnRecorder``) only enqueues — a turn never waits for
 extraction. ``FactExtractor`` is the job handler: the rule-based candidates are applied
 first (so a fact is known even while the model is down), then, when a model is
-configured, ``assistant.extract`` asks it for more. A model candidate is kept only if
+configured, ``assistant.extract`` (passed in as ``extract=``: memory may not import the
+assistant layer) asks it for more. A model candidate is kept only if
 its value appears in the message (no invented facts), and may withdraw facts only when
 the message itself asks to forget or negates something. Invalid model output raises
 ``ExtractionFailed`` and an outage a ``ProviderError``: the queue retries the job later;
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.errors import EgressBlocked, FactNotFound, LastmileError
+from assistant.protocols import Extract
 from assistant.providers.base import REMOTE
 from memory.facts import Change, FactInfo, FactMemory
 from memory.facts_extract import (
@@ -84,9 +86,13 @@ class FactExtractor:
     rules only; it is called per job so a model that cannot be built is retried later."""
 
     def __init__(self, memory: FactMemory, model: Callable[[], object | None] | None = None, *,
-                 max_invalid: int = 2) -> None:
+                 max_invalid: int = 2, extract: Extract | None = None) -> None:
+        if model is not None and extract is None:
+            raise TypeError("a FactExtractor with a model needs extract= (assistant.extract.extract)")
         self.memory = memory
         self.model = model or (lambda: None)
+        #: The structured-output call, passed in by the assistant (memory sits below it).
+        self.extract = extract
         self.max_invalid = max_invalid
         self.changes: list[Change] = []  # the last job's, for tests and replay reports
 
@@ -119,9 +125,8 @@ class FactExtractor:
         return changes
 
     def _from_model(self, model: object, message: StoredMessage) -> list[Candidate]:
-        from assistant.extract import extract
-
-        got = extract(model, ExtractedFacts, message.content, instructions=INSTRUCTIONS,  # type: ignore[arg-type]
+        assert self.extract is not None  # checked in __init__: a model comes with its extract
+        got = self.extract(model, ExtractedFacts, message.content, instructions=INSTRUCTIONS,  # type: ignore[arg-type]
                       metadata={"purpose": "facts", "user_id": message.user_id,
                                 "session_id": message.session_id, "turn_id": message.id})
         said = norm_value(message.content)
@@ -204,7 +209,7 @@ def model_getter(assistant: object, policy: str, injected: bool) -> Callable[[],
     return get
 
 
-def attach_facts(a: Any, *, injected: bool) -> FactMemory | None:
+def attach_facts(a: Any, *, injected: bool, extract: Extract | None = None) -> FactMemory | None:
     """Wire fact memory into an ``Assistant``: facts recalled ahead of its turn memory,
     a ``facts`` job per user turn, and the handler on its worker. None when there is no
     job queue (no SQL store) or ``LASTMILE_FACTS_ENABLED`` is off."""
@@ -225,5 +230,6 @@ def attach_facts(a: Any, *, injected: bool) -> FactMemory | None:
                              facts_share=settings.facts_budget_share)
     a.recorder = Recorders(a.recorder, FactRecorder(a.jobs))
     a.worker.register(FACTS_JOB, FactExtractor(
-        memory, model_getter(a, settings.facts_model, injected)))
+        memory, model_getter(a, settings.facts_model, injected) if extract else None,
+        extract=extract))
     return memory

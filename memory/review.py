@@ -5,8 +5,8 @@ grounding, the tiny local model answering after a remote one failed, a failed
 validation). The stored reply is marked ``review_status: pending`` in its ``context``
 until a reviewer decides: ``approve`` clears the mark, ``edit`` replaces the stored text
 with the reviewer's, ``reject`` replaces it with a polite note. A memory write the
-``ReviewGate`` holds (prompt-injection text, sensitive identifiers) is written only on
-approval, through the applier registered for its kind. Every decision is an audit row
+guard ``guardrails.review_gate.ReviewGate`` holds (prompt-injection text, sensitive
+identifiers) is written only on approval, through the applier registered for its kind. Every decision is an audit row
 (``review_decisions``) with the reviewer's id and note.
 """
 
@@ -17,19 +17,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from assistant.errors import ReviewNotFound
-from guardrails.base import Guard, GuardContext
-from guardrails.normalize import item_text
 from memory.models import Conversation, Message, ReviewDecision, ReviewItem, utcnow
 
-__all__ = ["DECISIONS", "REJECTED_NOTE", "ReviewGate", "ReviewInfo", "ReviewQueue"]
+__all__ = ["DECISIONS", "REJECTED_NOTE", "ReviewInfo", "ReviewQueue"]
 
-T = TypeVar("T")
 DECISIONS = ("approve", "edit", "reject")
 REJECTED_NOTE = ("A reviewer withdrew this answer because it could not be verified. "
                  "Please ask again or rephrase; we're sorry for the trouble.")
@@ -167,40 +164,3 @@ class ReviewQueue:
                 .where(Conversation.user_id == user_id, Conversation.key == session_id))
         with self._sessions() as db:
             return {mid: status for mid, status in db.execute(stmt)}
-
-
-class ReviewGate(Guard):
-    """``before_memory_write``: hold risky items for review instead of writing them.
-
-    Risky: text that scores as a prompt injection (it would be replayed into every later
-    prompt) or carries sensitive identifiers (cards, IBANs, national ids, secrets).
-    The item is queued as ``memory_write`` and ``None`` returned (not written now).
-    """
-
-    name = "review_gate"
-    SENSITIVE = ("card", "iban", "national_id", "secret")
-
-    def __init__(self, queue: ReviewQueue, *, injection_threshold: float = 0.6) -> None:
-        self.queue = queue
-        self.injection_threshold = injection_threshold
-
-    def risk(self, text: str) -> str | None:
-        from guardrails.injection import scan
-        from guardrails.pii import detect
-
-        found = scan(text)
-        if found.score >= self.injection_threshold:
-            return f"possible prompt injection ({', '.join(found.rules)})"
-        kinds = sorted({f.kind for f in detect(text) if f.kind in self.SENSITIVE})
-        return f"sensitive data ({', '.join(kinds)})" if kinds else None
-
-    def before_memory_write(self, ctx: GuardContext, item: T) -> T | None:
-        text = item_text(item)
-        reason = self.risk(text) if text else None
-        if reason is None:
-            return item
-        self.queue.submit(kind="memory_write", user_id=ctx.user_id, session_id=ctx.session_id,
-                          content=text or "", reason=f"risky memory write: {reason}",
-                          details={"item": item})
-        ctx.held_for_review.append(reason)
-        return None

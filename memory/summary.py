@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from assistant.protocols import Extract
 from assistant.providers.base import approx_token_count
 from memory.extractive import LATEST, extractive_summary, latest_request, sentences, split_summary
 from memory.store import StoredMessage
@@ -104,13 +105,19 @@ class Summariser:
 
     ``model`` is a ``ChatModel`` or a zero-argument callable returning one (so the
     Assistant's lazily built model is only loaded when a fold actually runs); ``None``
-    means extractive only.
+    means extractive only. ``extract`` (``assistant.extract.extract``) asks it for the
+    summary as JSON; it is injected because memory may not import the assistant layer.
     """
 
     def __init__(self, summaries: SummaryStore, model: Any = None, *, max_tokens: int = 300,
-                 fold_tokens: int = 1200, count: Callable[[str], int] = approx_token_count) -> None:
+                 fold_tokens: int = 1200, count: Callable[[str], int] = approx_token_count,
+                 extract: Extract | None = None) -> None:
+        if model is not None and extract is None:
+            raise TypeError("a Summariser with a model needs extract= (assistant.extract.extract)")
         self.summaries = summaries
         self._model = model
+        #: The structured-output call, passed in by the assistant (memory sits below it).
+        self.extract = extract
         self.max_tokens = max_tokens
         self.fold_tokens = fold_tokens
         self.count = count
@@ -167,8 +174,8 @@ class Summariser:
     def _ask(self, model: Any, user_id: str, session_id: str, previous: str,
              turns: list[tuple[str, str]]) -> str:
         """The model's fold, validated; raises when it is unusable."""
-        from assistant.extract import extract
-
+        extract = self.extract
+        assert extract is not None  # checked in __init__: a model comes with its extract
         body, prev_latest = split_summary(previous)
         prev = " ".join(body + ([f"Earlier request: {prev_latest}"] if prev_latest else []))
         lines = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns)

@@ -21,7 +21,7 @@ from assistant.errors import SessionNotFound
 from assistant.protocols import Grounding, SourceRef
 from guardrails import Guard
 from memory.context_split import plan_split
-from memory.context_turn import render_sources
+from assistant.turn_context import render_sources
 from memory.recall import Recalled
 from memory.store import StoredMessage
 

@@ -15,6 +15,7 @@ from langchain_core.messages import BaseMessage
 
 from assistant import Assistant, Settings
 from assistant.errors import FactNotFound, ProviderUnavailable
+from assistant.extract import extract
 from assistant.providers import ScriptedModel
 from guardrails import GuardChain, default_pipeline
 from memory.db import open_engine
@@ -364,7 +365,8 @@ def test_real_local_model_extraction_is_grounded_or_retried(tmp_path) -> None:  
     queue = JobQueue(engine)
     queue.enqueue(FACTS_JOB, {"message_id": message.id}, user_id="ana")
     [job] = queue.claim("w")
-    extractor = FactExtractor(memory, lambda: LocalModel.from_settings(Settings(local_n_ctx=1024)))
+    extractor = FactExtractor(memory, lambda: LocalModel.from_settings(Settings(local_n_ctx=1024)),
+                              extract=extract)
     try:
         extractor(job)
     except ExtractionFailed as exc:

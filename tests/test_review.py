@@ -12,7 +12,8 @@ from assistant.providers.fallback import FallbackModel
 from guardrails import Guard, GuardContext
 from memory.corpus import Corpus
 from memory.db import open_engine
-from memory.review import REJECTED_NOTE, ReviewGate, ReviewInfo, ReviewQueue
+from guardrails.review_gate import ReviewGate
+from memory.review import REJECTED_NOTE, ReviewInfo, ReviewQueue
 from memory.vectors import open_chroma
 
 DOC = "# Opening hours\n\nThe library opens at 9 am and closes at 5 pm on weekdays."

@@ -25,7 +25,7 @@ from memory.db import open_engine
 
 SNIPPETS = [
     {"id": "msg-12", "text": "User: my passport expires in March 2027", "source": "memory",
-     "date": "2026-05-03"},  # the shapes memory.context_turn puts in ctx.snippets
+     "date": "2026-05-03"},  # the shapes assistant.turn_context puts in ctx.snippets
     {"id": "doc-4#2", "text": "Renewal takes   six weeks.\n", "source": "passport-guide.pdf p.2",
      "date": None},
     {"id": "x", "text": "", "source": "empty"},  # nothing to quote: skipped

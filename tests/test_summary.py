@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.errors import ProviderUnavailable
+from assistant.extract import extract
 from assistant.providers.base import approx_token_count
 from memory.db import open_engine
 from memory.extractive import LATEST, extractive_summary
@@ -102,7 +103,7 @@ def test_model_junk_falls_back_to_the_extractive_summary(database_url: str, junk
         last = store.add_message("ines", "s", "assistant", "ok")
     summaries = SummaryStore(store.engine)
     model = ScriptedModel(fn=lambda messages: junk)
-    record = Summariser(summaries, model, max_tokens=60).fold("ines", "s", last.id)
+    record = Summariser(summaries, model, max_tokens=60, extract=extract).fold("ines", "s", last.id)
     assert record is not None and record.method == "extractive" and record.error
     assert record.text.endswith(LATEST + "Please remind me to call the dentist on 3 March?")
     assert "Ines" in record.text and "Porto" in record.text
@@ -116,7 +117,7 @@ def test_a_failing_model_falls_back_and_the_next_fold_builds_on_it(database_url:
              store.add_message("u", "s", "assistant", "Nice.")]
     model = ScriptedModel([ProviderUnavailable("down", provider="scripted")])
     summaries = SummaryStore(store.engine)
-    summariser = Summariser(summaries, model, max_tokens=80)
+    summariser = Summariser(summaries, model, max_tokens=80, extract=extract)
     v1 = summariser.fold("u", "s", first[-1].id)
     assert v1 is not None and v1.method == "extractive" and "ProviderUnavailable" in (v1.error or "")
     second = [store.add_message("u", "s", "user", "Can you book a table for 4 on Friday?"),

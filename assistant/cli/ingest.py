@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def _corpus(settings: Settings) -> Any:
+    from guardrails.injection import ingest_scanner
     from memory.corpus import Corpus
 
-    return Corpus.open(settings)
+    return Corpus.open(settings, scanner=ingest_scanner)
 
 
 def sample_corpus(settings: Settings, console: Console, *, background: bool = False) -> Any:

@@ -22,7 +22,7 @@ from assistant.audit import open_audit_log
 from assistant.context import DATA_MARK
 from assistant.protocols import SourceRef
 from guardrails import GuardChain, GuardContext, InjectionGuard, scan
-from memory.context_turn import WITHHELD, guard_memories, guard_summary, render_sources
+from assistant.turn_context import WITHHELD, guard_memories, guard_summary, render_sources
 from memory.models import Chunk, Source
 from memory.sources_block import FLAG_NOTE
 

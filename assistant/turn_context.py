@@ -1,5 +1,7 @@
 """One turn's prompt from the Assistant's parts: the glue between the orchestrator and
-``assistant.context``, so the orchestrator only makes one call.
+``assistant.context``, so the orchestrator only makes one call. It composes memory's
+pieces (split plan, summary, documents, recalled memories), so it lives in the
+assistant layer, above ``memory/`` (it was ``memory/context_turn.py``).
 
 It plans the split for the model, fetches the summary, documents and memories within
 their budgets — documents *and* recalled memories (episodic turns, facts) both pass the
