@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.testing.faultserver import Fault, FaultServer, echo
 from assistant.reply import Restart
 from assistant.settings import Settings
+from assistant.testing.faultserver import Fault, FaultServer, echo
 
 __all__ = ["FAULTS", "SCOPES", "WIRES", "BenchConfig", "Cell", "audit", "expected_answer", "main",
            "run_cell", "run_matrix"]
