@@ -30,7 +30,6 @@ from typing import TypeVar
 
 from assistant.errors import InputRejected
 from assistant.pii_modes import KINDS, MODES, parse_modes
-from assistant.pii_modes import KINDS, MODES, parse_modes  # the kernel's: Settings checks the setting
 from guardrails.base import Guard, GuardContext
 from guardrails.normalize import item_text, with_text
 
@@ -159,35 +158,44 @@ def _emails(text: str) -> list[PIIFinding]:
 def _cards(text: str) -> list[PIIFinding]:
     out = []
     for m in _CARD.finditer(text):
-        groups = list(re.finditer(r"\d+", m.group()))
+        run = m.group()
+        spans = [g.span() for g in re.finditer(r"\d+", run)]
         i = 0
-        while i < len(groups):
-            found = _card_at(m.group(), groups, i)
-            if found is None:
+        while i < len(spans):
+            j = _card_at(run, spans, i)
+            if j is None:
                 i += 1
                 continue
-            j, (start, end) = found
-            out.append(PIIFinding("card", m.start() + start, m.start() + end,
-                                  m.group()[start:end]))
+            a, b = spans[i][0], spans[j][1]
+            out.append(PIIFinding("card", m.start() + a, m.start() + b, run[a:b]))
             i = j + 1
     return out
 
 
-def _card_at(run: str, groups: list[re.Match[str]], i: int) -> tuple[int, tuple[int, int]] | None:
-    """The longest card starting at digit group ``i``: 13-19 digits passing Luhn, one kind
-    of separator, or mixed ones between groups shaped like a card's (4-4-4-4, 4-6-5)."""
-    if run[groups[i].start()] not in "23456":
-        return None
-    for j in range(min(len(groups), i + 8) - 1, i - 1, -1):
-        part = groups[i:j + 1]
-        digits = "".join(g.group() for g in part)
-        if not 13 <= len(digits) <= 19 or len(set(digits)) < 2 or not luhn_ok(digits):
+def _card_at(run: str, spans: list[tuple[int, int]], i: int) -> int | None:
+    """The last digit group of the longest card starting at group ``i``: 13-19 digits
+    passing Luhn, one kind of separator, or mixed ones between groups shaped like a
+    card's (4-4-4-4, 4-6-5)."""
+    if run[spans[i][0]] not in "23456" or spans[i][1] - spans[i][0] < 4:
+        return None  # every card's first group has at least four digits
+    total, ends = 0, []
+    for a, b in spans[i:i + 8]:
+        total += b - a
+        ends.append(total)
+        if total > 19:
+            break
+    for j in range(i + len(ends) - 1, i - 1, -1):
+        if not 13 <= ends[j - i] <= 19:
             continue
-        seps = {run[a.end():b.start()] for a, b in zip(part, part[1:])}
-        shape = tuple(len(g.group()) for g in part)
+        part = spans[i:j + 1]
+        digits = "".join(run[a:b] for a, b in part)
+        if len(set(digits)) < 2 or not luhn_ok(digits):
+            continue
+        seps = {run[p[1]:q[0]] for p, q in zip(part, part[1:])}
+        shape = tuple(b - a for a, b in part)
         if len(seps) <= 1 and all(len(x) == 1 or x.strip() == "" for x in seps) \
                 or shape in _CARD_SHAPES:
-            return j, (part[0].start(), part[-1].end())
+            return j
     return None
 
 

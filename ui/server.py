@@ -25,7 +25,7 @@ from memory.accounts import Accounts  # noqa: E402
 from memory.signin import SignInSessions  # noqa: E402
 from ui.app import build_app, launch_options  # noqa: E402
 from ui.gate import AuthGate, ProxyTrust, Resolver, signed_in_user  # noqa: E402
-from ui.http_guards import install_http_guards  # noqa: E402
+from ui.http_guards import EventCheck, install_http_guards  # noqa: E402
 from ui.login import login_router  # noqa: E402
 from ui.openai_api import openai_router  # noqa: E402
 
@@ -60,14 +60,17 @@ def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
     if settings.auth == "password" and accounts is not None:
         sessions = SignInSessions(accounts.engine, timedelta(hours=settings.session_ttl_hours))
         app.include_router(login_router(settings, accounts, sessions))
+    blocks = build_app(bot, user_id=settings.default_user, notice=notice)
+    app.add_middleware(EventCheck, known=lambda index: index in blocks.fns)
     app.add_middleware(AuthGate, resolver=Resolver(settings, accounts, sessions),
                        mode=settings.auth)
-    install_http_guards(app, settings.allowed_origins)  # outermost: cross-site refusals
-    blocks = build_app(bot, user_id=settings.default_user, notice=notice)
+    file_bytes = int(settings.ingest_max_file_mb * 1_000_000)
+    install_http_guards(app, settings.allowed_origins,  # outermost: cross-site refusals
+                        upload_file_bytes=file_bytes, keyless=settings.auth == "none")
     blocks.queue(default_concurrency_limit=4)
     sign_in: dict[str, Any] = {"auth_dependency": signed_in_user} if settings.auth != "none" else {}
     return gr.mount_gradio_app(app, blocks, path="", show_error=True, enable_monitoring=False,
-                               **sign_in, **launch_options())
+                               max_file_size=file_bytes, **sign_in, **launch_options())
 
 
 def uvicorn_options() -> dict[str, Any]:
