@@ -179,7 +179,8 @@ def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], us
                 run: str, replies: ScriptedReplies) -> dict:
     """Each probe in a fresh session (so only memory can bring the evidence back), with
     indexing detached so probes do not become memories of each other."""
-    items, skipped = [], 0
+    items: list[dict[str, Any]] = []
+    skipped = 0
     recorder, bot.recorder = bot.recorder, None
     try:
         for n, probe in enumerate(probes):
