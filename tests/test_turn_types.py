@@ -25,14 +25,14 @@ def test_guard_context_is_the_typed_turn_state() -> None:
 def test_legacy_notes_view_maps_to_fields_and_warns() -> None:
     ctx = TurnState("u", "s")
     with pytest.warns(DeprecationWarning):
-        notes = ctx.notes
-    assert "pii" not in notes and notes.get("destination") is None  # defaults count as unset
-    notes["pii"] = {"email": 2}
-    notes["my_guard"] = {"seen": True}  # an unknown key a third-party guard leaves
+        legacy = ctx.notes
+    assert "pii" not in legacy and legacy.get("destination") is None  # defaults count as unset
+    legacy["pii"] = {"email": 2}
+    legacy["my_guard"] = {"seen": True}  # an unknown key a third-party guard leaves
     assert ctx.pii == {"email": 2}
-    assert dict(notes) == {"pii": {"email": 2}, "my_guard": {"seen": True}}
-    del notes["pii"]
-    assert ctx.pii == {} and "pii" not in notes
+    assert dict(legacy) == {"pii": {"email": 2}, "my_guard": {"seen": True}}
+    del legacy["pii"]
+    assert ctx.pii == {} and "pii" not in legacy
 
 
 def test_chunk_fields_and_legacy_extra_view() -> None:
