@@ -211,8 +211,10 @@ def scan(text: str, *, _depth: int = 0) -> InjectionResult:
             result = probe
             if signal:
                 result.add(signal, 0.2)
-    for run in _SPACED.finditer(plain.translate(LEET)):
-        if SQUEEZED.search(re.sub(r"[^a-z]", "", run.group())):
+    leet = plain.translate(LEET)
+    for run in _SPACED.finditer(leet):  # with its neighbours: "I g n o r e previous instructions"
+        window = leet[max(0, run.start() - 30):run.end() + 40]
+        if SQUEEZED.search(re.sub(r"[^a-z]", "", window)):
             result.add("spaced_out_instruction", 1.0)
     tags = "".join(chr(ord(ch) - 0xE0000) for ch in text if "\U000e0020" <= ch <= "\U000e007e")
     if len(tags) >= 8:  # flag emoji use up to 6 tag characters; longer runs carry text

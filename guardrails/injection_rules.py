@@ -197,7 +197,8 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"orders?|task)\s*:")),
     "from_now_on": (0.4, re.compile(
         r"\b(?:from (?:now|this (?:point|moment)|here) on|henceforth|hereafter|from this point forward|"
-        r"going forward),? you (?:are|will|must|shall|should|may|can)\b")),
+        r"going forward),? you (?:are|will|must|shall|should|may|can|(?:only )?(?:reply|respond|"
+        r"answer|speak|act|behave|output|write))\b")),
     "override_banner": (0.7, re.compile(
         r"\b(?:system|admin|administrator|developer|root) (?:override|overwrite|instruction update|"
         r"prompt update)\b\s*(?::|!|mode|activated|enabled|engaged|in effect|code|protocol)")),
@@ -217,7 +218,8 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\b(?:do|follow|obey|execute|carry out) (?:whatever|what|everything|all) (?:this|the) (?:page|"
         r"document|text|file|message|email|site|article|note|comment) (?:says|tells you|asks|instructs|"
         r"demands)\b|\b(?:comply|obey) (?:only )?with (?:this|the following) (?:page|document|text|"
-        r"note|message)\b")),
+        r"note|message)\b|\bobey only (?:what follows|the following|the (?:text|lines?|instructions|"
+        r"commands) (?:below|that follow))\b")),
     "without_rules": (0.6, re.compile(
         r"\bno rules,? no (?:filters|limits|restrictions|limitations|censorship)\b|\b(?:there are )?no "
         r"(?:more |longer any )?(?:rules|restrictions|limits|guidelines|filters|instructions) (?:for|that "
@@ -242,7 +244,10 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"respond|reply|output|write|print)\b")),
     "addresses_model": (0.6, re.compile(
         rf"\b(?:if|when|while|since) you(?: are|'re)? {_ADDRESSEE}\b[^.\n]{{0,40}}?\b(?:read|"
-        rf"process|summari[sz]|see|pars|ingest|retriev|answer)|\b(?:note|message|instructions?|"
+        rf"process|summari[sz]|see|pars|ingest|retriev|answer)|\bif you(?: are|'re) {_ADDRESSEE}"
+        rf"(?: model| assistant)?\s*[,:]\s*(?:please )?(?:include|say|reply|respond|output|write|add|"
+        rf"append|tell|recommend|mention|print|ignore|start|end|insert)\b|"
+        rf"\b(?:note|message|instructions?|"
         rf"reminder|attention) (?:to|for) (?:the |any |all )?{_ADDRESSEE}s?\b\s*[:,-]|"
         rf"\b{_ADDRESSEE}s? (?:reading|processing|summari[sz]ing|parsing|ingesting|retrieving) "
         rf"(?:this|it)\b|\b(?:attention|note|memo|to|hey|important for|instructions for) (?:the |any |all )?"
@@ -273,7 +278,8 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
     "persona_override": (1.0, re.compile(
         r"\b(?:you are|you're|act as|pretend to be|become)\s+(?:now\s+)?(?:an?\s+)?(?:dan|jailbroken|"
         r"unfiltered|unrestricted|uncensored|evil \w+|ai without (?:any )?(?:rules|restrictions|limits|"
-        r"filters))\b|\bdo anything now\b|\bdan mode\b|\byou are (?:now )?in developer mode\b|"
+        r"filters))\b|\b(?:respond|reply|answer|act|speak|behave) (?:only )?as (?:an? |the )?(?:unfiltered|"
+        r"unrestricted|uncensored|jailbroken) (?:model|ai|assistant|chatbot|bot|version|llm)\b|\bdo anything now\b|\bdan mode\b|\byou are (?:now )?in developer mode\b|"
         r"\bstop being (?:an? |the )?(?:helpful )?(?:assistant|ai|chatbot|bot|language model)\b|"
         r"\bdeveloper mode (?:is )?(?:now )?(?:enabled|activated)\b[^.\n]{0,40}\b(?:you|policies|"
         r"restrictions|filters)\b")),
