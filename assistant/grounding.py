@@ -22,6 +22,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 
 from assistant.errors import LastmileError
+from assistant.layers.consume import StreamFold, consume
 from assistant.providers.base import ModelRequest, Usage
 from assistant.records import ContextReport
 from assistant.reply import Restart
@@ -105,22 +106,15 @@ def reask_once(guard: CitationGuard | None, model: Any, request: ModelRequest, c
                           metadata={**request.metadata, "purpose": "reask", "cache": False})
     yield Restart(discarded=first, reason="some cited sentences were not supported by their "
                   "sources; asking the model to correct them", provider=out.provider)
-    parts: list[str] = []
-    usage, finish = None, None
+    second = StreamFold(provider=out.provider)
     try:
-        for chunk in model.request(follow):
-            if chunk.restart:
-                parts.clear()
-                yield Restart(discarded=chunk.discarded, reason=chunk.reason, provider=out.provider)
-                continue
-            out.provider = chunk.provider or out.provider
-            usage, finish = chunk.usage or usage, chunk.finish_reason or finish
-            if chunk.text:
-                parts.append(chunk.text)
-                yield chunk.text
+        yield from consume(model, follow, second)
     except LastmileError as exc:
         log.warning("citation re-ask failed (%s); keeping the first answer", exc)
-        parts = []
+        second.parts.clear()
+    finally:
+        out.provider = second.provider
+    parts, usage, finish = second.parts, second.usage, second.finish_reason
     if not "".join(parts).strip():
         ctx.validation_errors.append("re-ask failed")
         yield Restart(discarded="".join(parts), reason="the correction failed; showing the first answer",

@@ -236,13 +236,27 @@ class Settings(BaseSettings):
     def _known_route_providers(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        known = {"local", "scripted", "openai", "anthropic"}
-        unknown = [s for s in value.split(",") if s.strip()
-                   and s.partition(":")[0].strip().lower() not in known]
+        from assistant.providers import registry
+
+        unknown = [s for s in value.split(",") if s.strip() and registry.entry(s) is None]
         if unknown:
             raise ValueError(f"unknown provider(s) {unknown} in LASTMILE_ROUTE_CHEAP; "
-                             f"known: {sorted(known)}")
+                             f"known: {sorted(registry.names())}")
         return value
+
+    def provider_key(self, name: str) -> SecretStr | None:
+        """A provider's API key, as its registry entry names it: the ``Settings`` field
+        (``OPENAI_API_KEY`` → ``openai_api_key``), else the environment variable itself."""
+        from assistant.providers import registry
+
+        found = registry.entry(name)
+        if found is None:
+            return None
+        if found.key_setting and found.key_setting in type(self).model_fields:
+            value = getattr(self, found.key_setting)
+            return value if isinstance(value, SecretStr) or value is None else SecretStr(str(value))
+        raw = os.environ.get(found.key_env) if found.key_env else None
+        return SecretStr(raw) if raw else None
 
     @property
     def route_specs(self) -> list[str]:

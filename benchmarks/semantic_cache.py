@@ -3,7 +3,7 @@
 Why: a semantic cache hit on a question that only *looks* like an earlier one serves a
 wrong answer, which is worse than a miss. This scores hand-labelled question pairs
 (``tests/data/semantic_cache_pairs.jsonl``: same meaning or not) at several cosine
-thresholds, with and without the lexical guard (``assistant.cache.same_question``).
+thresholds, with and without the lexical guard (``assistant.layers.cache.same_question``).
 MiniLM runs locally; no downloads, deterministic.
 
     python benchmarks/semantic_cache.py [--thresholds 0.85,0.9,0.95] [--json]
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.cache import same_question
+from assistant.layers.cache import same_question
 from memory.minilm import get_encoder
 
 __all__ = ["PAIRS", "main", "score"]

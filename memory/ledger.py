@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine, case, func, insert, select
 
+from assistant.providers import registry
 from memory.models import BudgetAlert, Conversation, ProviderCall, utcnow
 
 __all__ = ["DEFAULT_PRICES", "FREE_PROVIDERS", "GROUPS", "CallRecord", "Ledger", "PriceTable", "nusd_to_usd",
@@ -24,13 +25,13 @@ __all__ = ["DEFAULT_PRICES", "FREE_PROVIDERS", "GROUPS", "CallRecord", "Ledger",
 
 log = logging.getLogger(__name__)
 
-#: USD per 1M (input, output) tokens; examples, overridden by ``LASTMILE_PRICES``.
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "openai:gpt-4o-mini*": (0.15, 0.60),
-    "anthropic:claude-sonnet-4-5*": (3.00, 15.00),
-}
-#: Providers that run here (or nowhere): they cost nothing.
-FREE_PROVIDERS = frozenset({"local", "scripted"})
+#: USD per 1M (input, output) tokens; examples, overridden by ``LASTMILE_PRICES``. Each
+#: provider's registry entry carries its own (``assistant.providers.registry``); this is
+#: the table at import, a ``PriceTable`` reads the registry when it is made.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = registry.default_prices()
+#: Providers that run here (or nowhere) cost nothing: the registry's non-remote ones
+#: (read live by ``PriceTable.price``; this is the set at import).
+FREE_PROVIDERS = frozenset(n for n in registry.names() if registry.is_free(n))
 GROUPS = {"user": ProviderCall.user_id, "day": ProviderCall.day, "purpose": ProviderCall.purpose,
           "provider": ProviderCall.provider}
 
@@ -49,7 +50,9 @@ class PriceTable:
     configured entries beat built-in ones, earlier globs beat later ones."""
 
     def __init__(self, prices: Mapping[str, Sequence[float]] | None = None, *,
-                 defaults: Mapping[str, Sequence[float]] = DEFAULT_PRICES) -> None:
+                 defaults: Mapping[str, Sequence[float]] | None = None) -> None:
+        if defaults is None:
+            defaults = registry.default_prices()
         merged = {**{k: tuple(v) for k, v in (prices or {}).items()}}
         for key, value in defaults.items():
             merged.setdefault(key, tuple(value))
@@ -60,7 +63,7 @@ class PriceTable:
     def price(self, label: str) -> tuple[float, float] | None:
         """Prices for a ``provider:model`` label; ``None`` (warned once) if unknown."""
         provider = label.partition(":")[0]
-        if provider in FREE_PROVIDERS:
+        if registry.is_free(provider):
             return (0.0, 0.0)
         if label in self.prices:
             return self.prices[label]

@@ -14,11 +14,11 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from assistant import Assistant, Settings
-from assistant.cache import CacheModel, request_key, same_question
+from assistant.layers.cache import CacheModel, request_key, same_question
 from assistant.errors import ProviderError, ProviderUnavailable
 from assistant.testing import Fault, FaultServer
 from assistant.providers import ModelRequest, ScriptedModel, ScriptedReply
-from assistant.providers.fallback import FallbackModel
+from assistant.layers.fallback import FallbackModel
 from memory.db import open_engine
 from memory.response_cache import ResponseCache, cache_stats
 from memory.vectors import open_chroma

@@ -12,7 +12,7 @@ import pytest
 
 from assistant import Assistant, Settings
 from assistant.testing import Fault, FaultServer
-from assistant.resilience import BreakerModel
+from assistant.layers.resilience import BreakerModel
 
 pytestmark = pytest.mark.slow
 RESET_S = 30.0

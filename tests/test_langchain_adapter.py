@@ -21,7 +21,7 @@ from assistant.errors import (
 )
 from assistant.testing import Fault, FaultServer
 from assistant.providers import ScriptedModel, ScriptedReply, Usage
-from assistant.providers.fallback import FallbackModel
+from assistant.layers.fallback import FallbackModel
 from assistant.providers.langchain import LastmileChatModel
 from assistant.settings import Settings
 

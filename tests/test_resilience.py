@@ -14,8 +14,8 @@ from assistant import Assistant, ScriptedModel, ScriptedReply, Settings
 from assistant.errors import (AuthenticationFailed, BadProviderRequest, CircuitOpen, ProviderUnavailable,
                               RateLimited, StreamInterrupted)
 from assistant.providers.base import ModelChunk, ModelRequest
-from assistant.providers.fallback import FallbackModel
-from assistant.resilience import BreakerModel, CircuitBreaker, RetryingModel, RetryPolicy
+from assistant.layers.fallback import FallbackModel
+from assistant.layers.resilience import BreakerModel, CircuitBreaker, RetryingModel, RetryPolicy
 
 REQ = ModelRequest([HumanMessage(content="hi")])
 NO_JITTER = RetryPolicy(jitter=False)

@@ -8,7 +8,7 @@ import pytest
 
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.errors import ProviderUnavailable, ReviewNotFound
-from assistant.providers.fallback import FallbackModel
+from assistant.layers.fallback import FallbackModel
 from guardrails import Guard, GuardContext
 from memory.corpus import Corpus
 from memory.db import open_engine

@@ -13,7 +13,7 @@ from assistant import Assistant, Settings
 from assistant.errors import ProviderUnavailable
 from assistant.testing import Fault, FaultServer, RecordedRequest
 from assistant.providers import ModelRequest, ScriptedModel, ScriptedReply
-from assistant.routing import RouterModel, classify, low_confidence
+from assistant.layers.routing import RouterModel, classify, low_confidence
 
 #: Background model calls (fact extraction, summaries) and the sample document corpus
 #: are other features; off here so the fault server counts only what these tests cause.

@@ -14,13 +14,13 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from sqlalchemy import text
 
 from assistant import Assistant, Settings
-from assistant.control import ControlFlags, KillSwitchModel
+from assistant.layers.killswitch import ControlFlags, KillSwitchModel
 from assistant.errors import ProviderUnavailable, RemoteCallsDisabled
 from assistant.testing import FaultServer
 from assistant.providers import ModelRequest, ScriptedModel, ScriptedReply
-from assistant.providers.fallback import FallbackModel
-from assistant.resilience import BreakerModel
-from assistant.safemode import RETRIEVAL_LABEL, SafeModeModel, retrieval_reply
+from assistant.layers.fallback import FallbackModel
+from assistant.layers.resilience import BreakerModel
+from assistant.layers.safemode import RETRIEVAL_LABEL, SafeModeModel, retrieval_reply
 from memory.db import open_engine
 
 SNIPPETS = [

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
+from assistant.providers.base import walk
 from assistant.reply_record import ReplyRecord
 from memory.models import Message, ProviderCall
 
@@ -56,18 +57,8 @@ def spend_frame(engine: Engine, *, by: str = "user") -> pd.DataFrame:
 
 
 def _breakers(model: object) -> list[Any]:
-    """Every circuit breaker in a model chain (wrappers expose ``inner`` or ``models``)."""
-    found, todo, seen = [], [model], set()
-    while todo:
-        node = todo.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if (breaker := getattr(node, "breaker", None)) is not None:
-            found.append(breaker)
-        todo.extend(getattr(node, "models", None) or [])
-        todo.append(getattr(node, "inner", None))
-    return found
+    """Every circuit breaker in a model chain, in chain order."""
+    return [breaker for node in walk(model) if (breaker := getattr(node, "breaker", None)) is not None]
 
 
 def breaker_states(model: object) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from assistant.cli.common import load_settings
 from assistant.errors import LastmileError
+from assistant.providers import registry
 from assistant.settings import Settings, packaged_file
 
 __all__ = ["Check", "cmd_doctor", "register", "run_checks"]
@@ -85,23 +86,23 @@ def _chroma(settings: Settings) -> Check:
 
 
 def _providers(settings: Settings) -> list[Check]:
-    keys = {"openai": (settings.openai_api_key, "OPENAI_API_KEY", settings.openai_base_url),
-            "anthropic": (settings.anthropic_api_key, "ANTHROPIC_API_KEY",
-                          settings.anthropic_base_url)}
+    """One check per spec in the chain, from the provider's registry entry."""
     checks = []
     for spec in settings.provider_specs:
-        name = spec.split(":", 1)[0].lower()
-        if name in ("local", "scripted"):
+        found = registry.entry(spec)
+        if found is None:
+            checks.append(Check(f"provider {spec}", False, "unknown provider",
+                                f"LASTMILE_PROVIDERS takes {', '.join(registry.names())}"))
+        elif not (found.key_setting or found.key_env):
             checks.append(Check(f"provider {spec}", True, "no key needed"))
-        elif name in keys:
-            key, env, base_url = keys[name]
+        else:
+            key = settings.provider_key(found.name)
+            base_url = getattr(settings, found.base_url_setting or "", None)
             where = f" at {base_url}" if base_url else ""
+            env = found.key_env or found.key_setting
             checks.append(Check(f"provider {spec}", key is not None,
                                 f"key {'set' if key else 'missing'}{where}",
                                 "" if key else f"set {env} (or drop '{spec}' from LASTMILE_PROVIDERS)"))
-        else:
-            checks.append(Check(f"provider {spec}", False, "unknown provider",
-                                "LASTMILE_PROVIDERS takes openai, anthropic, local, scripted"))
     return checks
 
 

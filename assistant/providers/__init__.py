@@ -1,6 +1,7 @@
 """Chat model providers behind one interface, and the factory that reads the chain.
 
-Only each provider's own module imports its SDK (llama-cpp, openai, anthropic).
+Only each provider's own module imports its SDK (llama-cpp, openai, anthropic). Which
+providers exist, and what each needs, is the registry's (``providers/registry.py``).
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from assistant.errors import UnknownProvider
+from assistant.providers import registry
 from assistant.providers.base import REMOTE, ChatModel, ModelChunk, ModelRequest, Usage
 from assistant.providers.scripted import ScriptedModel, ScriptedReply
 from assistant.settings import Settings
 
 if TYPE_CHECKING:
-    from assistant.control import ControlFlags
+    from assistant.layers.killswitch import ControlFlags
     from memory.budget import Budget
     from memory.ledger import Ledger
 
@@ -22,47 +24,32 @@ __all__ = [
     "ChatModel",
     "ModelChunk",
     "ModelRequest",
-    "Usage",
     "ScriptedModel",
     "ScriptedReply",
+    "Usage",
     "build_model",
     "build_provider",
 ]
 
 
 def build_provider(spec: str, settings: Settings) -> ChatModel:
-    """Build one provider from a ``name[:model]`` spec. A remote one comes wrapped in the
-    egress redaction layer (``assistant.redaction.RedactingModel``): whatever wraps it
+    """Build one provider from a ``name[:model]`` spec, as its registry entry says
+    (``assistant.providers.registry``). A remote one comes wrapped in the egress
+    redaction layer (``assistant.layers.redaction.RedactingModel``): whatever wraps it
     later (ledger, retry, breaker) sits outside, so every attempt leaves redacted."""
-    built = _build_provider(spec, settings)
+    name, _, model = spec.partition(":")
+    found = registry.entry(name)
+    if found is None:
+        raise UnknownProvider(
+            f"provider {spec!r} is not available in this build; known: {', '.join(registry.names())}",
+            user_message="The assistant is misconfigured; run `lastmile doctor`.",
+        )
+    built: ChatModel = registry.provider_class(found).from_spec(settings, model)
     if built.provider in REMOTE:
-        from assistant.redaction import RedactingModel
+        from assistant.layers.redaction import RedactingModel
 
         return RedactingModel(built, settings.pii_mode)
     return built
-
-
-def _build_provider(spec: str, settings: Settings) -> ChatModel:
-    name, _, model = spec.partition(":")
-    name = name.strip().lower()
-    if name == "local":
-        from assistant.providers.local import LocalModel
-
-        return LocalModel.from_settings(settings, model_path=model or None)
-    if name == "scripted":
-        return ScriptedModel(fn=lambda messages: f"(scripted) you said: {messages[-1].content}")
-    if name == "openai":
-        from assistant.providers.openai import OpenAIModel
-
-        return OpenAIModel.from_settings(settings, model=model.strip() or None)
-    if name == "anthropic":
-        from assistant.providers.anthropic import AnthropicModel
-
-        return AnthropicModel.from_settings(settings, model=model.strip() or None)
-    raise UnknownProvider(
-        f"provider {spec!r} is not available in this build; known: local, scripted, openai, anthropic",
-        user_message="The assistant is misconfigured; run `lastmile doctor`.",
-    )
 
 
 def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = None,
@@ -76,9 +63,18 @@ def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = Non
     provider itself is wrapped in ``LedgerModel`` innermost, so every attempt is a row
     (and a budget check) of its own.
     """
-    from assistant.accounting import LedgerModel
-    from assistant.errors import AuthenticationFailed, BadProviderRequest, RemoteCallsDisabled
-    from assistant.resilience import BreakerModel, CircuitBreaker, RetryingModel, RetryPolicy
+    from assistant.errors import (
+        AuthenticationFailed,
+        BadProviderRequest,
+        RemoteCallsDisabled,
+    )
+    from assistant.layers.ledger import LedgerModel
+    from assistant.layers.resilience import (
+        BreakerModel,
+        CircuitBreaker,
+        RetryingModel,
+        RetryPolicy,
+    )
 
     if ledger is not None:
         model = LedgerModel(model, ledger, budget)
@@ -95,7 +91,7 @@ def _resilient(model: ChatModel, settings: Settings, ledger: Ledger | None = Non
                              ignore=(BadProviderRequest, AuthenticationFailed, RemoteCallsDisabled))
     inner: ChatModel = RetryingModel(model, policy)
     if flags is not None:
-        from assistant.control import KillSwitchModel
+        from assistant.layers.killswitch import KillSwitchModel
 
         inner = KillSwitchModel(inner, flags)  # outside retry: a refusal is never retried
     return BreakerModel(inner, breaker)
@@ -105,13 +101,13 @@ def build_model(settings: Settings, ledger: Ledger | None = None,
                 budget: Budget | None = None) -> ChatModel:
     """The configured chain: each provider made resilient, then a fallback across them,
     then the optional layers (routing, reply cache, kill switch / safe mode; see
-    ``assistant.layers``).
+    ``assistant.layers.compose``).
 
     Every spec is built up front, so an unknown name or a missing key fails at start
     with one line naming it, not at the first outage.
     """
-    from assistant.control import ControlFlags
-    from assistant.layers import add_layers
+    from assistant.layers.compose import add_layers
+    from assistant.layers.killswitch import ControlFlags
 
     engine = ledger.engine if ledger is not None else None
     flags = ControlFlags.from_settings(settings, engine)
@@ -119,7 +115,7 @@ def build_model(settings: Settings, ledger: Ledger | None = None,
 
     def chain(specs: list[str]) -> ChatModel:
         from assistant.errors import FALLBACK_KINDS
-        from assistant.providers.fallback import FallbackModel
+        from assistant.layers.fallback import FallbackModel
 
         for spec in specs:  # a provider named in both tiers is one member: one breaker
             if spec not in built:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,14 +26,15 @@ from assistant.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from assistant.providers.registry import REMOTE
 
-__all__ = ["REMOTE", "ChatModel", "ModelChunk", "ModelRequest", "Usage", "approx_message_tokens",
-           "approx_token_count", "error_for_status", "parse_retry_after"]
+__all__ = ["REMOTE", "ChatModel", "ModelChunk", "ModelLayer", "ModelRequest", "ModelWrapper", "Usage",
+           "approx_message_tokens", "approx_token_count", "children", "error_for_status",
+           "first_leaf", "parse_retry_after", "walk"]
 
-#: Provider families that send text off this machine (their requests pass the egress
-#: redaction layer, see ``assistant.redaction``). Kernel-level, so ``memory`` can ask
-#: whether a chain is led by a remote model without importing the provider factory.
-REMOTE = ("openai", "anthropic")
+# ``REMOTE`` (the provider families that send text off this machine, whose requests pass
+# the egress redaction layer) is read from the provider registry: kernel-level, so
+# ``memory`` can ask whether a chain is led by a remote model without the factory.
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,16 @@ class ChatModel(ABC):
         """``provider:model`` as users see it."""
         return f"{self.provider}:{self.model}" if self.model else self.provider
 
+    @classmethod
+    def from_spec(cls, settings: Any, model: str = "") -> ChatModel:
+        """Build from the settings and the model part of a ``name[:model]`` spec: the one
+        hook the provider registry calls. By default ``from_settings(settings, model=...)``."""
+        from_settings = getattr(cls, "from_settings", None)
+        if from_settings is None:
+            raise TypeError(f"{cls.__name__} needs from_spec() or from_settings() to be registered")
+        built: ChatModel = from_settings(settings, model=model.strip() or None)
+        return built
+
     @abstractmethod
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
         """Stream the reply. Raise only ``assistant.errors.ProviderError`` subclasses."""
@@ -193,3 +204,70 @@ class ChatModel(ABC):
     def check(self) -> str | None:
         """Return a fix-it hint if the model cannot run here, else ``None`` (for `doctor`)."""
         return None
+
+
+class ModelLayer(ChatModel):
+    """A model made of models: retry, breaker, ledger, cache, router, fallback, safe mode.
+
+    Public so an embedder's own layer joins the family: ``children()`` names the models
+    it may call, and ``walk`` (the one tree walker) finds breakers, the local model or
+    the chain's first provider through any stack of layers.
+    """
+
+    @abstractmethod
+    def children(self) -> Sequence[ChatModel]:
+        """The models this layer may call, in the order it tries them."""
+
+
+class ModelWrapper(ModelLayer):
+    """A single-child layer (``inner``) that looks exactly like the model it wraps (same
+    label, window, tokenizer), so wrapping never changes what a caller sees."""
+
+    def __init__(self, inner: ChatModel) -> None:
+        self.inner = inner
+        self.provider, self.model = inner.provider, inner.model
+        self.context_window = inner.context_window
+
+    def children(self) -> Sequence[ChatModel]:
+        return (self.inner,)
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        return self.inner.count_tokens(messages)
+
+    def check(self) -> str | None:
+        return self.inner.check()
+
+
+def children(model: object) -> tuple[Any, ...]:
+    """A node's children: ``children()`` of a ``ModelLayer``; for a wrapper written before
+    it (duck-typed), its ``models`` list, else its ``inner``; a provider has none."""
+    if isinstance(model, ModelLayer):
+        return tuple(model.children())
+    members = getattr(model, "models", None)
+    if isinstance(members, (list, tuple)):
+        return tuple(members)
+    inner = getattr(model, "inner", None)
+    return (inner,) if inner is not None else ()
+
+
+def walk(model: object) -> Iterator[Any]:
+    """Every model in a chain, depth-first in call order (a layer before its children, a
+    fallback's first member before its second), each once even if reached twice."""
+    seen: set[int] = set()
+    stack: list[object] = [model]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        stack.extend(reversed(children(node)))
+
+
+def first_leaf(model: object) -> Any:
+    """The provider a request reaches first when nothing fails (the leftmost leaf)."""
+    return next(node for node in walk(model) if not children(node))

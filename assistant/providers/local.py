@@ -104,6 +104,11 @@ class LocalModel(ChatModel):
         self._formatter = self._make_formatter()
 
     @classmethod
+    def from_spec(cls, settings: Settings, model: str = "") -> LocalModel:
+        """``local[:path/to/model.gguf]``: the spec's model part is a GGUF path."""
+        return cls.from_settings(settings, model_path=model or None)
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, model_path: str | None = None) -> LocalModel:
         path = Path(model_path) if model_path else settings.resolved_local_model_path
         if path is None:

@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 
@@ -52,6 +53,11 @@ class ScriptedModel(ChatModel):
         self._fn = fn
         self._lock = threading.Lock()
         self.requests: list[ModelRequest] = []
+
+    @classmethod
+    def from_spec(cls, settings: Any, model: str = "") -> ScriptedModel:
+        """``scripted`` in ``LASTMILE_PROVIDERS``: echoes the message (no model needed)."""
+        return cls(fn=lambda messages: f"(scripted) you said: {messages[-1].content}")
 
     def enqueue(self, *items: str | ScriptedReply | Exception) -> ScriptedModel:
         """Add replies (or errors to raise) to the end of the queue."""

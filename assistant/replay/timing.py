@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 
 from assistant.providers import ChatModel, ModelChunk, ModelRequest
-from assistant.resilience import _Wrapper
+from assistant.providers.base import ModelWrapper
 from memory.models import Message
 from memory.store import ConversationStore, StoredMessage
 
@@ -63,7 +63,7 @@ class TimedStore(ConversationStore):
         return stored
 
 
-class TimedModel(_Wrapper):
+class TimedModel(ModelWrapper):
     """Times chat requests (first token, end); background calls pass through untimed."""
 
     def __init__(self, inner: ChatModel, clock: Clock) -> None:

@@ -22,7 +22,7 @@ from assistant.errors import EgressBlocked, StreamInterrupted
 from assistant.testing import Fault, FaultServer
 from assistant.providers import ScriptedModel, build_provider
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest
-from assistant.redaction import RedactingModel, Restorer
+from assistant.layers.redaction import RedactingModel, Restorer
 from guardrails.pii import detect
 
 CARD, CARD_DOTTED = "4111 1111 1111 1111", "4111.1111.1111.1111"
@@ -306,7 +306,7 @@ def test_block_kind_raises_before_the_inner_model_is_called() -> None:
 def test_local_models_are_not_wrapped() -> None:
     local = ScriptedModel(["hi"], provider="local")
     assert build_provider("scripted", Settings()).provider == "scripted"
-    from assistant.redaction import guard_egress
+    from assistant.layers.redaction import guard_egress
 
     assert guard_egress(local, "redact") is local
 
@@ -344,7 +344,7 @@ def test_spelled_out_email_scan_is_linear() -> None:
 
 
 def test_a_blocked_request_can_fall_back_to_the_local_model() -> None:
-    from assistant.providers.fallback import FallbackModel
+    from assistant.layers.fallback import FallbackModel
 
     remote, local = _Chunks(["never"]), ScriptedModel(["answered here"], provider="local")
     chain = FallbackModel([RedactingModel(remote, "card=block"), local], fallback_on=(EgressBlocked,))

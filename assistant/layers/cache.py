@@ -35,8 +35,14 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage
-from assistant.resilience import _Wrapper, close_quietly
+from assistant.layers.resilience import close_quietly
+from assistant.providers.base import (
+    ChatModel,
+    ModelChunk,
+    ModelRequest,
+    ModelWrapper,
+    Usage,
+)
 from memory.response_cache import CachedReply, ResponseCache
 
 __all__ = ["CacheModel", "request_key", "same_question"]
@@ -105,7 +111,7 @@ def same_question(new: str, cached: str) -> bool:
     return shared == short  # same order
 
 
-class CacheModel(_Wrapper):
+class CacheModel(ModelWrapper):
     """Serves a cached reply for a repeated (or, semantic mode, re-worded) chat turn."""
 
     def __init__(self, inner: ChatModel, store: ResponseCache, *, semantic: bool = False,
@@ -116,7 +122,7 @@ class CacheModel(_Wrapper):
 
     @property
     def models(self) -> list[ChatModel]:
-        """The chain's members, as if unwrapped (for code that inspects the chain)."""
+        """The chain's members, as if unwrapped (kept for older code; ``walk`` sees through)."""
         return list(getattr(self.inner, "models", [self.inner]))
 
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:

@@ -9,7 +9,7 @@
 
 and every remote member inside the chains is
 ``BreakerModel(KillSwitchModel(RetryingModel(LedgerModel(RedactingModel(provider)))))``
-(``RedactingModel``: the PII egress step, see ``assistant.redaction``).
+(``RedactingModel``: the PII egress step, see ``assistant.layers.redaction``).
 Embedders who pass their own model to ``Assistant`` can call ``add_layers`` on it too.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from assistant.control import ControlFlags
 from assistant.errors import VectorStoreUnavailable
-from assistant.providers.base import ChatModel
+from assistant.layers.killswitch import ControlFlags
+from assistant.providers.base import ChatModel, walk
 
 __all__ = ["add_layers", "find_local"]
 
@@ -30,19 +30,17 @@ log = logging.getLogger(__name__)
 
 
 def find_local(*chains: ChatModel | None) -> ChatModel | None:
-    """The first member of these chains that runs here (``provider == "local"``)."""
+    """The first model in these chains that runs here (``provider == "local"``), with
+    the layers it has (a ledger layer keeps recording its calls)."""
     for chain in chains:
-        if chain is None:
-            continue
-        members = getattr(chain, "models", None)
-        for member in members if isinstance(members, list) else [chain]:
-            if member.provider == "local":
-                return member
+        for node in walk(chain):
+            if node.provider == "local":
+                return node  # type: ignore[no-any-return]
     return None
 
 
 def _cache(model: ChatModel, settings: Any, engine: Engine | None) -> ChatModel:
-    from assistant.cache import CacheModel
+    from assistant.layers.cache import CacheModel
     from memory.response_cache import ResponseCache
 
     if settings.cache_mode == "off" or engine is None:
@@ -65,8 +63,8 @@ def add_layers(strong: ChatModel, settings: Any, *, engine: Engine | None = None
                cheap: ChatModel | None = None, flags: ControlFlags | None = None,
                local: ChatModel | None = None) -> ChatModel:
     """Router (with ``cheap``), cache and safe mode around ``strong``, as settings say."""
-    from assistant.routing import RouterModel
-    from assistant.safemode import SafeModeModel
+    from assistant.layers.routing import RouterModel
+    from assistant.layers.safemode import SafeModeModel
 
     flags = flags or ControlFlags.from_settings(settings, engine)
     model = strong if cheap is None else RouterModel(cheap, strong, max_chars=settings.route_max_chars)

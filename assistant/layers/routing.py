@@ -25,8 +25,8 @@ from dataclasses import replace
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from assistant.errors import BudgetExceeded, ProviderError
-from assistant.providers.base import ChatModel, ModelChunk, ModelRequest
-from assistant.resilience import close_quietly
+from assistant.layers.resilience import close_quietly
+from assistant.providers.base import ChatModel, ModelChunk, ModelLayer, ModelRequest
 
 __all__ = ["RouterModel", "classify", "low_confidence"]
 
@@ -84,7 +84,7 @@ def low_confidence(text: str, finish_reason: str | None = None, *, final: bool =
     return None
 
 
-class RouterModel(ChatModel):
+class RouterModel(ModelLayer):
     """Routes each request to ``cheap`` or ``strong`` (both chains), escalating when the
     cheap answer is not good enough."""
 
@@ -95,6 +95,9 @@ class RouterModel(ChatModel):
         self.cheap, self.strong, self.max_chars, self.hold_chars = cheap, strong, max_chars, hold_chars
         self.model = f"{cheap.label}|{strong.label}"
         self.models = [strong, cheap]  # strong first: what the orchestrator inspects (destination)
+
+    def children(self) -> list[ChatModel]:
+        return self.models
 
     @property
     def label(self) -> str:
