@@ -13,35 +13,28 @@ import logging
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel
 
-from assistant import grounding
-from assistant.accounting import LedgerModel, open_accounting
+from assistant import grounding, wiring
 from assistant.context import ContextReport
+from assistant.deprecation import Moved
 from assistant.errors import LastmileError, StreamInterrupted
-from assistant.extract import extract as extract_structured
+from assistant.facts import Facts
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
-from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage, build_model
-from assistant.layers.consume import consume
-from assistant.providers.base import approx_message_tokens, first_leaf
-from assistant.people import PeopleAPI
-from assistant.reply import AsyncReplyStream, Reply, ReplyStream
-from assistant.session_ops import SessionOps
+from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage
+from assistant.providers.base import approx_message_tokens
+from assistant.records import StoredMessage
+from assistant.reply import AsyncReplyStream, Reply, ReplyStream, Restart
 from assistant.safemode import RETRIEVAL_LABEL
+from assistant.sessions import Sessions, SessionStore
 from assistant.settings import Settings
 from assistant.stages import timed
 from assistant.turn import Destination
-from guardrails import Guard, GuardChain, GuardContext, ScopeGuard, default_pipeline
-from memory.context_summary import KIND as SUMMARY_JOB
-from memory.context_summary import SessionSummaries
+from guardrails import Guard, GuardContext
 from assistant.turn_context import turn_context
-from memory.facts_jobs import attach_facts, remote_first
-from memory.jobs import open_jobs
-from memory.review import ReviewQueue
-from memory.store import SessionInfo, StoredMessage
 
 __all__ = ["Assistant"]
 
@@ -77,11 +70,14 @@ class _Outcome:
             self.status = "incomplete"
 
 
-class Assistant(SessionOps, PeopleAPI):
+class Assistant:
     """A conversational assistant with durable history.
 
-    ``Assistant()`` builds everything from ``Settings()`` (the environment). Tests and
-    embedders pass their own ``model``, ``store``, ``recorder`` or ``guards``.
+    ``Assistant()`` builds everything from ``Settings()`` (the environment) through
+    ``assistant.wiring``. Tests and embedders pass their own ``model``, ``store``,
+    ``recorder``, ``memory``, ``guards`` or ``documents``. Besides turns it offers
+    ``bot.sessions`` (``assistant.sessions``), ``bot.facts`` (``assistant.facts``),
+    ``bot.review`` (the review queue) and ``bot.summaries`` (rolling summaries).
     """
 
     def __init__(
@@ -96,84 +92,38 @@ class Assistant(SessionOps, PeopleAPI):
         documents: Documents | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self._owned: list[object] = []
-        built_store = store is None  # a store we build ourselves may bring its corpus
-        if store is None:
-            from memory.db import open_engine
-            from memory.store import ConversationStore
-
-            store = ConversationStore(open_engine(self.settings.resolved_database_url))
-        self.store = store
-        self.memory = memory
-        if recorder is None and self.settings.index_turns:
-            recorder = self._default_recorder()
-        self.recorder = recorder
-        # The cost ledger and budgets live in the store's database (none without one).
-        self.ledger, self.budget = open_accounting(getattr(store, "engine", None), self.settings)
-        if model is not None:  # an embedder's remote model gets the PII egress layer too
-            from assistant.redaction import guard_egress
-
-            model = guard_egress(model, self.settings.pii_mode)
-        if model is not None and self.ledger is not None:
-            model = LedgerModel(model, self.ledger, self.budget)  # one row per call it makes
-        self._model = model
-        # Durable background jobs (facts, summaries) in the same database; the worker
-        # thread starts at the first enqueue, or now if an earlier process left work.
-        self.jobs, self.worker = open_jobs(getattr(store, "engine", None), self.settings)
-        if self.worker is not None:
-            self._owned.append(self.worker)
-        self.guards = GuardChain(guards if guards is not None else default_pipeline(
-            max_chars=self.settings.max_message_chars, pii_modes=self.settings.pii_mode,
-            pii_always=self.settings.pii_always, injection_input=self.settings.injection_input,
-            scope=ScopeGuard.from_settings(self.settings)))
-        # Facts about the user: extracted by ``facts`` jobs, recalled ahead of turns.
-        self.facts_memory = attach_facts(self, injected=model is not None,
-                                         extract=extract_structured)
-        engine = getattr(store, "engine", None)
-        self.documents = documents if documents is not None or not built_store else \
-            grounding.default_documents(self.settings, engine)
-        self.citation_guard = grounding.citation_guard(self.guards, self.settings)
-        self.review = ReviewQueue(engine) if engine is not None else None
-        self.summaries = self._session_summaries()
+        parts = wiring.build(self.settings, model=model, store=store, recorder=recorder,
+                             memory=memory, guards=guards, documents=documents)
+        self._chat, self._owned = parts.chat, parts.owned
+        self.store, self.memory, self.recorder = parts.store, parts.memory, parts.recorder
+        self.ledger, self.budget = parts.ledger, parts.budget
+        self.jobs, self.worker = parts.jobs, parts.worker
+        self.guards, self.citation_guard = parts.guards, parts.citation_guard
+        self.documents, self.review, self.summaries = parts.documents, parts.review, parts.summaries
+        self.facts_memory = parts.facts_memory
+        # What a person does besides talking, as sub-objects; the turn loop is handed in.
+        self.sessions = Sessions(cast(SessionStore, self.store), self.memory,
+                                 stream=self.stream, redo=self._redo)
+        self.facts = Facts(self.facts_memory)
 
     @property
     def model(self) -> ChatModel:
         """The configured model, built on first use (so a UI can start and explain a
         missing model file instead of crashing)."""
-        if self._model is None:
-            self._model = build_model(self.settings, self.ledger, self.budget)
-        return self._model
+        return self._chat.model
 
-    def _default_recorder(self) -> TurnRecorder:
-        """Turns are indexed (in the background) into the hybrid retriever they are
-        recalled from."""
-        from memory.indexer import TurnIndexer
-        from memory.recall import TurnMemory
-        from memory.retrieval import HybridRetriever
-        from memory.vectors import open_chroma
-
-        client = open_chroma(self.settings.chroma_path, self.settings.chroma_url)
-        turns = TurnMemory(HybridRetriever(client), k=self.settings.recall_k)
-        if self.memory is None:
-            self.memory = turns
-        indexer = TurnIndexer(self.store, turns)  # type: ignore[arg-type]
-        indexer.catch_up()
-        self._owned.append(indexer)
-        return indexer
-
-    # sessions ---------------------------------------------------------------------
-    def new_session(self, user_id: str = "default", title: str | None = None) -> SessionInfo:
-        return self.store.create_session(user_id, title)
-
-    def sessions(self, user_id: str = "default") -> list[SessionInfo]:
-        return self.store.list_sessions(user_id)
-
-    def rename_session(self, session_id: str, title: str, *, user_id: str = "default") -> SessionInfo:
-        return self.store.rename_session(user_id, session_id, title)
-
-    def history(self, session_id: str, user_id: str = "default") -> list[StoredMessage]:
-        """Every stored message of the session, oldest first."""
-        return self.store.history(user_id, session_id)
+    # deprecated names: these calls moved to ``bot.sessions`` and ``bot.facts``
+    new_session = Moved("sessions", "new")
+    rename_session = Moved("sessions", "rename")
+    history = Moved("sessions", "history")
+    delete_session = Moved("sessions", "delete")
+    regenerate = Moved("sessions", "regenerate")
+    edit_and_resend = Moved("sessions", "edit_and_resend")
+    feedback = Moved("sessions", "feedback")
+    session_summary = Moved("sessions", "summary")
+    edit_fact = Moved("facts", "edit")
+    forget = Moved("facts", "forget")
+    fact_sources = Moved("facts", "sources")
 
     # turns --------------------------------------------------------------------------
     def stream(self, text: str, *, session_id: str, user_id: str = "default",
@@ -196,6 +146,13 @@ class Assistant(SessionOps, PeopleAPI):
         with timed(ctx, "storage"):
             stored = self.store.add_message(user_id, session_id, "user", clean, token_count=tokens)
         return ReplyStream(self._turn(ctx, stored))
+
+    def _redo(self, user_id: str, session_id: str, message: StoredMessage) -> ReplyStream:
+        """Answer a stored user message again (``bot.sessions.regenerate``): a new answer
+        is wanted, so never the cached one."""
+        ctx = GuardContext(user_id=user_id, session_id=session_id,
+                           destination=self._destination(), cache=False)
+        return ReplyStream(self._turn(ctx, message))
 
     def chat(self, text: str, *, session_id: str, user_id: str = "default",
              cache: bool = True) -> Reply:
@@ -234,28 +191,13 @@ class Assistant(SessionOps, PeopleAPI):
             model: object = self.model
         except LastmileError:
             return "local"
-        return "remote" if getattr(first_leaf(model), "provider", "") in REMOTE else "local"
-
-    def _session_summaries(self) -> SessionSummaries | None:
-        """The rolling summary (needs the SQL store's database); its folds run as
-        ``summary`` jobs on ``self.worker`` when there is one."""
-        engine = getattr(self.store, "engine", None)
-        if engine is None or not self.settings.summarize_sessions:
-            return None
-        from memory.summary import Summariser
-        from memory.summary_store import SummaryStore
-
-        store = SummaryStore(engine)
-        mode = self.settings.summary_model
-        use_chat = mode == "chat" or (mode == "auto" and self._model is None
-                                      and remote_first(self.settings))
-        summaries = SessionSummaries(store, Summariser(
-            store, (lambda: self.model) if use_chat else None,
-            max_tokens=self.settings.summary_max_tokens,
-            fold_tokens=self.settings.summary_fold_tokens, extract=extract_structured))
-        if self.worker is not None:
-            self.worker.register(SUMMARY_JOB, summaries.handle)
-        return summaries
+        while True:
+            if isinstance(members := getattr(model, "models", None), list) and members:
+                model = members[0]
+            elif (inner := getattr(model, "inner", None)) is not None:
+                model = inner
+            else:
+                return "remote" if getattr(model, "provider", "") in REMOTE else "local"
 
     def _context(self, ctx: GuardContext, model: ChatModel,
                  query: str) -> tuple[list[BaseMessage], ContextReport]:
@@ -282,10 +224,23 @@ class Assistant(SessionOps, PeopleAPI):
                           "session_id": ctx.session_id, "turn_id": user_msg.id,
                           "cache": ctx.cache, "snippets": ctx.snippets})
             model_started = time.perf_counter()
-            for piece in consume(model, request, out):  # text and Restart markers
-                if piece and out.first_token_ms is None:
-                    out.first_token_ms = (time.perf_counter() - started) * 1000
-                yield piece
+            for chunk in model.request(request):
+                out.provider = chunk.provider or out.provider
+                out.notice = chunk.notice or out.notice  # safe mode says so
+                if chunk.restart:
+                    # A fallback moved on mid-reply: the next provider starts from scratch.
+                    out.parts.clear()
+                    out.restarts += 1
+                    yield Restart(discarded=chunk.discarded, reason=chunk.reason,
+                                  provider=out.provider)
+                    continue
+                out.usage = chunk.usage or out.usage
+                out.finish_reason = chunk.finish_reason or out.finish_reason
+                if chunk.text:
+                    if out.first_token_ms is None:
+                        out.first_token_ms = (time.perf_counter() - started) * 1000
+                    out.parts.append(chunk.text)
+                    yield chunk.text
             yield from grounding.reask_once(self.citation_guard, model, request, ctx, out)
         except LastmileError as exc:
             out.fail(exc)
@@ -362,7 +317,7 @@ class Assistant(SessionOps, PeopleAPI):
 
     def close(self) -> None:
         for owned in self._owned:
-            owned.close()  # type: ignore[attr-defined]
+            owned.close()
         self._owned.clear()
 
     def __enter__(self) -> Assistant:

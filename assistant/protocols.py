@@ -41,8 +41,12 @@ class TurnRecorder(Protocol):
 
 
 class Recalled(Protocol):
-    text: str
-    message_ids: list[int]
+    """What a ``Recall`` returns (read-only: frozen dataclasses satisfy it)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def message_ids(self) -> list[int]: ...
 
 
 class Recall(Protocol):

@@ -38,7 +38,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), database_url=args.database_url)
         with Assistant(settings, model=model) as bot:
-            session = bot.new_session("bench").session_id
+            session = bot.sessions.new("bench").session_id
             for i in range(args.history // 2):
                 bot.store.add_message("bench", session, "user", f"stored question {i} about topic {i % 37}",
                                       token_count=9)
@@ -56,7 +56,7 @@ def main() -> int:
             flush_started = time.perf_counter()
             bot.flush()
             flush_ms = (time.perf_counter() - flush_started) * 1000
-            stored = len(bot.history(session, user_id="bench"))
+            stored = len(bot.sessions.history(session, user_id="bench"))
 
     p50, p95 = percentile(timings, 50), percentile(timings, 95)
     table = Table(title=f"turn overhead, scripted model, {args.history} stored turns")

@@ -35,8 +35,8 @@ from memory.facts_extract import (
 from memory.jobs import Job, JobQueue
 from memory.store import StoredMessage
 
-__all__ = ["FACTS_JOB", "FactExtractor", "FactRecorder", "ForgetResult", "Recorders", "attach_facts",
-           "forget", "model_getter"]
+__all__ = ["FACTS_JOB", "FactExtractor", "FactRecorder", "ForgetResult", "Recorders", "forget",
+           "model_getter", "open_fact_memory", "remote_first"]
 
 log = logging.getLogger(__name__)
 FACTS_JOB = "facts"
@@ -209,27 +209,15 @@ def model_getter(assistant: object, policy: str, injected: bool) -> Callable[[],
     return get
 
 
-def attach_facts(a: Any, *, injected: bool, extract: Extract | None = None) -> FactMemory | None:
-    """Wire fact memory into an ``Assistant``: facts recalled ahead of its turn memory,
-    a ``facts`` job per user turn, and the handler on its worker. None when there is no
-    job queue (no SQL store) or ``LASTMILE_FACTS_ENABLED`` is off."""
-    from memory.facts_recall import FactRecall, LayeredRecall
-    from memory.vectors import open_chroma
-
-    settings = a.settings
-    if a.jobs is None or a.worker is None or not settings.facts_enabled:
-        return None
-    try:
-        chroma = open_chroma(settings.chroma_path, settings.chroma_url)
-    except LastmileError as exc:
-        log.warning("fact search is off (facts stay in SQL): %s", exc)
-        chroma = None
-    memory = FactMemory(a.jobs.engine, chroma, guards=a.guards,
-                        similarity=settings.facts_similarity)
-    a.memory = LayeredRecall(FactRecall(memory), a.memory,
-                             facts_share=settings.facts_budget_share)
-    a.recorder = Recorders(a.recorder, FactRecorder(a.jobs))
-    a.worker.register(FACTS_JOB, FactExtractor(
-        memory, model_getter(a, settings.facts_model, injected) if extract else None,
+def open_fact_memory(jobs: JobQueue, worker: Any, chroma: Any, *, guards: Any, settings: Any,
+                     source: object, injected: bool,
+                     extract: Extract | None = None) -> FactMemory:
+    """Fact memory over the job queue's database, with the ``facts`` job handler
+    registered on ``worker``. ``source`` has ``.settings`` and ``.model`` (see
+    ``model_getter``). The caller composes it into recall and the turn recorder
+    (``assistant.wiring``): this builds parts, it rewires nothing."""
+    memory = FactMemory(jobs.engine, chroma, guards=guards, similarity=settings.facts_similarity)
+    worker.register(FACTS_JOB, FactExtractor(
+        memory, model_getter(source, settings.facts_model, injected) if extract else None,
         extract=extract))
     return memory

@@ -22,7 +22,14 @@ from assistant.layers.redaction import RedactingModel
 from assistant.layers.resilience import BreakerModel, RetryingModel
 from assistant.layers.safemode import SafeModeModel
 from assistant.providers import REMOTE, build_model, build_provider, registry
-from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage, first_leaf, walk
+from assistant.providers.base import (
+    ChatModel,
+    ModelChunk,
+    ModelRequest,
+    Usage,
+    first_leaf,
+    walk,
+)
 from memory.db import open_engine
 from memory.ledger import Ledger, PriceTable
 

@@ -71,7 +71,7 @@ class ChatTab:
 
     def _rows(self, user_id: str, session_id: str, errors: dict[int, str] | None = None
               ) -> tuple[list[dict[str, str]], list[list[Any]], list[str | None], str]:
-        history = [m for m in self.bot.history(session_id, user_id=user_id)
+        history = [m for m in self.bot.sessions.history(session_id, user_id=user_id)
                    if m.status != "superseded"]
         feedback = self.bot.store.feedback(user_id, session_id)
         ledger = getattr(self.bot, "ledger", None)
@@ -82,7 +82,7 @@ class ChatTab:
         return messages, ids, liked, views.citations_html(citations)
 
     def _sidebar(self, user_id: str, session_id: str, select: bool = True) -> tuple[Any, str]:
-        sessions = self.bot.sessions(user_id)
+        sessions = self.bot.sessions.list(user_id)
         title = next((s.title for s in sessions if s.session_id == session_id), "")
         choices = views.session_choices(sessions)
         radio = gr.Radio(choices=choices, value=session_id) if select else gr.Radio(choices=choices)
@@ -161,16 +161,16 @@ class ChatTab:
 
         def on_load(request: gr.Request) -> tuple[Any, ...]:
             user = identity.viewer(request).user_id
-            listed = bot.sessions(user)
-            session_id = listed[0].session_id if listed else bot.new_session(user).session_id
+            listed = bot.sessions.list(user)
+            session_id = listed[0].session_id if listed else bot.sessions.new(user).session_id
             return self._show(user, session_id)
 
         @friendly
         def on_new(session_id: str | None, request: gr.Request) -> tuple[Any, ...]:
             user = identity.viewer(request).user_id
-            current = next((s for s in bot.sessions(user) if s.session_id == session_id), None)
+            current = next((s for s in bot.sessions.list(user) if s.session_id == session_id), None)
             if current is None or current.message_count:  # an empty chat is reused
-                session_id = bot.new_session(user).session_id
+                session_id = bot.sessions.new(user).session_id
             return self._show(user, session_id)  # type: ignore[arg-type]
 
         @friendly
@@ -181,7 +181,7 @@ class ChatTab:
         def on_rename(session_id: str, title: str, request: gr.Request) -> tuple[Any, str]:
             user = identity.viewer(request).user_id
             try:
-                bot.rename_session(session_id, title, user_id=user)
+                bot.sessions.rename(session_id, title, user_id=user)
             except ValueError:
                 gr.Warning("A chat title cannot be empty.")
             return self._sidebar(user, session_id)
@@ -189,7 +189,7 @@ class ChatTab:
         @friendly
         def on_delete(session_id: str, request: gr.Request) -> tuple[Any, ...]:
             user = identity.viewer(request).user_id
-            bot.delete_session(session_id, user_id=user)
+            bot.sessions.delete(session_id, user_id=user)
             gr.Info("Chat deleted.")
             return on_load(request)
 
@@ -208,7 +208,7 @@ class ChatTab:
 
         def on_retry(session_id: str, request: gr.Request) -> Iterator[tuple[Any, ...]]:
             user = identity.viewer(request).user_id
-            yield from self._stream(user, session_id, lambda: bot.regenerate(
+            yield from self._stream(user, session_id, lambda: bot.sessions.regenerate(
                 session_id, user_id=user), clear_box=False)
 
         def on_edit(session_id: str, shown: list[int], data: gr.EditData,
@@ -221,7 +221,7 @@ class ChatTab:
                 chat, _, _ = self._view(user, session_id)
                 yield gr.skip(), chat, gr.skip(), gr.skip()
                 return
-            yield from self._stream(user, session_id, lambda: bot.edit_and_resend(
+            yield from self._stream(user, session_id, lambda: bot.sessions.edit_and_resend(
                 str(data.value), session_id=session_id, user_id=user), clear_box=False)
 
         @friendly
@@ -230,7 +230,7 @@ class ChatTab:
             index = data.index if isinstance(data.index, int) else data.index[0]
             if 0 <= index < len(shown) and shown[index][1] == "assistant":
                 value = {True: 1, False: -1}.get(data.liked, 0)  # type: ignore[call-overload]
-                bot.feedback(shown[index][0], value, user_id=user)
+                bot.sessions.feedback(shown[index][0], value, user_id=user)
 
         turn_out = [box, chat, ids, cites]
         turns: list[Any] = []

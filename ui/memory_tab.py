@@ -70,7 +70,7 @@ def _summary_md(record: Any) -> str:
 
 def export_json(bot: Assistant, user: str) -> str:
     """Every version of every fact of ``user`` as JSON text (never written to a file)."""
-    facts = [dataclasses.asdict(f) for f in bot.facts(user, include_history=True)]
+    facts = [dataclasses.asdict(f) for f in bot.facts.list(user, include_history=True)]
     return json.dumps({"user_id": user, "facts": facts}, indent=2, default=str)
 
 
@@ -95,8 +95,8 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
         summary = gr.Markdown(elem_id="lm-summary")
 
         def listing(user: str, with_history: bool, session_id: str | None) -> tuple[Any, ...]:
-            facts = bot.facts(user, include_history=with_history)
-            record = bot.session_summary(session_id, user_id=user) if session_id else None
+            facts = bot.facts.list(user, include_history=with_history)
+            record = bot.sessions.summary(session_id, user_id=user) if session_id else None
             return facts_frame(facts), _summary_md(record)
 
         @friendly
@@ -108,7 +108,7 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
             user = identity.require(request, "user").user_id
             row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
             fact_id = int(frame.iloc[row]["id"])
-            return fact_id, str(frame.iloc[row]["fact"]), _sources_html(bot.fact_sources(user, fact_id))
+            return fact_id, str(frame.iloc[row]["fact"]), _sources_html(bot.facts.sources(user, fact_id))
 
         @friendly
         def on_save(fact_id: float | None, new_text: str, with_history: bool, session_id: str | None,
@@ -116,7 +116,7 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
             user = identity.require(request, "user").user_id
             if not fact_id or not new_text.strip():
                 raise gr.Error("Pick a fact and type its corrected text first.")
-            bot.edit_fact(user, int(fact_id), new_text.strip())
+            bot.facts.edit(user, int(fact_id), new_text.strip())
             gr.Info("Saved. The old version stays in the history.")
             return listing(user, with_history, session_id)
 
@@ -126,7 +126,7 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
             user = identity.require(request, "user").user_id
             if not fact_id:
                 raise gr.Error("Pick a fact to forget first.")
-            result = bot.forget(user, int(fact_id))
+            result = bot.facts.forget(user, int(fact_id))
             gr.Info(getattr(result, "message", None) or "Forgotten.")
             return listing(user, with_history, session_id)
 

@@ -51,10 +51,10 @@ log = logging.getLogger(__name__)
 _PIECES = re.compile(r"\S+\s*|\s+")
 _WORDS = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 #: Words whose presence never changes what is asked.
-_STOP = frozenset(("a an the is are was were be been am do does did of in on at to for into about "
+_STOP = frozenset(("a an the is are was were be been am do does did of in on at to for into about "  # noqa: SIM905
                    "with from by please").split())
 #: Words that flip or re-target a question: they must match exactly.
-_CRITICAL = frozenset((
+_CRITICAL = frozenset((  # noqa: SIM905 - word lists read better as words
     "not no never none nothing nobody nor without cannot neither "  # negation
     "i me my mine myself you your yours we us our he him his she her hers they them their it its "
     "this that these those or "  # who / which

@@ -62,7 +62,7 @@ __all__ = ["EGRESS_KEY", "REMOTE", "RedactingModel", "Redaction", "Restorer", "e
 #: Request metadata key a ``RedactingModel`` sets on what it passes on (never sent).
 EGRESS_KEY = "pii_egress"
 _PASSED = object()  # identity, not a value: no client text can forge it
-_PLACEHOLDER = re.compile(r"\[(?:%s)_\d{1,6}\]" % "|".join(k.upper() for k in KINDS))
+_PLACEHOLDER = re.compile(r"\[(?:" + "|".join(k.upper() for k in KINDS) + r")_\d{1,6}\]")
 _PARTIAL = re.compile(r"\[[A-Z_]{0,12}\d{0,6}$")  # a placeholder still arriving
 _MAX_HELD = 24
 #: Keys of content parts that are structure or binary, not text a model reads.

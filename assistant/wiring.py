@@ -1,0 +1,213 @@
+"""Composition in one place: every collaborator of an ``Assistant``, built from settings.
+
+``Assistant(settings, model=..., store=..., ...)`` calls ``build`` and keeps the parts;
+the class itself is the turn loop and a thin facade. Reading this module top to bottom
+is reading how one assistant is put together — store, turn memory and its indexer, cost
+ledger and spend caps, the chat model, background jobs, guards, fact memory (recalled
+ahead of turn memory, fed by a ``facts`` job per user turn), documents, the citation
+guard, the review queue and rolling summaries — so a change to what an assistant is made
+of is a change here, and nothing reaches into an ``Assistant`` from outside to rewire it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from assistant import grounding
+from assistant.accounting import LedgerModel, open_accounting
+from assistant.errors import LastmileError
+from assistant.extract import extract as extract_structured
+from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
+from assistant.providers import ChatModel, build_model
+from assistant.settings import Settings
+from guardrails import Guard, GuardChain, ScopeGuard, default_pipeline
+from guardrails.grounding import CitationGuard
+from memory.context_summary import KIND as SUMMARY_JOB
+from memory.context_summary import SessionSummaries
+from memory.facts_jobs import FactRecorder, Recorders, open_fact_memory, remote_first
+from memory.jobs import JobQueue, JobWorker, open_jobs
+from memory.review import ReviewQueue
+
+if TYPE_CHECKING:
+    from memory.budget import Budget
+    from memory.facts import FactMemory
+    from memory.ledger import Ledger
+
+__all__ = ["LazyModel", "Parts", "build"]
+
+log = logging.getLogger(__name__)
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class LazyModel:
+    """The chat model, built on first use so a UI can start and explain a missing model
+    file instead of crashing. One instance is shared by the turn loop, fact extraction
+    and the summariser, so the chain (and its breakers) is built once."""
+
+    def __init__(self, settings: Settings, model: ChatModel | None = None, *,
+                 ledger: Ledger | None = None, budget: Budget | None = None) -> None:
+        self.settings = settings
+        #: An embedder's own model (``Assistant(model=...)``): background work leaves it alone.
+        self.injected = model is not None
+        self.ledger, self.budget = ledger, budget
+        self._model = model
+
+    @property
+    def model(self) -> ChatModel:
+        if self._model is None:
+            self._model = build_model(self.settings, self.ledger, self.budget)
+        return self._model
+
+    @property
+    def built(self) -> ChatModel | None:
+        """The model if it exists yet (never builds it)."""
+        return self._model
+
+
+@dataclass
+class Parts:
+    """What ``build`` made; ``owned`` are the parts with threads to stop on close."""
+
+    settings: Settings
+    store: MessageStore
+    chat: LazyModel
+    memory: Recall | None
+    recorder: TurnRecorder | None
+    ledger: Ledger | None
+    budget: Budget | None
+    jobs: JobQueue | None
+    worker: JobWorker | None
+    guards: GuardChain
+    facts_memory: FactMemory | None
+    documents: Documents | None
+    citation_guard: CitationGuard
+    review: ReviewQueue | None
+    summaries: SessionSummaries | None
+    owned: list[Closeable] = field(default_factory=list)
+
+    @property
+    def engine(self) -> Any:
+        """The store's SQL engine (None for a store without one)."""
+        return getattr(self.store, "engine", None)
+
+
+def build(settings: Settings, *, model: ChatModel | None = None,
+          store: MessageStore | None = None, recorder: TurnRecorder | None = None,
+          memory: Recall | None = None, guards: list[Guard] | None = None,
+          documents: Documents | None = None) -> Parts:
+    """Every part from ``settings``; a part passed in is used as given (tests and
+    embedders swap the model, store, recorder, recall, guards or documents)."""
+    owned: list[Closeable] = []
+    built_store = store is None  # a store we build ourselves may bring its corpus
+    if store is None:
+        from memory.db import open_engine
+        from memory.store import ConversationStore
+
+        store = ConversationStore(open_engine(settings.resolved_database_url))
+    engine = getattr(store, "engine", None)
+    if recorder is None and settings.index_turns:
+        turns, recorder = _turn_memory(settings, store, owned)
+        memory = turns if memory is None else memory
+    # The cost ledger and spend caps live in the store's database (none without one).
+    ledger, budget = open_accounting(engine, settings)
+    chat = LazyModel(settings, _embedder_model(model, settings, ledger, budget),
+                     ledger=ledger, budget=budget)
+    # Durable background jobs (facts, summaries) in the same database; the worker
+    # thread starts at the first enqueue, or now if an earlier process left work.
+    jobs, worker = open_jobs(engine, settings)
+    if worker is not None:
+        owned.append(worker)
+    chain = GuardChain(guards if guards is not None else default_pipeline(
+        max_chars=settings.max_message_chars, pii_modes=settings.pii_mode,
+        pii_always=settings.pii_always, injection_input=settings.injection_input,
+        scope=ScopeGuard.from_settings(settings)))
+    facts_memory = _fact_memory(settings, jobs, worker, chain, chat)
+    if facts_memory is not None:
+        # Facts are recalled ahead of the turn memory; each user turn becomes a facts job.
+        from memory.facts_recall import FactRecall, LayeredRecall
+
+        assert jobs is not None  # fact memory needs the job queue
+        memory = LayeredRecall(FactRecall(facts_memory), memory,
+                               facts_share=settings.facts_budget_share)
+        recorder = Recorders(recorder, FactRecorder(jobs))
+    if documents is None and built_store:
+        documents = grounding.default_documents(settings, engine)
+    return Parts(
+        settings=settings, store=store, chat=chat, memory=memory, recorder=recorder,
+        ledger=ledger, budget=budget, jobs=jobs, worker=worker, guards=chain,
+        facts_memory=facts_memory, documents=documents,
+        citation_guard=grounding.citation_guard(chain, settings),
+        review=ReviewQueue(engine) if engine is not None else None,
+        summaries=_summaries(settings, engine, chat, worker), owned=owned)
+
+
+def _turn_memory(settings: Settings, store: MessageStore,
+                 owned: list[Closeable]) -> tuple[Recall, TurnRecorder]:
+    """Turns are indexed (in the background) into the hybrid retriever they are
+    recalled from."""
+    from memory.indexer import TurnIndexer
+    from memory.recall import TurnMemory
+    from memory.retrieval import HybridRetriever
+    from memory.vectors import open_chroma
+
+    client = open_chroma(settings.chroma_path, settings.chroma_url)
+    turns = TurnMemory(HybridRetriever(client), k=settings.recall_k)
+    indexer = TurnIndexer(store, turns)  # type: ignore[arg-type]
+    indexer.catch_up()
+    owned.append(indexer)
+    return turns, indexer
+
+
+def _embedder_model(model: ChatModel | None, settings: Settings, ledger: Ledger | None,
+                    budget: Budget | None) -> ChatModel | None:
+    """An embedder's model gets what ``build_model`` gives a configured chain: the PII
+    egress layer, and a ledger row per call it makes."""
+    if model is None:
+        return None
+    from assistant.redaction import guard_egress
+
+    model = guard_egress(model, settings.pii_mode)
+    return LedgerModel(model, ledger, budget) if ledger is not None else model
+
+
+def _fact_memory(settings: Settings, jobs: JobQueue | None, worker: JobWorker | None,
+                 guards: GuardChain, chat: LazyModel) -> FactMemory | None:
+    """Fact memory with its ``facts`` job handler on the worker; None without a job
+    queue (no SQL store) or with ``LASTMILE_FACTS_ENABLED`` off."""
+    if jobs is None or worker is None or not settings.facts_enabled:
+        return None
+    from memory.vectors import open_chroma
+
+    try:
+        chroma = open_chroma(settings.chroma_path, settings.chroma_url)
+    except LastmileError as exc:
+        log.warning("fact search is off (facts stay in SQL): %s", exc)
+        chroma = None
+    return open_fact_memory(jobs, worker, chroma, guards=guards, settings=settings,
+                            source=chat, injected=chat.injected, extract=extract_structured)
+
+
+def _summaries(settings: Settings, engine: Any, chat: LazyModel,
+               worker: JobWorker | None) -> SessionSummaries | None:
+    """The rolling summary (needs the SQL store's database); its folds run as
+    ``summary`` jobs on the worker when there is one."""
+    if engine is None or not settings.summarize_sessions:
+        return None
+    from memory.summary import Summariser
+    from memory.summary_store import SummaryStore
+
+    store = SummaryStore(engine)
+    mode = settings.summary_model
+    use_chat = mode == "chat" or (mode == "auto" and not chat.injected and remote_first(settings))
+    summaries = SessionSummaries(store, Summariser(
+        store, (lambda: chat.model) if use_chat else None,
+        max_tokens=settings.summary_max_tokens,
+        fold_tokens=settings.summary_fold_tokens, extract=extract_structured))
+    if worker is not None:
+        worker.register(SUMMARY_JOB, summaries.handle)
+    return summaries
