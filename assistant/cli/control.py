@@ -26,7 +26,7 @@ def _engine() -> Any:
 
 
 def cmd_kill_switch(args: argparse.Namespace) -> int:
-    from assistant.control import ControlFlags
+    from assistant.layers.killswitch import ControlFlags
 
     settings, engine = _engine()
     try:
