@@ -25,9 +25,10 @@ from assistant.errors import LastmileError, StreamInterrupted
 from assistant.facts import Facts
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage
-from assistant.providers.base import approx_message_tokens
+from assistant.layers.consume import consume
+from assistant.providers.base import approx_message_tokens, first_leaf
 from assistant.records import StoredMessage
-from assistant.reply import AsyncReplyStream, Reply, ReplyStream, Restart
+from assistant.reply import AsyncReplyStream, Reply, ReplyStream
 from assistant.safemode import RETRIEVAL_LABEL
 from assistant.sessions import Sessions, SessionStore
 from assistant.settings import Settings
@@ -191,13 +192,7 @@ class Assistant:
             model: object = self.model
         except LastmileError:
             return "local"
-        while True:
-            if isinstance(members := getattr(model, "models", None), list) and members:
-                model = members[0]
-            elif (inner := getattr(model, "inner", None)) is not None:
-                model = inner
-            else:
-                return "remote" if getattr(model, "provider", "") in REMOTE else "local"
+        return "remote" if getattr(first_leaf(model), "provider", "") in REMOTE else "local"
 
     def _context(self, ctx: GuardContext, model: ChatModel,
                  query: str) -> tuple[list[BaseMessage], ContextReport]:
@@ -224,23 +219,10 @@ class Assistant:
                           "session_id": ctx.session_id, "turn_id": user_msg.id,
                           "cache": ctx.cache, "snippets": ctx.snippets})
             model_started = time.perf_counter()
-            for chunk in model.request(request):
-                out.provider = chunk.provider or out.provider
-                out.notice = chunk.notice or out.notice  # safe mode says so
-                if chunk.restart:
-                    # A fallback moved on mid-reply: the next provider starts from scratch.
-                    out.parts.clear()
-                    out.restarts += 1
-                    yield Restart(discarded=chunk.discarded, reason=chunk.reason,
-                                  provider=out.provider)
-                    continue
-                out.usage = chunk.usage or out.usage
-                out.finish_reason = chunk.finish_reason or out.finish_reason
-                if chunk.text:
-                    if out.first_token_ms is None:
-                        out.first_token_ms = (time.perf_counter() - started) * 1000
-                    out.parts.append(chunk.text)
-                    yield chunk.text
+            for piece in consume(model, request, out):  # text and Restart markers
+                if piece and out.first_token_ms is None:
+                    out.first_token_ms = (time.perf_counter() - started) * 1000
+                yield piece
             yield from grounding.reask_once(self.citation_guard, model, request, ctx, out)
         except LastmileError as exc:
             out.fail(exc)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant import grounding
-from assistant.accounting import LedgerModel, open_accounting
 from assistant.errors import LastmileError
 from assistant.extract import extract as extract_structured
+from assistant.layers.ledger import LedgerModel, open_accounting
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import ChatModel, build_model
 from assistant.settings import Settings
@@ -169,7 +169,7 @@ def _embedder_model(model: ChatModel | None, settings: Settings, ledger: Ledger 
     egress layer, and a ledger row per call it makes."""
     if model is None:
         return None
-    from assistant.redaction import guard_egress
+    from assistant.layers.redaction import guard_egress
 
     model = guard_egress(model, settings.pii_mode)
     return LedgerModel(model, ledger, budget) if ledger is not None else model
