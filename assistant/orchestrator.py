@@ -23,9 +23,9 @@ from assistant.context import ContextReport
 from assistant.deprecation import Moved
 from assistant.errors import LastmileError, StreamInterrupted
 from assistant.facts import Facts
+from assistant.layers.consume import consume
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage
-from assistant.layers.consume import consume
 from assistant.providers.base import approx_message_tokens, first_leaf
 from assistant.records import StoredMessage
 from assistant.reply import AsyncReplyStream, Reply, ReplyStream
@@ -34,8 +34,8 @@ from assistant.sessions import Sessions, SessionStore
 from assistant.settings import Settings
 from assistant.stages import timed
 from assistant.turn import Destination
-from guardrails import Guard, GuardContext
 from assistant.turn_context import turn_context
+from guardrails import Guard, GuardContext
 
 __all__ = ["Assistant"]
 

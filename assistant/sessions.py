@@ -80,11 +80,12 @@ class Sessions:
         if forget is not None and ids:
             try:
                 forget(user_id, ids)
-            except Exception:  # noqa: BLE001 - the rows are gone; a stale index entry is logged
+            except Exception:  # the rows are gone; a stale index entry is logged, not raised
                 log.warning("could not drop deleted messages from recall", exc_info=True)
         return len(ids)
 
-    def _last_exchange(self, user_id: str, session_id: str) -> tuple[StoredMessage, builtins.list[StoredMessage]]:
+    def _last_exchange(self, user_id: str,
+                       session_id: str) -> tuple[StoredMessage, builtins.list[StoredMessage]]:
         """The newest live user message and the live messages after it."""
         recent = [m for m in self.store.recent(user_id, session_id, _SCAN) if m.status != SUPERSEDED]
         for index in range(len(recent) - 1, -1, -1):

@@ -116,17 +116,17 @@ class FactExtractor:
         model = None if hopeless else self.model()
         if model is not None:
             try:
-                found = self._from_model(model, message)
+                candidates = self._from_model(model, message)
             except EgressBlocked:  # a `block` PII kind may not go to the remote model: that
-                found = []         # will not change on a retry, so the rules' facts stand
+                candidates = []    # will not change on a retry, so the rules' facts stand
                 log.info("facts for msg-%d: model skipped (PII blocked at the egress)", message.id)
-            changes += self.memory.apply(user_id, found, source=message, extractor="model")
+            changes += self.memory.apply(user_id, candidates, source=message, extractor="model")
         self.changes = changes
         return changes
 
     def _from_model(self, model: object, message: StoredMessage) -> list[Candidate]:
         assert self.extract is not None  # checked in __init__: a model comes with its extract
-        got = self.extract(model, ExtractedFacts, message.content, instructions=INSTRUCTIONS,  # type: ignore[arg-type]
+        got = self.extract(model, ExtractedFacts, message.content, instructions=INSTRUCTIONS,
                       metadata={"purpose": "facts", "user_id": message.user_id,
                                 "session_id": message.session_id, "turn_id": message.id})
         said = norm_value(message.content)

@@ -156,7 +156,7 @@ def test_wiring_composes_recall_and_recorders_up_front(fast: Settings) -> None:
 
 def test_an_embedders_recall_is_layered_under_the_facts(fast: Settings) -> None:
     class Mine:
-        def recall(self, user_id, query, *, token_budget, exclude=(), count_tokens=len):  # type: ignore[no-untyped-def]
+        def recall(self, user_id, query, *, token_budget, exclude=(), count_tokens=len):
             raise AssertionError("not called here")
 
     mine = Mine()
