@@ -1,7 +1,7 @@
 """Plumbing shared by the SDK-backed remote providers (openai, anthropic).
 
 Both need the same things around their SDK: refuse to start without a key, turn the
-SDK's own retries off (retry lives in ``assistant.resilience`` only), apply our connect
+SDK's own retries off (retry lives in ``assistant.layers.resilience`` only), apply our connect
 and read timeouts, and keep one async client per event loop (SDK async clients are
 bound to the loop that first used them). Subclasses say which SDK classes to build.
 """
@@ -68,14 +68,14 @@ def translate_sdk_error(exc: BaseException, label: str, partial: str, *,
 
 class SDKChatModel(ChatModel):
     """Base of every remote SDK provider. No subclass can send unredacted text: its
-    ``request``/``arequest`` are wrapped at class creation (``assistant.redaction``)."""
+    ``request``/``arequest`` are wrapped at class creation (``assistant.layers.redaction``)."""
 
     #: ``LASTMILE_PII_MODE`` for this provider's egress (None: the environment's).
     pii_modes: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        from assistant.redaction import enforce_egress
+        from assistant.layers.redaction import enforce_egress
 
         enforce_egress(cls)
 
