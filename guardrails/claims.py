@@ -8,6 +8,7 @@ Why a separate module: these rules are the cheap, explainable half of
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 
 __all__ = ["STOP", "content_stems", "entities", "has_antonym_clash", "is_claim", "name_stems", "negated",
            "numbers", "numbers_match", "parse_markers", "split_sentences", "stem", "tokens"]
@@ -61,7 +62,8 @@ def split_sentences(text: str) -> list[str]:
             w = word.group(1).lower() if word else ""
             if nxt and not (nxt.isupper() or nxt.isdigit() or nxt in "\"'“‘([*-•"):
                 continue
-            abbrev = w in _NEVER_END or (len(w) == 1 and nxt.isupper()) or (w in _ABBREV and not nxt.isupper())
+            abbrev = (w in _NEVER_END or (len(w) == 1 and nxt.isupper())
+                      or (w in _ABBREV and not nxt.isupper()))
             if m.group(0) == "." and nxt and not run and abbrev:
                 continue
             piece = block[start:end].strip()
@@ -87,11 +89,16 @@ during before after between through per via around roughly about approximately n
 almost some many much like just still yet percent cent"""
 _STOP = frozenset(_STOP_WORDS.split())
 STOP = _STOP
-_NEG = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|without|instead of|rather than|lack(?:s|ed)?|fail(?:s|ed)? to|"
+_NEG = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|without|instead of|rather than|lack(?:s|ed)?"
+                  r"|fail(?:s|ed)? to|"
                   r"unable|nobody|nothing|nowhere|isn't|aren't|wasn't|weren't|don't|doesn't|"
-                  r"didn't|won't|can't|couldn't|shouldn't|hasn't|haven't|hadn't)\b|n't\b|n’t\b", re.IGNORECASE)
-_WORDNUM = {w: i for i, w in enumerate(["zero", "_", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])
-            if w != "_"}
+                  r"didn't|won't|can't|couldn't|shouldn't|hasn't|haven't|hadn't)\b|n't\b"
+                  r"|n’t\b", re.IGNORECASE)
+_WORDNUM: dict[str, int | float] = {
+    w: i for i, w in enumerate(["zero", "_", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                                "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
+                                "seventeen", "eighteen", "nineteen", "twenty"])
+    if w != "_"}
 _WORDNUM.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
                  "ninety": 90, "hundred": 100, "thousand": 1000, "twice": 2, "double": 2, "half": 0.5,
                  "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
@@ -139,7 +146,8 @@ _FILLER = re.compile(r"^(?:noted|got it|understood|will do|sounds good|all right
                      r"hi|hello|hey|thanks|thank you|sure|certainly|of course|great question|good question|"
                      r"here(?:'s| is| are)|below|the following|i hope|hope|let me|feel free|please|happy to|"
                      r"glad to|i'm not|i am not|in short|in summary|to summari[sz]e|enjoy|ok|okay|"
-                     r"that's|what a|would you|do you|good luck|i think|i believe|in my (?:view|opinion))\b", re.IGNORECASE)
+                     r"that's|what a|would you|do you|good luck|i think|i believe"
+                     r"|in my (?:view|opinion))\b", re.IGNORECASE)
 _OPINION = re.compile(r"\b(?:in my (?:view|opinion)|i think|i believe|i feel|personally)\b", re.IGNORECASE)
 # Evaluations and advice: not checkable against a source unless they carry a number/name.
 _SUBJECTIVE = re.compile(r"\b(?:amazing|fascinating|remarkable|incredible|wonderful|interesting|awesome|"
@@ -194,7 +202,7 @@ def negated(text: str) -> int:
     return len(_NEG.findall(text))
 
 
-def entities(text: str, known: set[str] = frozenset()) -> set[str]:
+def entities(text: str, known: AbstractSet[str] = frozenset()) -> set[str]:
     """Stems of capitalised tokens that are not the sentence's first word. The first word
     counts when it is an acronym or one of the ``known`` names (stems of words written
     capitalised mid-sentence in the sources), e.g. "Tesla sold ..."."""
@@ -250,12 +258,16 @@ def _units(text: str) -> list[tuple[float, bool, bool, str]]:
     next content word ("7 million visitors" -> "visitor")."""
     out = []
     text = _join_number_words(text)
-    for m in list(_NUM.finditer(text)) + list(re.finditer(r"\b(" + "|".join(_WORDNUM) + r")\b", text, re.IGNORECASE)):
+    words = re.finditer(r"\b(" + "|".join(_WORDNUM) + r")\b", text, re.IGNORECASE)
+    for m in [*_NUM.finditer(text), *words]:
         after = text[m.end():]
-        scale = re.match(r"\s*(thousand|million|billion|trillion)\b", after, re.IGNORECASE) if not m.group(0)[0].isdigit() else None
+        scale = (re.match(r"\s*(thousand|million|billion|trillion)\b", after, re.IGNORECASE)
+                 if not m.group(0)[0].isdigit() else None)
         after = after[scale.end():] if scale else after
         unit = re.match(r"\s*-?\s*(%|per ?cent|[a-z]+)", after)  # the very next word, lowercase
-        nxt = [] if not unit or unit.group(1) in _STOP else ["%" if unit.group(1)[0] in "%p" and "cent" in unit.group(1) or unit.group(1) == "%" else unit.group(1)]
+        word = unit.group(1) if unit else ""
+        percent = (word.startswith(("%", "p")) and "cent" in word) or word == "%"
+        nxt = [] if not unit or word in _STOP else ["%" if percent else word]
         for val, hedged in numbers(m.group(0) + (scale.group(0) if scale else "")) or [(0.0, False)]:
             out.append((val, hedged or bool(_HEDGE.search(text[: m.start()])), not m.group(0)[0].isdigit(),
                         stem(nxt[0]) if nxt else ""))

@@ -61,7 +61,8 @@ def summarise(report: CitationReport, sources: Mapping[str, Any],
     evidence: dict[str, list[Any]] = {}
     for i, s in enumerate(report.sentences):
         for sid in ((found[i].source_id,) if i in found else s.cited):
-            evidence.setdefault(sid, []).append(found[i].evidence if i in found else getattr(s, "evidence", None))
+            seen = found[i].evidence if i in found else getattr(s, "evidence", None)
+            evidence.setdefault(sid, []).append(seen)
     by_id: dict[str, list[SentenceCheck]] = {}
     for check in checks:
         for sid in check.cited:
@@ -73,7 +74,8 @@ def summarise(report: CitationReport, sources: Mapping[str, Any],
             citations.append(Citation(sid, "", "", "", "invalid_citation", sentences=tuple(cited)))
             continue
         own = [c for c in cited if c.origin == "model"]
-        verdicts = {c.verdict for c in own or cited if c.verdict != "invalid_citation"} or {"invalid_citation"}
+        verdicts = ({c.verdict for c in own or cited if c.verdict != "invalid_citation"}
+                    or {"invalid_citation"})
         verdict = verdicts.pop() if len(verdicts) == 1 else "partial"
         snippet = next((e for e in evidence.get(sid, []) if isinstance(e, str) and e and e in ref.text), None)
         citations.append(Citation(sid, ref.title, ref.path, _snip(snippet or ref.text), verdict,

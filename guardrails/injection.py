@@ -339,7 +339,7 @@ def _flagged(item: T, res: InjectionResult) -> T:
     """The item labelled with its verdict, when it has fields for one."""
     if dataclasses.is_dataclass(item) and not isinstance(item, type) and \
             {"injection_score", "injection_rules"} <= {f.name for f in dataclasses.fields(item)}:
-        return dataclasses.replace(item, injection_score=res.score,  # type: ignore[type-var]
+        return dataclasses.replace(item, injection_score=res.score,
                                    injection_rules=tuple(res.rules))
     return item
 

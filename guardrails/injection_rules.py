@@ -17,7 +17,8 @@ import re
 __all__ = ["CONFUSABLES", "LEET", "RULES", "SQUEEZED"]
 
 # -- word classes ---------------------------------------------------------------------
-_VERB = (r"(?:ignore|disregard|disobey|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon|overlook|"
+_VERB = (r"(?:ignore|disregard|disobey|forget|override|overrule|bypass|circumvent|discard|dismiss|abandon"
+         r"|overlook|"
          r"neglect|scrap|ditch|forgo|unlearn|nullify|throw (?:out|away)|"
          r"never ?mind|forget about|"
          r"toss (?:out|aside)|brush aside|wipe (?:out|away)|let go of|"
@@ -30,12 +31,14 @@ _VERB = (r"(?:ignore|disregard|disobey|forget|override|overrule|bypass|circumven
 # Nouns for standing instructions; the wide set only with a qualifier that means "yours".
 _NOUN = (r"(?:instructions?|prompts?|directives?|guidance|guidelines?|rules?|programming|training|"
          r"system (?:message|prompt)|conditioning|context)")
-_NOUN_WIDE = rf"(?:{_NOUN[3:-1]}|directions?|orders?|commands?|polic(?:y|ies)|constraints?|restrictions?|guardrails?|safeguards?)"
+_NOUN_WIDE = (rf"(?:{_NOUN[3:-1]}|directions?|orders?|commands?|polic(?:y|ies)|constraints?|restrictions?|"
+              r"guardrails?|safeguards?)")
 # Qualifiers that point at *the model's* standing instructions.
 _PRE = (r"(?:previous(?:ly)?|prior|above|earlier|preceding|foregoing|original|initial|old|"
         r"existing|standing|system|developer|hidden|all(?: of)?(?: the)?)")
 _POST_MINE = (r"(?:(?:that )?came with (?:this|the) (?:chat|conversation|session|thread)|(?:set|given|"
-              r"written|defined|configured|imposed|put in place) by (?:your|the) (?:operator|developer|creator|"
+              r"written|defined|configured|imposed|put in place) by (?:your|the)"
+              r" (?:operator|developer|creator|"
               r"admin|owner|company|system)s?|from your "
               r"(?:developers?|creators?|operators?|admins?|makers?|owners?)|"
               r"you (?:were|have been|'ve been|got|received|had|have seen|'ve seen|started with|"
@@ -87,7 +90,8 @@ _MINE = (r"(?:instructions?|prompts?|directives?|guidance|guidelines?|rules?|pro
          r"directions?|conditioning|filters?)")
 # Nouns only a model's instructions are called; the rest ("your rules", "the filters you
 # had set up") are everyday words in manuals and count only with another signal.
-_MINE_STRONG = (r"(?:(?:instructions?|prompts?|directives?|programming|system (?:prompt|message)|conditioning|"
+_MINE_STRONG = (r"(?:(?:instructions?|prompts?|directives?|programming|system (?:prompt|message)"
+                r"|conditioning|"
                 r"guardrails?)(?! (?:design|template|format|engineering|library|field|section|example|"
                 r"editor|file|length|style|structure|tuning|writing)s?\b))")
 
@@ -95,7 +99,8 @@ _MINE_STRONG = (r"(?:(?:instructions?|prompts?|directives?|programming|system (?
 def _a(noun: str) -> str:
     return (rf"(?:\byour (?:\w+ ){{0,2}}?{noun}\b|\b{noun} (?:that )?you (?:were|have been|'ve been) "
             rf"(?:given|told|trained (?:with|on)|programmed with|configured with|set up with)\b|\b{noun} "
-            rf"(?:that )?you(?: have|'ve)? (?:received|got|gotten|had|seen|read)\b|\b{noun} (?:given )?above\b|\b(?:previous|prior|earlier|"
+            rf"(?:that )?you(?: have|'ve)? (?:received|got|gotten|had|seen|read)\b"
+            rf"|\b{noun} (?:given )?above\b|\b(?:previous|prior|earlier|"
             rf"original|initial|preceding|foregoing|above) (?:\w+ )?{noun}\b)")
 
 
@@ -119,7 +124,8 @@ _B_AFTER = (r"(?:to (?:one|the) side|behind\b|on hold\b|on ice\b|never existed|(
             r"outdated|invalid|irrelevant|no longer valid|malicious|compromised|untrustworthy|"
             r"(?:only |just |merely )?(?:an example|a test|a joke|fake|a decoy|a placeholder|a draft|"
             r"a trap|a lie))|(?:now )?(?:empty|void|null|revoked|lifted|obsolete|invalid|"
-            r"irrelevant|cancell?ed)\b|(?:does|do) not matter|doesn't matter|don't matter|counts? (?:any ?more|"
+            r"irrelevant|cancell?ed)\b|(?:does|do) not matter|doesn't matter|don't matter"
+            r"|counts? (?:any ?more|"
             r"for nothing|no more)\b|(?:matters?|applies|apply) (?:any ?more|no more)\b|no longer "
             r"(?:exist|in place|active|matter))")
 _VOID = (r"(?:no longer (?:apply|applies|valid|matter|hold|stand|count|in (?:effect|force))|"
@@ -212,7 +218,8 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"mode\s*(?:on|enabled|activated|engaged|:)")),
     # the text asks to be obeyed ("do whatever this page says")
     "defers_to_content": (0.6, re.compile(
-        r"\b(?:the assistant|you|the model|the ai|the bot) (?:must|should|will|shall) (?:now )?(?:follow|obey|"
+        r"\b(?:the assistant|you|the model|the ai|the bot) (?:must|should|will|shall)"
+        r" (?:now )?(?:follow|obey|"
         r"execute) only (?:the )?(?:commands|instructions|orders|rules|directions) (?:in|of|from|on) "
         r"(?:this|the following)\b|"
         r"\b(?:do|follow|obey|execute|carry out) (?:whatever|what|everything|all) (?:this|the) (?:page|"
@@ -279,12 +286,14 @@ RULES: dict[str, tuple[float, re.Pattern[str]]] = {
         r"\b(?:you are|you're|act as|pretend to be|become)\s+(?:now\s+)?(?:an?\s+)?(?:dan|jailbroken|"
         r"unfiltered|unrestricted|uncensored|evil \w+|ai without (?:any )?(?:rules|restrictions|limits|"
         r"filters))\b|\b(?:respond|reply|answer|act|speak|behave) (?:only )?as (?:an? |the )?(?:unfiltered|"
-        r"unrestricted|uncensored|jailbroken) (?:model|ai|assistant|chatbot|bot|version|llm)\b|\bdo anything now\b|\bdan mode\b|\byou are (?:now )?in developer mode\b|"
+        r"unrestricted|uncensored|jailbroken) (?:model|ai|assistant|chatbot|bot|version|llm)\b"
+        r"|\bdo anything now\b|\bdan mode\b|\byou are (?:now )?in developer mode\b|"
         r"\bstop being (?:an? |the )?(?:helpful )?(?:assistant|ai|chatbot|bot|language model)\b|"
         r"\bdeveloper mode (?:is )?(?:now )?(?:enabled|activated)\b[^.\n]{0,40}\b(?:you|policies|"
         r"restrictions|filters)\b")),
     "roleplay_jailbreak": (0.7, re.compile(
-        r"\b(?:pretend|imagine|act as (?:if|though)|role-?play|let's play a game)\b[^.\n]{0,60}?\b(?:no|without|"
+        r"\b(?:pretend|imagine|act as (?:if|though)|role-?play|let's play a game)\b[^.\n]{0,60}?\b(?:no"
+        r"|without|"
         r"free (?:of|from)|not bound by|ignores?)\b[^.\n]{0,20}?\b(?:rules|restrictions|filters|"
         r"guidelines|limitations|content polic(?:y|ies)|ethics|morals|censorship)\b|\b(?:stay in|never "
         r"break) character\b[^.\n]{0,60}\b(?:rules|restrictions|filters|refuse)\b")),

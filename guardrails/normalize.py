@@ -86,7 +86,7 @@ def normalize_text(text: str) -> tuple[str, Counter[str]]:
     text = "".join(kept)
     spaced = "".join(" " if unicodedata.category(ch) == "Zs" and ch != " " else ch for ch in text)
     if spaced != text:
-        counts["spaces"] += sum(1 for a, b in zip(text, spaced) if a != b)
+        counts["spaces"] += sum(1 for a, b in zip(text, spaced, strict=True) if a != b)  # same length
         text = spaced
     nfkc = unicodedata.normalize("NFKC", text)
     if nfkc != text:
@@ -123,14 +123,14 @@ def with_text(item: T, text: str) -> T:
         return text  # type: ignore[return-value]
     if isinstance(getattr(item, "text", None), str):
         if dataclasses.is_dataclass(item) and not isinstance(item, type):
-            return dataclasses.replace(item, text=text)  # type: ignore[type-var]
+            return dataclasses.replace(item, text=text)
         if hasattr(item, "model_copy"):
-            return item.model_copy(update={"text": text})  # type: ignore[no-any-return]
+            return item.model_copy(update={"text": text})
         item.text = text  # type: ignore[attr-defined]
         return item
     inner = getattr(item, "item", None)
     if inner is not None and dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.replace(item, item=with_text(inner, text))  # type: ignore[type-var]
+        return dataclasses.replace(item, item=with_text(inner, text))
     return item
 
 

@@ -13,8 +13,9 @@ stored) when the chain is led by a remote provider.
 
 Written-out forms count: card numbers with spaces, dashes or dots (mixed ones in a card's
 grouping too, and followed by an expiry or CVV), IBANs in any case with or without spaces,
-dashes or dots, full-width digits and no-break spaces (``fold``), Unicode email addresses, and obfuscated emails ("jane dot doe at example
-dot com", "jane(at)example(dot)com", "jane [at] example [dot] com").
+dashes or dots, full-width digits and no-break spaces (``fold``), Unicode email addresses,
+and obfuscated emails ("jane dot doe at example dot com", "jane(at)example(dot)com",
+"jane [at] example [dot] com").
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import TypeVar
 
 from assistant.errors import InputRejected
@@ -88,7 +90,8 @@ def shannon_entropy(s: str) -> float:
 
 
 _SECRETS = [
-    ("private_key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----")),
+    ("private_key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?"
+                               r"-----END [A-Z ]*PRIVATE KEY-----")),
     ("openai_key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}")),
     ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|AIPA)[A-Z0-9]{16}\b")),
     ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b")),
@@ -118,7 +121,8 @@ _SPELLED_DOT = re.compile(r"\s*[(\[{]\s*dot\s*[)\]}]\s*|\s+dot\s+", re.I)
 _NOT_ADDRESS_WORDS = {"a", "an", "the", "this", "that", "my", "your", "our", "his", "her",
                       "their", "its", "some", "any", "all", "one", "dot", "at"}
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}"
+                   r"(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
 _NINO = re.compile(r"\b([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])\b")
 _PHONE = re.compile(r"(?<![\w+.,$€£¥#/(-])(?:\+ ?\(?|\()?\d[\d ().-]{5,20}\d(?![\w$€£%/-]|[.,]\d)")
@@ -191,9 +195,9 @@ def _card_at(run: str, spans: list[tuple[int, int]], i: int) -> int | None:
         digits = "".join(run[a:b] for a, b in part)
         if len(set(digits)) < 2 or not luhn_ok(digits):
             continue
-        seps = {run[p[1]:q[0]] for p, q in zip(part, part[1:])}
+        seps = {run[p[1]:q[0]] for p, q in pairwise(part)}
         shape = tuple(b - a for a, b in part)
-        if len(seps) <= 1 and all(len(x) == 1 or x.strip() == "" for x in seps) \
+        if (len(seps) <= 1 and all(len(x) == 1 or x.strip() == "" for x in seps)) \
                 or shape in _CARD_SHAPES:
             return j
     return None

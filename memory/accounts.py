@@ -24,6 +24,7 @@ from functools import cache
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from memory.db import rowcount
 from memory.models import ApiKey, User, utcnow
 from memory.signin import revoke_sessions
 
@@ -39,7 +40,7 @@ USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 
 def valid_user_id(user_id: str | None) -> bool:
     """Whether ``user_id`` may name a new account (e.g. one vouched for by a proxy)."""
-    return bool(user_id) and USER_ID.fullmatch(user_id) is not None and user_id not in (".", "..")
+    return bool(user_id and USER_ID.fullmatch(user_id) is not None and user_id not in (".", ".."))
 
 
 @cache
@@ -190,7 +191,7 @@ class Accounts:
             result = db.execute(update(ApiKey).where(ApiKey.user_id == user_id,
                                                      ApiKey.revoked_at.is_(None))
                                 .values(revoked_at=utcnow()))
-            return result.rowcount or 0
+            return rowcount(result)
 
 
 def _account(user: User) -> Account:

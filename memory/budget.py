@@ -120,7 +120,7 @@ class Budget:
         this database, now: ``None`` removes the cap. ``reset_cap`` returns to settings."""
         if scope not in CAP_FLAGS:
             raise ValueError(f"scope must be one of {sorted(CAP_FLAGS)}, got {scope!r}")
-        if usd is not None and not (0 <= usd <= 10_000_000) or usd != usd:  # nan too
+        if (usd is not None and not (0 <= usd <= 10_000_000)) or usd != usd:  # nan too
             raise ValueError(f"a daily cap must be between 0 and 10,000,000 USD, got {usd!r}")
         self._write(CAP_FLAGS[scope], "off" if usd is None else repr(float(usd)), by)
 

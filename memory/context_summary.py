@@ -59,7 +59,7 @@ class SessionSummaries:
             return jobs.enqueue(KIND, {"user_id": user_id, "session_id": session_id,
                                        "upto_id": upto_id}, user_id=user_id,
                                 dedupe_key=f"{KIND}:{user_id}:{session_id}:{upto_id}"[:200])
-        except Exception:  # noqa: BLE001 - a missed fold is caught up by the next turn
+        except Exception:  # a missed fold is caught up by the next turn
             log.warning("could not enqueue a summary fold for %s/%s", user_id, session_id,
                         exc_info=True)
             return None

@@ -16,20 +16,25 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from chromadb.api import ClientAPI
+from chromadb.api.types import Embedding, LiteralValue, Where
+from chromadb.base_types import InclusionExclusionOperator
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from assistant.protocols import Grounding, Scanner, SourceRef
-from memory.embedding_function import MiniLMEmbeddingFunction
+from memory.embedding_function import MiniLMEmbeddingFunction, for_chroma
 from memory.ingest import IngestReport, ingest_files, prune_source
 from memory.lexical import LexicalIndex
 from memory.models import Chunk, Source
 from memory.screening import registered_scanner
 from memory.sources_block import SOURCES_HEADER, render_sources
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
 
 __all__ = ["COLLECTION", "SHARED", "SOURCES_HEADER", "Corpus", "Hit", "SourceInfo", "owner_for",
            "render_sources"]
@@ -93,7 +98,7 @@ class Corpus:
         self.scanner, self.injection_threshold = scanner, injection_threshold
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.vectors = client.get_or_create_collection(
-            COLLECTION, embedding_function=MiniLMEmbeddingFunction(),  # type: ignore[arg-type]
+            COLLECTION, embedding_function=for_chroma(),
             configuration={"hnsw": {"space": "cosine"}})
         self.k, self.min_similarity, self.candidates = k, min_similarity, candidates
         self.max_file_bytes, self.chunk_chars, self.chunk_overlap = max_file_bytes, chunk_chars, chunk_overlap
@@ -102,24 +107,25 @@ class Corpus:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: object = None, *, scanner: Scanner | None = REGISTERED) -> Corpus:
+    def open(cls, settings: Settings | None = None, *, scanner: Scanner | None = REGISTERED) -> Corpus:
         """The corpus of the configured database and Chroma (``Settings()`` by default)."""
         from assistant.settings import Settings
         from memory.db import open_engine
         from memory.vectors import open_chroma
 
         s = settings or Settings()
-        return cls.from_settings(open_engine(s.resolved_database_url),  # type: ignore[attr-defined]
-                                 open_chroma(s.chroma_path, s.chroma_url), s,  # type: ignore[attr-defined]
+        return cls.from_settings(open_engine(s.resolved_database_url),
+                                 open_chroma(s.chroma_path, s.chroma_url), s,
                                  scanner=scanner)
 
     @classmethod
-    def from_settings(cls, engine: Engine, client: ClientAPI, settings: object, *,
+    def from_settings(cls, engine: Engine, client: ClientAPI, settings: Settings, *,
                       scanner: Scanner | None = REGISTERED) -> Corpus:
         s = settings
-        return cls(engine, client, scanner=scanner, k=s.documents_k, min_similarity=s.documents_min_similarity,  # type: ignore[attr-defined]
-                   max_file_bytes=int(s.ingest_max_file_mb * 1_000_000),  # type: ignore[attr-defined]
-                   chunk_chars=s.chunk_chars, chunk_overlap=s.chunk_overlap_chars)  # type: ignore[attr-defined]
+        return cls(engine, client, scanner=scanner, k=s.documents_k,
+                   min_similarity=s.documents_min_similarity,
+                   max_file_bytes=int(s.ingest_max_file_mb * 1_000_000),
+                   chunk_chars=s.chunk_chars, chunk_overlap=s.chunk_overlap_chars)
 
     # ingest -------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path], *, collection: str, user_id: str | None = None,
@@ -127,7 +133,8 @@ class Corpus:
         """Add, update or remove the files under ``paths`` in ``collection`` (the user's own,
         or shared when ``user_id`` is None). Bad files are skipped and listed in the report."""
         if not collection or not collection.strip() or len(collection) > 128:
-            raise ValueError(f"collection must be a non-empty name of at most 128 characters, got {collection!r:.80}")
+            raise ValueError("collection must be a non-empty name of at most 128 characters, "
+                             f"got {collection!r:.80}")
         report = ingest_files(self._sessions, self.vectors, [Path(p) for p in paths],
                               owner=owner_for(user_id), collection=collection.strip(),
                               max_bytes=self.max_file_bytes, chunk_chars=self.chunk_chars,
@@ -197,10 +204,14 @@ class Corpus:
         self._lexical_ready(scopes)
         if not any(self._signatures.get(scope, (0, 0))[0] for scope in scopes):
             return []  # nothing this user may see: no query embedding, no Chroma call
-        qvec = np.asarray(MiniLMEmbeddingFunction()([query])[0], dtype=np.float32)
+        qvec: Embedding = np.asarray(MiniLMEmbeddingFunction()([query])[0], dtype=np.float32)
+        owners: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": list(scopes)}
+        where: Where = {"owner": owners}
         found = self.vectors.query(query_embeddings=[qvec], n_results=self.candidates,
-                                   where={"owner": {"$in": scopes}}, include=["distances"])
-        dense = {cid: 1.0 - float(d) for cid, d in zip(found["ids"][0], found["distances"][0])}  # type: ignore[index]
+                                   where=where, include=["distances"])
+        distances = found["distances"]
+        assert distances is not None  # asked for in `include`
+        dense = {cid: 1.0 - float(d) for cid, d in zip(found["ids"][0], distances[0], strict=True)}
         lexical = [self.lexical.search(scope, query, self.candidates) for scope in scopes]
         fused: dict[str, float] = {}
         for ranking in [list(dense), *([cid for cid, _ in lex] for lex in lexical)]:
@@ -210,7 +221,9 @@ class Corpus:
         missing = [cid for cid in lexical_ids if cid not in dense]
         if missing:  # BM25-only hits: score their similarity from the stored vectors
             got = self.vectors.get(ids=missing, include=["embeddings"])
-            for cid, vec in zip(got["ids"], got["embeddings"]):  # type: ignore[arg-type]
+            vectors = got["embeddings"]
+            assert vectors is not None  # asked for in `include`
+            for cid, vec in zip(got["ids"], vectors, strict=True):
                 dense[cid] = float(np.asarray(vec, dtype=np.float32) @ qvec)
         keep = [cid for cid in fused if dense.get(cid, -1.0) >= self.min_similarity
                 or (cid in lexical_ids and dense.get(cid, -1.0) >= self.min_similarity - 0.1)]
@@ -227,7 +240,7 @@ class Corpus:
         with self._sessions() as db:
             rows = {c.id: (c, title, path) for c, title, path in db.execute(stmt)}
         hits = []
-        for cid, n in zip(ids, numeric):
+        for cid, n in zip(ids, numeric, strict=True):
             if n in rows:  # a vector whose row is gone (or not this user's) is ignored
                 c, title, path = rows[n]
                 hits.append(Hit(n, fused[cid], dense.get(cid, 0.0), title, path, c.text, c.page,

@@ -8,15 +8,16 @@ head on open, so a fresh data dir and an old one end up identical.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.errors import DatabaseUnavailable
 
-__all__ = ["open_engine", "migrate", "safe_url"]
+__all__ = ["migrate", "open_engine", "rowcount", "safe_url"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -29,7 +30,13 @@ def safe_url(url: str) -> str:
         return url
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE touched. ``Session.execute`` is typed as returning a
+    ``Result``; for a DML statement it is a ``CursorResult``, which carries the count."""
+    return cast("CursorResult[Any]", result).rowcount or 0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,7 +126,9 @@ def chroma_dense(collection: Collection, user_id: str, vector: np.ndarray, n: in
                                   where={"user_id": user_id}, include=["metadatas"])
     except Exception as exc:
         raise VectorStoreUnavailable(f"memory search failed: {exc}") from exc
-    return [str(m["source_id"]) for m in result["metadatas"][0] if m.get("user_id") == user_id]
+    metadatas = result["metadatas"]
+    assert metadatas is not None  # asked for in `include`
+    return [str(m["source_id"]) for m in metadatas[0] if m.get("user_id") == user_id]
 
 
 class QueryEmbeddingCache:
@@ -138,7 +140,7 @@ class QueryEmbeddingCache:
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, text: str, encode) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def get(self, text: str, encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         """The cached embedding of ``text``, else ``encode([text])[0]`` (then cached)."""
         with self._lock:
             vec = self._data.get(text)

@@ -9,15 +9,15 @@ registration is per process: import this module before opening collections.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.api.types import Documents, Embeddable, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from memory.minilm import MiniLMEncoder, get_encoder
 
-__all__ = ["MODEL_NAME", "MiniLMEmbeddingFunction"]
+__all__ = ["MODEL_NAME", "MiniLMEmbeddingFunction", "for_chroma"]
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -36,7 +36,7 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         """The process-wide encoder (weights load once, on first use)."""
         return get_encoder()
 
-    def __call__(self, input: Documents) -> Embeddings:
+    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - chromadb's protocol names it
         vectors = self.encoder.encode(list(input), batch_size=self.batch_size)
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
@@ -61,7 +61,7 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
             raise ValueError(f"unsupported model {config.get('model')!r}; only {MODEL_NAME}")
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "MiniLMEmbeddingFunction":
+    def build_from_config(config: dict[str, Any]) -> MiniLMEmbeddingFunction:
         MiniLMEmbeddingFunction.validate_config(config)
         return MiniLMEmbeddingFunction(batch_size=int(config.get("batch_size", 64)))
 
@@ -69,3 +69,10 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         # Changing the model would silently mix incompatible vectors in one collection.
         if new_config.get("model", MODEL_NAME) != old_config.get("model", MODEL_NAME):
             raise ValueError("the embedding model of an existing collection cannot change")
+
+
+def for_chroma(function: MiniLMEmbeddingFunction | None = None) -> EmbeddingFunction[Embeddable]:
+    """``function`` (a new one by default) typed as chromadb's parameter wants it: chromadb
+    annotates ``embedding_function`` as taking documents or images (``Embeddable``); ours
+    embeds documents, which is all a text collection ever hands it."""
+    return cast("EmbeddingFunction[Embeddable]", function or MiniLMEmbeddingFunction())

@@ -29,7 +29,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from chromadb.api import ClientAPI
@@ -40,7 +40,7 @@ from assistant.errors import FactNotFound, VectorStoreUnavailable
 from assistant.protocols import WriteGuard
 from assistant.turn import TurnState
 from memory.dense import embed_query
-from memory.embedding_function import MiniLMEmbeddingFunction
+from memory.embedding_function import MiniLMEmbeddingFunction, for_chroma
 from memory.facts_extract import (
     CONTRADICTS,
     FORGET_ALL,
@@ -51,6 +51,7 @@ from memory.facts_extract import (
 )
 from memory.models import Conversation, Message, User, utcnow
 from memory.models import Fact as FactRow
+from memory.models import aware as _aware
 from memory.store import StoredMessage
 
 __all__ = ["Change", "FactInfo", "FactMemory"]
@@ -59,8 +60,6 @@ log = logging.getLogger(__name__)
 COLLECTION = "facts"
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class FactInfo:
 def _info(row: FactRow) -> FactInfo:
     return FactInfo(row.id, row.user_id, row.key, row.value, row.text,
                     [int(i) for i in row.source_ids or []], row.confidence, row.status,
-                    _aware(row.valid_from), _aware(row.valid_to), row.supersedes,  # type: ignore[arg-type]
+                    _aware(row.valid_from), _aware(row.valid_to), row.supersedes,
                     row.superseded_by, row.extractor, row.reason, row.text_sha256)
 
 
@@ -150,7 +149,7 @@ class FactMemory:
         self._serial: Any = (contextlib.nullcontext() if engine.dialect.name == "postgresql"
                              else threading.Lock())
         self.collection = None if chroma is None else chroma.get_or_create_collection(
-            collection, embedding_function=self._embedder,
+            collection, embedding_function=for_chroma(self._embedder),
             configuration={"hnsw": {"space": "cosine"}})
 
     def _embed(self, texts: Sequence[str]) -> list[Any]:
@@ -265,7 +264,7 @@ class FactMemory:
         if candidate.key != FORGET_ALL:
             stmt = stmt.where(FactRow.key == candidate.key)
         rows = [r for r in db.scalars(stmt.order_by(FactRow.id))
-                if _aware(r.valid_from) <= when  # type: ignore[operator]
+                if _aware(r.valid_from) <= when
                 and (not draft.value or _same(r.value, draft.value, loose=True))]
         if not rows:
             return None
@@ -299,8 +298,8 @@ class FactMemory:
             clash = [r for r in self._valid(db, user_id, opposite)
                      if _same(r.value, draft.value, loose=True)]
             previous += self._close(clash, "invalid", when, f"contradicted by msg-{source.id}")
-        older = [r for r in same_key if _aware(r.valid_from) <= when]  # type: ignore[operator]
-        newer = [r for r in same_key if _aware(r.valid_from) > when]  # type: ignore[operator]
+        older = [r for r in same_key if _aware(r.valid_from) <= when]
+        newer = [r for r in same_key if _aware(r.valid_from) > when]
         if draft.key in MULTI_VALUED or not same_key:
             db.add(row)
             db.flush()
@@ -404,7 +403,7 @@ class FactMemory:
             if self.engine.dialect.name == "sqlite":
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        except Exception:  # noqa: BLE001 - the facts are forgotten either way
+        except Exception:  # the facts are forgotten either way
             log.warning("could not clear the copies of a forgotten fact", exc_info=True)
 
     def sources(self, user_id: str, fact_id: int) -> list[StoredMessage]:
@@ -422,7 +421,7 @@ class FactMemory:
                               .order_by(Message.id)).all()
         return [StoredMessage(id=m.id, session_id=key, user_id=m.user_id, role=m.role,
                               content=m.content, status=m.status,
-                              created_at=_aware(m.created_at), provider=m.provider)  # type: ignore[arg-type]
+                              created_at=_aware(m.created_at), provider=m.provider)
                 for m, key in rows]
 
     def suppressed_sources(self, user_id: str) -> set[int]:

@@ -120,7 +120,8 @@ def fact_text(key: str, value: str) -> str:
 
 
 # -- sentences and values -----------------------------------------------------------
-_SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+|,\s*(?:and|but)\s+|\s+(?:and|but) (?=i\b|i'|my\b)", re.IGNORECASE)
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+|,\s*(?:and|but)\s+"
+                        r"|\s+(?:and|but) (?=i\b|i'|my\b)", re.IGNORECASE)
 _STOP = re.compile(r"\s*(?:,|;|\.(?:\s|$)|!|\?|\s(?:and|but|because|since|so|with|for the|"
                    r"which|who|where|when|until|now|anymore|any more|these days|though|"
                    r"for (?:a|about|the|\d)|right now|at the moment|yesterday|today|recently|"
@@ -154,12 +155,14 @@ _ADD: list[tuple[str, re.Pattern[str], float]] = [
     ("home", re.compile(r"\bi(?:'ve| have)?\s+(?:just |recently |finally )?(?:moved|relocated)"
                         r"(?: from .+?)? to\s+(?P<v>.+)", re.IGNORECASE), 0.95),
     ("home", re.compile(r"\b(?:i (?:now |currently |still )?live|" + I_AM +
-                        r" (?:now |currently )?(?:living|based|staying)) in\s+(?P<v>.+)", re.IGNORECASE), 0.9),
+                        r" (?:now |currently )?(?:living|based|staying))"
+                        r" in\s+(?P<v>.+)", re.IGNORECASE), 0.9),
     ("home", re.compile(r"\bmy (?:home|house|flat|apartment) is in\s+(?P<v>.+)", re.IGNORECASE), 0.85),
     ("origin", re.compile(r"\b" + I_AM + r" (?:originally )?from\s+(?P<v>.+)", re.IGNORECASE), 0.8),
     ("employer", re.compile(r"\bi (?:now |currently )?work (?:at|for)\s+(?P<v>.+)", re.IGNORECASE), 0.9),
     ("employer", re.compile(r"\b(?:" + I_AM + r" employed (?:at|by)|i(?:'ve| have)? "
-                            r"(?:just )?(?:joined|started (?:working )?at))\s+(?P<v>.+)", re.IGNORECASE), 0.85),
+                            r"(?:just )?(?:joined"
+                            r"|started (?:working )?at))\s+(?P<v>.+)", re.IGNORECASE), 0.85),
     ("job", re.compile(r"\bi work as (?:an? )?(?P<v>.+)", re.IGNORECASE), 0.9),
     ("allergy", re.compile(r"\b" + I_AM + r" (?:very |severely |also )?allergic to\s+(?P<v>.+)",
                            re.IGNORECASE), 0.95),
@@ -170,10 +173,12 @@ _ADD: list[tuple[str, re.Pattern[str], float]] = [
                          re.IGNORECASE), 0.85),
     ("language", re.compile(r"\bi (?:can )?speak\s+(?P<v>.+)", re.IGNORECASE), 0.8),
     ("age", re.compile(r"\b" + I_AM + r" (?P<v>\d{1,3}) (?:years? old|yo)\b", re.IGNORECASE), 0.9),
-    ("diet", re.compile(r"\b" + I_AM + r" (?:an? )?(?P<v>vegetarian|vegan|pescatarian)\b", re.IGNORECASE), 0.9),
+    ("diet", re.compile(r"\b" + I_AM + r" (?:an? )?(?P<v>vegetarian|vegan"
+                                       r"|pescatarian)\b", re.IGNORECASE), 0.9),
     ("pet", re.compile(r"\bi (?:have|own|got) (?P<v>an? (?:dog|cat|rabbit|parrot|hamster|horse|"
                        r"fish|bird|turtle|snake)(?: (?:named|called) \w+)?)", re.IGNORECASE), 0.85),
-    ("*my", re.compile(r"\bmy (?P<k>[a-z][a-z' ]{1,30}?) (?:is|are) (?!not\b|n't)(?P<v>.+)", re.IGNORECASE), 0.75),
+    ("*my", re.compile(r"\bmy (?P<k>[a-z][a-z' ]{1,30}?) (?:is|are)"
+                       r" (?!not\b|n't)(?P<v>.+)", re.IGNORECASE), 0.75),
 ]
 _WITHDRAW: list[tuple[str, re.Pattern[str]]] = [
     ("home", re.compile(r"\bi (?:don't|do not|no longer) live in\s+(?P<v>.+)", re.IGNORECASE)),
@@ -192,11 +197,13 @@ _MY_SKIP = re.compile(r"^(?:question|point|guess|bad|pleasure|turn|mistake|fault
 
 _FORGET = re.compile(
     r"^(?:(?:please|ok|okay|also|and|now|hey|so)[, ]+)*(?:(?:can|could|would|will) you "
-    r"(?:please )?)?(?:please )?(?:forget|delete|erase|remove|stop remembering)\b\s*(?P<t>.*)$", re.IGNORECASE)
+    r"(?:please )?)?(?:please )?(?:forget|delete|erase|remove"
+    r"|stop remembering)\b\s*(?P<t>.*)$", re.IGNORECASE)
 _FORGET_KEYS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:where i (?:live|am living|'m living|stay)|my (?:address|home|city|"
                 r"location|town|flat|apartment|house))\b", re.IGNORECASE), "home"),
-    (re.compile(r"\b(?:where i work|my (?:job|employer|work|workplace|company))\b", re.IGNORECASE), "employer"),
+    (re.compile(r"\b(?:where i work"
+                r"|my (?:job|employer|work|workplace|company))\b", re.IGNORECASE), "employer"),
     (re.compile(r"\bmy (?:job title|profession|occupation|role)\b", re.IGNORECASE), "job"),
     (re.compile(r"\bmy name\b|\bwhat i'?m called\b", re.IGNORECASE), "name"),
     (re.compile(r"\bmy age\b|\bhow old i am\b", re.IGNORECASE), "age"),

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from memory.store import ConversationStore, StoredMessage
 
@@ -48,7 +48,7 @@ class TurnIndexer:
         try:
             self.index.add(messages)
             self.store.mark_indexed(m.id for m in messages)
-        except Exception:  # noqa: BLE001 - retried by catch_up; a turn never fails for this
+        except Exception:  # retried by catch_up; a turn never fails for this
             log.exception("indexing %d message(s) failed; will retry at next start",
                           len(messages))
             return False
@@ -64,7 +64,7 @@ class TurnIndexer:
                     items.append(self._queue.get(timeout=wait) if wait else self._queue.get_nowait())
                 except queue.Empty:
                     break
-            batch = [m for it in items if it is not _STOP for m in it]  # type: ignore[union-attr]
+            batch = [m for it in items if it is not _STOP for m in cast("Sequence[StoredMessage]", it)]
             if batch:
                 self._index(batch)
             for _ in items:

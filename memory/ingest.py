@@ -66,7 +66,8 @@ class IngestReport:
         lines = [f"collection {self.collection!r} ({self.owner}): {counts or 'nothing to do'}"]
         lines += [f"  {f.status}: {f.detail or f.path}" for f in self.problems]
         lines += [f"  marked: {f.path}: {f.marked} chunk{'s' if f.marked != 1 else ''} look like "
-                  "prompt injection (audited; the guards keep them out of prompts)" for f in self.files if f.marked]
+                  "prompt injection"
+                  " (audited; the guards keep them out of prompts)" for f in self.files if f.marked]
         return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, exists, func, select, update
@@ -35,7 +35,9 @@ from sqlalchemy.orm import aliased, sessionmaker
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from assistant.errors import RateLimited, RuntimeFailure
+from memory.db import rowcount
 from memory.models import Job as JobRow
+from memory.models import aware as _aware
 from memory.models import utcnow
 
 if TYPE_CHECKING:
@@ -48,9 +50,6 @@ STATUSES = ("queued", "running", "done", "failed", "dead")
 MAX_ERROR_CHARS = 4000
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; everything here is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,9 @@ class Job:
 def _job(row: JobRow) -> Job:
     return Job(id=row.id, kind=row.kind, payload=dict(row.payload or {}), user_id=row.user_id,
                dedupe_key=row.dedupe_key, status=row.status, attempts=row.attempts,
-               max_attempts=row.max_attempts, run_after=_aware(row.run_after),  # type: ignore[arg-type]
+               max_attempts=row.max_attempts, run_after=_aware(row.run_after),
                locked_by=row.locked_by, locked_at=_aware(row.locked_at),
-               last_error=row.last_error, created_at=_aware(row.created_at),  # type: ignore[arg-type]
+               last_error=row.last_error, created_at=_aware(row.created_at),
                finished_at=_aware(row.finished_at))
 
 
@@ -197,7 +196,7 @@ class JobQueue:
                                      JobRow.locked_by == job.locked_by)
                 .values(locked_by=None, locked_at=None, updated_at=utcnow(), **values)
                 .execution_options(synchronize_session=False))
-            return result.rowcount == 1  # type: ignore[attr-defined]
+            return rowcount(result) == 1
 
     def complete(self, job: Job) -> bool:
         """Mark done. False when the claim had expired (another worker may rerun it)."""
@@ -249,20 +248,21 @@ class JobQueue:
         note = "lock expired: the worker stopped before finishing"
         try:
             with self._sessions() as db, db.begin():
-                merged = db.execute(update(JobRow).where(*stale, JobRow.dedupe_key.is_not(None),
+                merged = rowcount(db.execute(update(JobRow).where(*stale, JobRow.dedupe_key.is_not(None),
                                                          has_queued_twin)
                                     .values(status="failed", finished_at=now, updated_at=now,
                                             locked_by=None, locked_at=None,
                                             last_error=note + " (replaced by a newer queued job)")
-                                    .execution_options(synchronize_session=False)).rowcount
-                dead = db.execute(update(JobRow).where(*stale, JobRow.attempts >= JobRow.max_attempts)
-                                  .values(status="dead", finished_at=now, updated_at=now,
-                                          locked_by=None, locked_at=None, last_error=note)
-                                  .execution_options(synchronize_session=False)).rowcount
-                requeued = db.execute(update(JobRow).where(*stale)
+                                    .execution_options(synchronize_session=False)))
+                dead = rowcount(db.execute(update(JobRow)
+                                           .where(*stale, JobRow.attempts >= JobRow.max_attempts)
+                                           .values(status="dead", finished_at=now, updated_at=now,
+                                                   locked_by=None, locked_at=None, last_error=note)
+                                           .execution_options(synchronize_session=False)))
+                requeued = rowcount(db.execute(update(JobRow).where(*stale)
                                       .values(status="queued", run_after=now, updated_at=now,
                                               locked_by=None, locked_at=None, last_error=note)
-                                      .execution_options(synchronize_session=False)).rowcount
+                                      .execution_options(synchronize_session=False)))
         except IntegrityError:
             log.info("stale job reclaim raced a new enqueue; retrying at the next claim")
             return 0
@@ -315,7 +315,7 @@ class JobQueue:
         if kinds is not None:
             stmt = stmt.where(JobRow.kind.in_(list(kinds)))
         with self._sessions() as db, db.begin():
-            return db.execute(stmt.execution_options(synchronize_session=False)).rowcount
+            return rowcount(db.execute(stmt.execution_options(synchronize_session=False)))
 
 
 Handler = Callable[[Job], object]

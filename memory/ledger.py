@@ -14,8 +14,9 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
+from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, case, func, insert, select
+from sqlalchemy import Connection, Engine, Select, case, func, insert, select
 
 from assistant.providers import registry
 from memory.models import BudgetAlert, Conversation, ProviderCall, utcnow
@@ -146,7 +147,7 @@ class Ledger:
                 .where(ProviderCall.user_id == user_id, ProviderCall.turn_id.in_(ids))
                 .group_by(ProviderCall.turn_id))
         with self.engine.connect() as conn:
-            return {int(t): float(c) for t, c in conn.execute(stmt)}
+            return {int(t): float(c or 0.0) for t, c in conn.execute(stmt) if t is not None}
 
     def spend(self, user_id: str | None = None, since: date | str | None = None) -> float:
         """Total cost in USD (unpriced calls count as 0), optionally for one user / from a day."""
@@ -188,7 +189,10 @@ class Ledger:
             return [dict(row._mapping) for row in conn.execute(stmt)]
 
 
-def _filtered(stmt, user_id: str | None, since: date | str | None):  # type: ignore[no-untyped-def]
+_Stmt = TypeVar("_Stmt", bound=Select)
+
+
+def _filtered(stmt: _Stmt, user_id: str | None, since: date | str | None) -> _Stmt:
     if user_id is not None:
         stmt = stmt.where(ProviderCall.user_id == user_id)
     if since is not None:

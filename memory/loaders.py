@@ -117,12 +117,13 @@ def _pdf(path: Path) -> LoadedDoc:
         reader = pypdf.PdfReader(str(path))
         if reader.is_encrypted:
             try:  # an empty user password is common ("encrypted" only against editing)
-                ok = reader.decrypt("")
+                ok: int = reader.decrypt("")  # a PasswordType, an IntEnum (0: not decrypted)
             except Exception:  # noqa: BLE001 - unsupported crypto etc.
                 ok = 0
             if not ok:
                 raise DocumentRejected(f"{path}: encrypted PDF (needs a password)", path=str(path))
-        pages = [(n, _clean(page.extract_text() or "")) for n, page in enumerate(reader.pages, 1)]
+        pages: list[tuple[int | None, str]] = [(n, _clean(page.extract_text() or ""))
+                                               for n, page in enumerate(reader.pages, 1)]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except DocumentRejected:
         raise

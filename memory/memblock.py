@@ -72,8 +72,9 @@ def render_block(hits: Sequence[MemoryHit], *, token_budget: int,
                  count_tokens: Callable[[str], int] = approx_tokens, temporal: bool = False) -> str:
     """Header plus one line per hit; the lowest-ranked lines go first when over budget.
 
-    ``hits`` are best first; a hit's context turns are shown (and dropped) with it. For time questions the kept lines are shown oldest first
-    (undated last) with a note on reading relative times; otherwise in rank order.
+    ``hits`` are best first; a hit's context turns are shown (and dropped) with it. For time
+    questions the kept lines are shown oldest first (undated last) with a note on reading
+    relative times; otherwise in rank order.
     Returns "" when nothing (not even the best line) fits.
     """
     if not hits or token_budget <= 0:

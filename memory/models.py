@@ -8,16 +8,17 @@ have a session called "work" and never see each other's.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Float,
     ForeignKey,
     Index,
-    JSON,
-    SmallInteger,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -25,13 +26,43 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "Feedback", "BudgetAlert", "BudgetCounter", "User", "Conversation", "Message", "ProviderCall",
-           "utcnow", "SessionSummary", "CacheEntry", "CacheLookup", "ControlFlag", "Fact", "Job",
-           "Source", "Chunk", "ReviewItem", "ReviewDecision", "SignInSession"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "BudgetAlert",
+    "BudgetCounter",
+    "CacheEntry",
+    "CacheLookup",
+    "Chunk",
+    "ControlFlag",
+    "Conversation",
+    "Fact",
+    "Feedback",
+    "Job",
+    "Message",
+    "ProviderCall",
+    "ReviewDecision",
+    "ReviewItem",
+    "SessionSummary",
+    "SignInSession",
+    "Source",
+    "User",
+    "aware",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: datetime | None) -> datetime | None: ...
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; every one stored here is UTC (None stays None)."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class Base(DeclarativeBase):

@@ -36,7 +36,7 @@ class Recalled:
 
 
 def _iso(value: object) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else None  # type: ignore[union-attr]
+    return value.isoformat() if hasattr(value, "isoformat") else None
 
 
 def _item(message: StoredMessage) -> MemoryItem:

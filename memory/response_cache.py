@@ -108,11 +108,12 @@ class ResponseCache:
             semantic: bool) -> int | None:
         """Store (or refresh) one entry; returns its id. A racing writer's entry wins."""
         now = _now()
+        expires_at = now + timedelta(seconds=self.ttl_s)
         values = {"user_id": user_id, "key": key, "context_fp": context_fp, "model": model,
                   "prompt": prompt, "reply": reply, "provider": provider,
                   "finish_reason": finish_reason, "prompt_tokens": prompt_tokens,
                   "completion_tokens": completion_tokens, "hits": 0, "created_at": now,
-                  "expires_at": now + timedelta(seconds=self.ttl_s)}
+                  "expires_at": expires_at}
         try:
             with self.engine.begin() as conn:
                 conn.execute(delete(CacheEntry).where(CacheEntry.user_id == user_id,
@@ -124,7 +125,7 @@ class ResponseCache:
         if semantic:
             self.collection.upsert(ids=[f"cache-{entry_id}"], documents=[prompt], metadatas=[{
                 "user_id": user_id, "context_fp": context_fp, "model": model, "entry_id": entry_id,
-                "expires_at": values["expires_at"].timestamp()}])
+                "expires_at": expires_at.timestamp()}])
         with self._lock:
             self._writes += 1
             sweep = self._writes % PURGE_EVERY == 0

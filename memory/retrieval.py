@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from chromadb.api import ClientAPI
 
 from assistant.errors import VectorStoreUnavailable
 from memory.dense import QUERY_CACHE, DenseIndex, chroma_dense, load_vectors
-from memory.embedding_function import MiniLMEmbeddingFunction
+from memory.embedding_function import for_chroma
 from memory.lexical import LexicalIndex
 from memory.memblock import approx_tokens, render_block
 from memory.minilm import get_encoder
@@ -159,7 +160,7 @@ def _meta(user_id: str, item: MemoryItem) -> dict:
     return meta
 
 
-def _item(doc: str, meta: dict) -> MemoryItem:
+def _item(doc: str, meta: Mapping[str, Any]) -> MemoryItem:
     ts = meta.get("created_at")
     seq = int(meta.get("seq", -1))
     return MemoryItem(source_id=str(meta["source_id"]), text=doc,
@@ -177,7 +178,7 @@ class HybridRetriever:
         self.config = config or RetrievalConfig()
         self.embed_context = embed_context
         self.collection = client.get_or_create_collection(
-            collection, embedding_function=MiniLMEmbeddingFunction(),
+            collection, embedding_function=for_chroma(),
             configuration={"hnsw": {"space": "cosine"}})
         self.lexical = LexicalIndex()
         self.dense = DenseIndex()  # per-user vectors, served instead of Chroma's query
@@ -255,7 +256,9 @@ class HybridRetriever:
             except Exception as exc:
                 raise VectorStoreUnavailable(f"loading memories failed: {exc}") from exc
             self._items[user_id], self._by_pos[user_id] = {}, {}
-            loaded = [_item(d, m) for d, m in zip(got["documents"], got["metadatas"], strict=True)]
+            documents, metadatas = got["documents"], got["metadatas"]
+            assert documents is not None and metadatas is not None  # asked for in `include`
+            loaded = [_item(d, m) for d, m in zip(documents, metadatas, strict=True)]
             for item in loaded:
                 self._remember(user_id, item)
             self.lexical.drop_user(user_id)

@@ -6,8 +6,8 @@ validation). The stored reply is marked ``review_status: pending`` in its ``cont
 until a reviewer decides: ``approve`` clears the mark, ``edit`` replaces the stored text
 with the reviewer's, ``reject`` replaces it with a polite note. A memory write the
 guard ``guardrails.review_gate.ReviewGate`` holds (prompt-injection text, sensitive
-identifiers) is written only on approval, through the applier registered for its kind. Every decision is an audit row
-(``review_decisions``) with the reviewer's id and note.
+identifiers) is written only on approval, through the applier registered for its kind.
+Every decision is an audit row (``review_decisions``) with the reviewer's id and note.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from assistant.errors import ReviewNotFound
-from memory.models import Conversation, Message, ReviewDecision, ReviewItem, utcnow
+from memory.db import rowcount
+from memory.models import Conversation, Message, ReviewDecision, ReviewItem, aware, utcnow
 
 __all__ = ["DECISIONS", "REJECTED_NOTE", "ReviewInfo", "ReviewQueue"]
 
@@ -53,23 +54,21 @@ class ReviewInfo:
 
 
 def _info(row: ReviewItem) -> ReviewInfo:
-    def aware(v: datetime | None) -> datetime | None:
-        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
-
     return ReviewInfo(row.id, row.kind, row.status, row.user_id, row.session_key, row.message_id,
                       row.question, row.content, row.reason, row.confidence, row.details or {},
-                      aware(row.created_at), aware(row.decided_at))  # type: ignore[arg-type]
+                      aware(row.created_at), aware(row.decided_at))
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: dataclasses.asdict(o)
-                                 if dataclasses.is_dataclass(o) else str(o)))
+                                 if dataclasses.is_dataclass(o) and not isinstance(o, type) else str(o)))
 
 
 class ReviewQueue:
     """Submit, list and decide review items in the SQL database."""
 
-    def __init__(self, engine: Engine, *, appliers: dict[str, Callable[[ReviewInfo, str], None]] | None = None) -> None:
+    def __init__(self, engine: Engine, *,
+                 appliers: dict[str, Callable[[ReviewInfo, str], None]] | None = None) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         #: kind -> called with (item, final text) when an item of that kind is approved/edited.
@@ -136,12 +135,12 @@ class ReviewQueue:
             raise ValueError("an edit needs the corrected text (edited_text)")
         with self._sessions() as db, db.begin():
             # The status guard makes two reviewers racing on one item safe: one wins.
-            won = db.execute(update(ReviewItem).where(ReviewItem.id == item_id,
+            won = rowcount(db.execute(update(ReviewItem).where(ReviewItem.id == item_id,
                                                       ReviewItem.status == "pending")
-                             .values(status=_STATUS[decision], decided_at=utcnow())).rowcount
+                             .values(status=_STATUS[decision], decided_at=utcnow())))
             if not won:
                 raise ReviewNotFound(f"no pending review item {item_id}")
-            row = db.get(ReviewItem, item_id)
+            row = db.get_one(ReviewItem, item_id)  # the update above found it
             db.add(ReviewDecision(item_id=item_id, reviewer_id=reviewer_id, decision=decision,
                                   note=note, edited_text=edited_text if decision == "edit" else None,
                                   created_at=utcnow()))
@@ -153,7 +152,7 @@ class ReviewQueue:
             info = _info(row)
         applier = self.appliers.get(info.kind)
         if applier is not None and decision != "reject":
-            applier(info, edited_text if decision == "edit" else info.content)  # type: ignore[arg-type]
+            applier(info, edited_text if decision == "edit" and edited_text is not None else info.content)
         return info
 
     def status_for(self, user_id: str, session_id: str) -> dict[int, str]:
@@ -163,4 +162,4 @@ class ReviewQueue:
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .where(Conversation.user_id == user_id, Conversation.key == session_id))
         with self._sessions() as db:
-            return {mid: status for mid, status in db.execute(stmt)}
+            return {mid: status for mid, status in db.execute(stmt) if mid is not None}

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from memory.db import rowcount
 from memory.models import SignInSession, User, utcnow
 
 __all__ = ["SignInSessions", "revoke_sessions"]
@@ -34,7 +35,7 @@ def revoke_sessions(db: Session, user_id: str) -> int:
     result = db.execute(update(SignInSession)
                         .where(SignInSession.user_id == user_id, SignInSession.revoked_at.is_(None))
                         .values(revoked_at=utcnow()))
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 class SignInSessions:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -18,19 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import DatabaseUnavailable, SessionNotFound
 from assistant.records import SessionInfo, StoredMessage
+from memory.db import rowcount
 from memory.models import Conversation, Feedback, Message, ProviderCall, User, utcnow
+from memory.models import aware as _aware
 
 __all__ = ["ConversationStore", "SessionInfo", "StoredMessage"]
 
+_T = TypeVar("_T")
 DEFAULT_TITLE = "New chat"
 MAX_ID = 128
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite drops tzinfo; every timestamp we hand out is UTC-aware."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def _check_id(kind: str, value: str) -> None:
@@ -70,7 +68,7 @@ def _check_tool_call(call: dict) -> dict:
 def _message(row: Message, key: str) -> StoredMessage:
     return StoredMessage(
         id=row.id, session_id=key, user_id=row.user_id, role=row.role, content=row.content,
-        status=row.status, created_at=_aware(row.created_at), provider=row.provider,  # type: ignore[arg-type]
+        status=row.status, created_at=_aware(row.created_at), provider=row.provider,
         token_count=row.token_count, prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens, latency_ms=row.latency_ms, error=row.error,
         finish_reason=row.finish_reason, context=row.context,
@@ -78,8 +76,8 @@ def _message(row: Message, key: str) -> StoredMessage:
 
 
 def _session(row: Conversation, count: int = 0) -> SessionInfo:
-    return SessionInfo(row.key, row.user_id, row.title, _aware(row.created_at),  # type: ignore[arg-type]
-                       _aware(row.updated_at), count)  # type: ignore[arg-type]
+    return SessionInfo(row.key, row.user_id, row.title, _aware(row.created_at),
+                       _aware(row.updated_at), count)
 
 
 class ConversationStore:
@@ -109,7 +107,7 @@ class ConversationStore:
         db.flush()
         return row
 
-    def _commit_with_retry(self, work):  # type: ignore[no-untyped-def]
+    def _commit_with_retry(self, work: Callable[[Session], _T]) -> _T:
         """Run ``work(db)`` in a transaction; one retry covers a racing session create."""
         for attempt in (1, 2):
             try:
@@ -163,8 +161,8 @@ class ConversationStore:
         return self._commit_with_retry(work)
 
     # messages -----------------------------------------------------------------
-    def add_message(self, user_id: str, key: str, role: str, content: str,  # type: ignore[no-untyped-def]
-                    **fields) -> StoredMessage:
+    def add_message(self, user_id: str, key: str, role: str, content: str,
+                    **fields: Any) -> StoredMessage:
         """Append a message (creating the session on first use) and commit it."""
         _check_text("message content", content)
         fields.setdefault("status", "ok")
@@ -184,7 +182,7 @@ class ConversationStore:
         return self._commit_with_retry(work)
 
     def add_tool_call(self, user_id: str, key: str, tool_calls: list[dict], content: str = "",
-                      **fields) -> StoredMessage:  # type: ignore[no-untyped-def]
+                      **fields: Any) -> StoredMessage:
         """Store an assistant message that calls tools (each ``{"id", "name", "args"}``)."""
         calls = [_check_tool_call(c) for c in tool_calls]
         if not calls:
@@ -196,7 +194,7 @@ class ConversationStore:
                                 **fields)
 
     def add_tool_result(self, user_id: str, key: str, tool_call_id: str, content: str, *,
-                        name: str | None = None, **fields) -> StoredMessage:  # type: ignore[no-untyped-def]
+                        name: str | None = None, **fields: Any) -> StoredMessage:
         """Store a tool's result; it must answer a call stored earlier in this session."""
         _check_id("tool_call_id", tool_call_id)
         with self._db() as db:
@@ -273,7 +271,7 @@ class ConversationStore:
             conv = self._conversation(db, user_id, key, create=False)
             result = db.execute(update(Message).where(Message.conversation_id == conv.id,
                                                       Message.id.in_(ids)).values(status=status))
-            return result.rowcount or 0
+            return rowcount(result)
 
         return self._commit_with_retry(work) if ids else 0
 

@@ -24,8 +24,14 @@ from memory.extractive import LATEST, extractive_summary, latest_request, senten
 from memory.store import StoredMessage
 from memory.summary_store import SummaryRecord, SummaryStore
 
-__all__ = ["HEADER", "SummaryOut", "Summariser", "looks_like_junk", "render_summary_block",
-           "transcript"]
+__all__ = [
+    "HEADER",
+    "Summariser",
+    "SummaryOut",
+    "looks_like_junk",
+    "render_summary_block",
+    "transcript",
+]
 
 log = logging.getLogger(__name__)
 HEADER = "Summary of the earlier conversation:"
@@ -70,7 +76,7 @@ def looks_like_junk(text: str, source: str) -> str | None:
     words = [w.lower() for w in _WORD.findall(text)]
     if len(words) < 3:
         return "too short"
-    trigrams = list(zip(words, words[1:], words[2:]))
+    trigrams = list(zip(words, words[1:], words[2:], strict=False))  # stops at the last whole one
     if len(words) >= 12 and len(set(trigrams)) / len(trigrams) < 0.5:
         return "repetitive"  # a model stuck in a loop repeats whole phrases
     if "json" in words or "schema" in words or "{" in text:

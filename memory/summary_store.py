@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from memory.models import Conversation, Message, SessionSummary
 from memory.store import StoredMessage, _message
@@ -47,7 +47,7 @@ class SummaryStore:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
-    def _conversation_id(self, db, user_id: str, key: str) -> int | None:  # type: ignore[no-untyped-def]
+    def _conversation_id(self, db: Session, user_id: str, key: str) -> int | None:
         return db.scalar(select(Conversation.id).where(Conversation.user_id == user_id,
                                                        Conversation.key == key))
 
@@ -55,9 +55,11 @@ class SummaryStore:
         """Every version of the session's summary, oldest first ([] if none / not yours)."""
         with self._sessions() as db:
             conv = self._conversation_id(db, user_id, key)
+            if conv is None:
+                return []
             rows = db.scalars(select(SessionSummary).where(
                 SessionSummary.conversation_id == conv, SessionSummary.user_id == user_id)
-                .order_by(SessionSummary.version)) if conv is not None else []
+                .order_by(SessionSummary.version))
             return [_record(r, key) for r in rows]
 
     def latest(self, user_id: str, key: str) -> SummaryRecord | None:

@@ -35,7 +35,7 @@ def open_chroma(path: Path, url: str | None = None) -> ClientAPI:
             path.mkdir(parents=True, exist_ok=True)
             client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         client.heartbeat()
-    except Exception as exc:  # noqa: BLE001 - chroma raises many unrelated types here
+    except Exception as exc:  # chroma raises many unrelated types here
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VectorStoreUnavailable(f"cannot reach Chroma at {target}: {reason}", url=target) from exc
     return client
