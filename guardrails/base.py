@@ -83,8 +83,9 @@ class GuardChain(Guard):
         return text
 
     def before_memory_write(self, ctx: GuardContext, item: T) -> T | None:
+        current: T | None = item
         for guard in self.guards:
-            if item is None:
+            if current is None:
                 return None
-            item = guard.before_memory_write(ctx, item)  # type: ignore[assignment]
-        return item
+            current = guard.before_memory_write(ctx, current)
+        return current

@@ -120,13 +120,13 @@ def item_text(item: Any) -> str | None:
 def with_text(item: T, text: str) -> T:
     """A copy of ``item`` carrying ``text`` (frozen dataclasses and pydantic models too)."""
     if isinstance(item, str):
-        return text  # type: ignore[return-value]
+        return text  # type: ignore[return-value]  # T is str here; mypy does not narrow a TypeVar
     if isinstance(getattr(item, "text", None), str):
         if dataclasses.is_dataclass(item) and not isinstance(item, type):
             return dataclasses.replace(item, text=text)
         if hasattr(item, "model_copy"):
             return item.model_copy(update={"text": text})
-        item.text = text  # type: ignore[attr-defined]
+        item.text = text  # type: ignore[attr-defined]  # checked by the getattr above
         return item
     inner = getattr(item, "item", None)
     if inner is not None and dataclasses.is_dataclass(item) and not isinstance(item, type):

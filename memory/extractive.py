@@ -100,8 +100,10 @@ def extractive_summary(previous: str, turns: Sequence[tuple[str, str]], *, max_t
     if not points and not latest:  # only assistant/tool turns: still say what happened
         points = [_Point(f"{role.capitalize()}: {_clip(sentences(content)[0], 30)}", 1, i)
                   for i, (role, content) in enumerate(turns) if content.strip()][-3:]
-    seen: set[str] = set()
-    points = [p for p in points if not (p.text.lower() in seen or seen.add(p.text.lower()))]  # type: ignore[func-returns-value]
+    first: dict[str, _Point] = {}  # one point per text (case-insensitive), the first kept
+    for p in points:
+        first.setdefault(p.text.lower(), p)
+    points = list(first.values())
 
     def render(kept: list[_Point], last: str | None) -> str:
         lines = ["- " + p.text for p in sorted(kept, key=lambda p: p.order)]

@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.errors import EgressBlocked, FactNotFound, LastmileError
-from assistant.protocols import Extract
+from assistant.protocols import Extract, TurnRecorder
 from assistant.providers.base import REMOTE
 from memory.facts import Change, FactInfo, FactMemory
 from memory.facts_extract import (
@@ -34,6 +34,9 @@ from memory.facts_extract import (
 )
 from memory.jobs import Job, JobQueue
 from memory.store import StoredMessage
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
 
 __all__ = ["FACTS_JOB", "FactExtractor", "FactRecorder", "ForgetResult", "Recorders", "forget",
            "model_getter", "open_fact_memory", "remote_first"]
@@ -69,16 +72,16 @@ class FactRecorder:
 class Recorders:
     """Several turn recorders behind one (e.g. the turn indexer and the fact recorder)."""
 
-    def __init__(self, *recorders: object) -> None:
+    def __init__(self, *recorders: TurnRecorder | None) -> None:
         self.recorders = [r for r in recorders if r is not None]
 
     def submit(self, messages: Sequence[StoredMessage]) -> None:
         for recorder in self.recorders:
-            recorder.submit(messages)  # type: ignore[attr-defined]
+            recorder.submit(messages)
 
     def flush(self) -> None:
         for recorder in self.recorders:
-            recorder.flush()  # type: ignore[attr-defined]
+            recorder.flush()
 
 
 class FactExtractor:
@@ -192,17 +195,26 @@ def remote_first(settings: Any) -> bool:
     return settings.provider_specs[0].split(":", 1)[0].strip().lower() in REMOTE
 
 
-def model_getter(assistant: object, policy: str, injected: bool) -> Callable[[], object | None]:
+class ModelSource(Protocol):
+    """What ``model_getter`` reads: the assistant's settings and (lazily built) chat model."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def model(self) -> Any: ...
+
+
+def model_getter(assistant: ModelSource, policy: str, injected: bool) -> Callable[[], object | None]:
     """The extraction model per ``LASTMILE_FACTS_MODEL``: ``rules`` none; ``chat`` the
     chat model; ``auto`` the chat model when a remote provider leads the chain and the
     embedder did not inject its own (a test double's scripted replies are not for us).
     A model that cannot be built means rules only for that job."""
     def get() -> object | None:
         if policy == "rules" or (policy == "auto" and (injected or not remote_first(
-                assistant.settings))):  # type: ignore[attr-defined]
+                assistant.settings))):
             return None
         try:
-            return assistant.model  # type: ignore[attr-defined]
+            return assistant.model
         except LastmileError as exc:
             log.warning("fact extraction uses rules only: %s", exc)
             return None
@@ -210,7 +222,7 @@ def model_getter(assistant: object, policy: str, injected: bool) -> Callable[[],
 
 
 def open_fact_memory(jobs: JobQueue, worker: Any, chroma: Any, *, guards: Any, settings: Any,
-                     source: object, injected: bool,
+                     source: ModelSource, injected: bool,
                      extract: Extract | None = None) -> FactMemory:
     """Fact memory over the job queue's database, with the ``facts`` job handler
     registered on ``worker``. ``source`` has ``.settings`` and ``.model`` (see

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 from sqlalchemy import delete, select
@@ -27,6 +28,10 @@ from assistant.audit import audit
 from assistant.errors import DocumentRejected
 from memory.loaders import KINDS, LoadedDoc, load
 from memory.models import Chunk, Source, utcnow
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import Metadata
 
 #: text -> (injection score, rule names), e.g. ``guardrails.injection.scan`` adapted.
 Scanner = Callable[[str], tuple[float, Sequence[str]]]
@@ -125,7 +130,7 @@ def prune_source(db: Session, source: Source) -> list[str]:
 
 
 def ingest_files(
-    sessions: Callable[[], Session], vectors: object, paths: Sequence[Path], *, owner: str,
+    sessions: Callable[[], Session], vectors: Collection, paths: Sequence[Path], *, owner: str,
     collection: str, max_bytes: int, chunk_chars: int, overlap: int,
     progress: bool = False, scanner: Scanner | None = None, threshold: float = 0.6,
 ) -> IngestReport:
@@ -153,7 +158,7 @@ def ingest_files(
             if row:
                 db.delete(row)
         if ids:
-            vectors.delete(ids=ids)  # type: ignore[attr-defined]
+            vectors.delete(ids=ids)
         report.files.append(FileResult(source.path, "removed", source.chunk_count))
     gone_paths = {Path(s.path) for s in gone}
     report.files += [FileResult(str(p), "missing", detail=f"{p}: no such file or folder")
@@ -161,7 +166,7 @@ def ingest_files(
     return report
 
 
-def _ingest_one(sessions: Callable[[], Session], vectors: object, path: Path, old: Source | None, *,
+def _ingest_one(sessions: Callable[[], Session], vectors: Collection, path: Path, old: Source | None, *,
                 owner: str, collection: str, max_bytes: int, chunk_chars: int,
                 overlap: int, scanner: Scanner | None = None, threshold: float = 0.6) -> FileResult:
     try:
@@ -203,16 +208,16 @@ def _ingest_one(sessions: Callable[[], Session], vectors: object, path: Path, ol
         marked = [c for c in chunks if (c.injection_score or 0.0) >= threshold]
         source_id = row.id
         ids = [f"chunk-{c.id}" for c in chunks]
-        metas = [{"owner": owner, "collection": collection, "source_id": source_id,
-                  "path": str(path), "seq": c.seq} for c in chunks]
+        metas: list[Metadata] = [{"owner": owner, "collection": collection, "source_id": source_id,
+                                  "path": str(path), "seq": c.seq} for c in chunks]
         texts = [f"{doc.title}\n{c.text}" for c in chunks]  # the title helps short chunks match
     if stale:
-        vectors.delete(ids=stale)  # type: ignore[attr-defined]
+        vectors.delete(ids=stale)
     for start in range(0, len(ids), 256):
-        vectors.upsert(ids=ids[start:start + 256], documents=texts[start:start + 256],  # type: ignore[attr-defined]
+        vectors.upsert(ids=ids[start:start + 256], documents=texts[start:start + 256],
                        metadatas=metas[start:start + 256])
     with sessions() as db, db.begin():
-        db.get(Source, source_id).sha256 = digest  # type: ignore[union-attr]
+        db.get_one(Source, source_id).sha256 = digest
     for chunk in marked:
         audit("injection", guard="injection", hook="ingest", action="mark",
               rules=(chunk.injection_rules or "").split(","), score=chunk.injection_score,

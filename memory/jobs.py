@@ -207,6 +207,7 @@ class JobQueue:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        # tenacity's wait strategies read only the attempt number; no Retrying object is needed.
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = max(1, attempt)
         return float(self._wait(state))

@@ -57,6 +57,7 @@ class PriceTable:
         merged = {**{k: tuple(v) for k, v in (prices or {}).items()}}
         for key, value in defaults.items():
             merged.setdefault(key, tuple(value))
+        # tuple(v) is tuple[float, ...] to mypy; each price entry is an (input, output) pair.
         self.prices: dict[str, tuple[float, float]] = merged  # type: ignore[assignment]
         self._warned: set[str] = set()
         self._lock = threading.Lock()

@@ -31,7 +31,7 @@ MAX_ID = 128
 
 
 
-def _check_id(kind: str, value: str) -> None:
+def _check_id(kind: str, value: object) -> None:
     """Ids are caller-chosen strings; reject what would fail (differently) per database:
     PostgreSQL refuses a NUL where SQLite stores it, and neither wants control characters
     or lone surrogates (not encodable) in a key."""
@@ -58,7 +58,7 @@ def _check_tool_call(call: dict) -> dict:
     """A tool call as langchain-core's ``ToolCall`` wants it, or a clear error."""
     if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
         raise ValueError(f"a tool call needs a non-empty 'name', got {call!r:.120}")
-    _check_id("tool call id", call.get("id"))  # type: ignore[arg-type]
+    _check_id("tool call id", call.get("id"))
     args = call.get("args", {})
     if not isinstance(args, dict):
         raise ValueError(f"tool call {call['id']!r}: 'args' must be a JSON object, got {args!r:.80}")
