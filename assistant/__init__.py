@@ -16,35 +16,39 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assistant.errors import (ExtractionFailed, InputRejected, LastmileError, ProviderError,
-                                  SessionNotFound)
+    from assistant.errors import (
+        ExtractionFailed,
+        InputRejected,
+        LastmileError,
+        ProviderError,
+        SessionNotFound,
+    )
     from assistant.extract import extract
-    from assistant.providers.langchain import LastmileChatModel
     from assistant.orchestrator import Assistant
-    from assistant.providers import (ChatModel, ModelChunk, ModelRequest, ScriptedModel,
-                                     ScriptedReply, Usage)
+    from assistant.providers import ChatModel, ModelChunk, ModelRequest, ScriptedModel, ScriptedReply, Usage
+    from assistant.providers.langchain import LastmileChatModel
     from assistant.reply import AsyncReplyStream, Reply, ReplyStream
     from assistant.settings import Settings
 
 __all__ = [
     "Assistant",
-    "Settings",
-    "Reply",
-    "ReplyStream",
     "AsyncReplyStream",
     "ChatModel",
+    "ExtractionFailed",
+    "InputRejected",
+    "LastmileChatModel",
+    "LastmileError",
     "ModelChunk",
     "ModelRequest",
-    "Usage",
+    "ProviderError",
+    "Reply",
+    "ReplyStream",
     "ScriptedModel",
     "ScriptedReply",
-    "LastmileError",
-    "InputRejected",
-    "ProviderError",
     "SessionNotFound",
-    "ExtractionFailed",
+    "Settings",
+    "Usage",
     "extract",
-    "LastmileChatModel",
 ]
 
 _EXPORTS = {

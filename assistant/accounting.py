@@ -4,7 +4,7 @@ this path keeps older imports working."""
 from typing import Any
 
 import assistant.layers.ledger as _moved
-from assistant.layers.ledger import *
+from assistant.layers.ledger import *  # noqa: F403 - the moved module's names, re-exported
 from assistant.layers.ledger import __all__  # noqa: F401
 
 

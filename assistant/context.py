@@ -157,7 +157,7 @@ def build_context(system_prompt: str, history: Sequence[StoredMessage], *, budge
 def _call(name: str, produce: Callable[..., object], *args: object) -> object:
     try:
         return produce(*args)
-    except Exception:  # noqa: BLE001 - every block is a bonus; a turn never fails for one
+    except Exception:  # every block is a bonus; a turn never fails for one
         log.warning("%s block failed; answering without it", name, exc_info=True)
         return None
 

@@ -4,7 +4,7 @@ this path keeps older imports working."""
 from typing import Any
 
 import assistant.layers.killswitch as _moved
-from assistant.layers.killswitch import *
+from assistant.layers.killswitch import *  # noqa: F403 - the moved module's names, re-exported
 from assistant.layers.killswitch import __all__  # noqa: F401
 
 

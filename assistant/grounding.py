@@ -43,7 +43,7 @@ VALIDATION_CONFIDENCE = 0.2
 def sample_corpus_paths() -> list[Path]:
     """The project's own docs (README.md, docs/*.md) when they ship with the code."""
     root = Path(__file__).resolve().parent.parent
-    paths = sorted((root / "docs").glob("*.md")) + [root / "README.md"]
+    paths = [*sorted((root / "docs").glob("*.md")), root / "README.md"]
     return [p for p in paths if p.is_file()]
 
 
@@ -101,7 +101,8 @@ def reask_once(guard: CitationGuard | None, model: Any, request: ModelRequest, c
     if not bad:
         return
     ctx.reasked = len(bad)
-    follow = ModelRequest([*request.messages, AIMessage(content=first), HumanMessage(content=failures_prompt(bad))],
+    follow = ModelRequest([*request.messages, AIMessage(content=first),
+                           HumanMessage(content=failures_prompt(bad))],
                           max_tokens=request.max_tokens, temperature=request.temperature,
                           metadata={**request.metadata, "purpose": "reask", "cache": False})
     yield Restart(discarded=first, reason="some cited sentences were not supported by their "

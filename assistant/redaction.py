@@ -4,7 +4,7 @@ this path keeps older imports working."""
 from typing import Any
 
 import assistant.layers.redaction as _moved
-from assistant.layers.redaction import *
+from assistant.layers.redaction import *  # noqa: F403 - the moved module's names, re-exported
 from assistant.layers.redaction import __all__  # noqa: F401
 
 

@@ -7,8 +7,8 @@ import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 
-from assistant.records import ContextReport
 from assistant.providers.base import Usage
+from assistant.records import ContextReport
 
 __all__ = ["AsyncReplyStream", "Citation", "Reply", "ReplyStream", "Restart", "SentenceCheck"]
 

@@ -4,7 +4,7 @@ this path keeps older imports working."""
 from typing import Any
 
 import assistant.layers.resilience as _moved
-from assistant.layers.resilience import *
+from assistant.layers.resilience import *  # noqa: F403 - the moved module's names, re-exported
 from assistant.layers.resilience import __all__  # noqa: F401
 
 

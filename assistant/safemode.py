@@ -4,7 +4,7 @@ this path keeps older imports working."""
 from typing import Any
 
 import assistant.layers.safemode as _moved
-from assistant.layers.safemode import *
+from assistant.layers.safemode import *  # noqa: F403 - the moved module's names, re-exported
 from assistant.layers.safemode import __all__  # noqa: F401
 
 

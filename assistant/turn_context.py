@@ -6,8 +6,8 @@ assistant layer, above ``memory/`` (it was ``memory/context_turn.py``).
 It plans the split for the model, fetches the summary, documents and memories within
 their budgets — documents *and* recalled memories (episodic turns, facts) both pass the
 guards' ``after_retrieval`` (the session summary too, line by line), so a quarantined
-item never reaches the prompt from any side — assembles the prompt, records what went in (the report; ``ctx.sources``
-for the citation guard; ``ctx.snippets`` for retrieval-only answers) and
+item never reaches the prompt from any side — assembles the prompt, records what went in (the
+report; ``ctx.sources`` for the citation guard; ``ctx.snippets`` for retrieval-only answers) and
 schedules a summary fold for turns that left the window.
 """
 

@@ -249,7 +249,7 @@ def audit(cell: Cell, store: Any, ledger: Any, user: str, sent: list[str], fault
     except SessionNotFound:
         rows = []
     replies: dict[str, Any] = {}
-    for mine, nxt in zip(rows, rows[1:] + [None]):
+    for mine, nxt in zip(rows, [*rows[1:], None], strict=True):
         if mine.role == "user" and nxt is not None and nxt.role == "assistant":
             replies[mine.content] = nxt
     cell.turns, cell.recovery_turns = fault_turns, len(sent) - fault_turns
@@ -279,7 +279,7 @@ def _quiet(enabled: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
@@ -331,8 +331,11 @@ def render(result: dict[str, Any]) -> None:
             "retry", "ledger", "1st ms", "p50 ms", "p95 ms", "+p50", "open s", "back s", "pass"]
     for name in cols:
         table.add_column(name, justify="left" if name in cols[:4] else "right", no_wrap=True)
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:g}"
+
     for c in result["cells"]:
-        fmt = (lambda v: "-" if v is None else f"{v:g}")
         table.add_row(c["fault"], c["wire"], "all remote" if c["scope"] == "remote" else c["scope"],
                       c["expected"].split(":", 1)[-1],
                       f"{c['answered']}/{c['turns']}", str(c["degraded"]), str(c["errors"]),

@@ -4,8 +4,8 @@ Metric: turn-level evidence recall@k on categories 1-4 (5, adversarial, has no a
 to retrieve). A question's recall is the *fraction* of its evidence turns found among the
 top-k retrieved items (not hit-any) — an item being a hit together with the adjacent
 context turns it is shown with when neighbour expansion is on (``neighbours=0`` scores
-single turns; memory-block tokens show what the context costs); "all" is the mean over every scored question, each
-category the mean over its questions (0.0 when a category has none).
+single turns; memory-block tokens show what the context costs); "all" is the mean over every
+scored question, each category the mean over its questions (0.0 when a category has none).
 
 Evidence hygiene (the released data has a few typos): "D8:6; D9:17" is split in two,
 "D:11:26" is read as "D11:26"; ids that are still malformed or name no turn of the

@@ -104,12 +104,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
     else:
         flat = report["tokens"]["flatness"]
-        console.print(f"lastmile replay: {report['meta']['turns']} turns in {report['meta']['duration_s']} s; "
+        console.print(f"lastmile replay: {report['meta']['turns']} turns in {report['meta']['duration_s']}"
+                      " s; "
                       f"prompt tokens at turns {report['tokens']['at_turn']}, flatness ratio "
                       f"{flat['ratio']}; pending-question violations: "
                       f"{result['pending_question']['violations']}")
         if result["probes"]:
-            console.print(f"probe evidence recall in the memory block: {result['probes']['recall']['all']:.3f} "
+            console.print("probe evidence recall in the memory block:"
+                          f" {result['probes']['recall']['all']:.3f} "
                           f"({result['probes']['asked']} probes)")
         console.print(f"report: {escape(str(path / 'report.md'))}")
     return 1 if result["pending_question"]["violations"] else 0

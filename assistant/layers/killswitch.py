@@ -10,8 +10,8 @@ for a process whatever the database says (an incident runbook with no DB access)
 ``KillSwitchModel`` wraps each remote member of the chain, between its breaker and its
 retry layer: when the switch is on it raises ``RemoteCallsDisabled`` before the provider
 is even asked for a stream, so no byte leaves the machine, no retry happens, no ledger
-row is written, and the breaker (which ignores that error) counts no failure. Fallback then moves on (to ``local``), and ``SafeModeModel`` tells
-the user.
+row is written, and the breaker (which ignores that error) counts no failure. Fallback then
+moves on (to ``local``), and ``SafeModeModel`` tells the user.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ __all__ = ["RouterModel", "classify", "low_confidence"]
 log = logging.getLogger(__name__)
 
 _CODE = re.compile(r"```|\bdef \w+\(|\bclass \w+[(:]|^\s*(import|from) \w+|#include|\bfunction\b\s*\w*\(|"
-                   r"=>|\{[^}]*\}|;\s*$|Traceback \(most recent|\b(SELECT|UPDATE|INSERT)\b.+\b(FROM|SET|INTO)\b|"
+                   r"=>|\{[^}]*\}|;\s*$|Traceback \(most recent"
+                   r"|\b(SELECT|UPDATE|INSERT)\b.+\b(FROM|SET|INTO)\b|"
                    r"\w+\.\w+\(", re.MULTILINE)
 _MATH = re.compile(r"\d\s*[-+*/^×÷=<>%]\s*\(?\d|[∑∫√π∞≤≥]|\b(integral|derivative|prove|proof|equation|"
                    r"solve|calculate|compute|probability|matrix|theorem|formula)\b", re.IGNORECASE)
@@ -43,7 +44,8 @@ _MULTI = re.compile(r"^\s*(\d+[.)]|[-*•])\s|\b(step[- ]by[- ]step|compare|cont
 _REFUSAL = re.compile(r"^\W*(i'?m sorry|sorry\b|i apologi[sz]e|unfortunately|as an ai|i (cannot|can'?t|"
                       r"won'?t|am unable|'m unable|am not able) )", re.IGNORECASE)
 _HEDGE = re.compile(r"\b(i'?m not (sure|certain)|i am not (sure|certain)|i don'?t know|i do not know|"
-                    r"not enough (information|context)|i (cannot|can'?t) (be sure|determine|verify|say for sure)|"
+                    r"not enough (information|context)"
+                    r"|i (cannot|can'?t) (be sure|determine|verify|say for sure)|"
                     r"it'?s unclear|i have no (idea|information)|i'?m unable to (answer|determine))",
                     re.IGNORECASE)
 _ESCALATE_ON = (ProviderError, BudgetExceeded)

@@ -4,7 +4,7 @@ this path keeps older imports working."""
 from typing import Any
 
 import assistant.layers.fallback as _moved
-from assistant.layers.fallback import *
+from assistant.layers.fallback import *  # noqa: F403 - the moved module's names, re-exported
 from assistant.layers.fallback import __all__  # noqa: F401
 
 

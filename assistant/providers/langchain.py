@@ -115,7 +115,8 @@ class LastmileChatModel(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(ls_provider="lastmile", ls_model_name=self.chat_model.label,
-                                 ls_model_type="chat", ls_temperature=kwargs.get("temperature", self.temperature),
+                                 ls_model_type="chat",
+                                 ls_temperature=kwargs.get("temperature", self.temperature),
                                  ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
         if stop:
             params["ls_stop"] = stop
@@ -125,7 +126,8 @@ class LastmileChatModel(BaseChatModel):
         """Counted by the wrapped model's own tokenizer (llama.cpp's for ``local``)."""
         return self.chat_model.count_tokens(messages)
 
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> ModelRequest:
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None,
+                 kwargs: dict[str, Any]) -> ModelRequest:
         return ModelRequest(list(messages), max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
                             temperature=float(kwargs.get("temperature", self.temperature)),
                             stop=tuple(stop or ()), response_schema=kwargs.get("response_schema"),
@@ -159,7 +161,8 @@ class LastmileChatModel(BaseChatModel):
         return fold.result()
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+                run_manager: CallbackManagerForLLMRun | None = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         iterator = iter(self.chat_model.request(self._request(messages, stop, kwargs)))
         try:
             yield from self._convert(iterator)
@@ -169,7 +172,8 @@ class LastmileChatModel(BaseChatModel):
                 close()  # a consumer that stops early frees the connection / breaker probe
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                         **kwargs: Any) -> ChatResult:
         fold = _Fold(self.chat_model.label)
         async for chunk in self.chat_model.arequest(self._request(messages, stop, kwargs)):
             fold.feed(chunk)

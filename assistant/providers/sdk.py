@@ -9,6 +9,7 @@ bound to the loop that first used them). Subclasses say which SDK classes to bui
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from typing import Any, ClassVar
 
@@ -28,10 +29,8 @@ def transport_errors() -> tuple[type[Exception], ...]:
     """Transport errors the SDKs let escape mid-stream (httpx2 now, httpx in older SDKs)."""
     errors: list[type[Exception]] = []
     for name in ("httpx2", "httpx"):
-        try:
+        with contextlib.suppress(ImportError):
             errors.append(__import__(name).HTTPError)
-        except ImportError:
-            pass
     return tuple(errors)
 
 

@@ -81,9 +81,11 @@ def memory_counts(engine: Engine, user_id: str, cache: dict[str, Table] | None =
             if "user_id" not in table.c:
                 continue
             where = table.c.user_id == user_id
-            entry: dict[str, Any] = {"rows": conn.scalar(select(func.count()).select_from(table).where(where)) or 0}
+            count = conn.scalar(select(func.count()).select_from(table).where(where))
+            entry: dict[str, Any] = {"rows": count or 0}
             for group in (c for c in _GROUP_BY if c in table.c):
-                rows = conn.execute(select(table.c[group], func.count()).where(where).group_by(table.c[group]))
+                rows = conn.execute(select(table.c[group], func.count()).where(where)
+                                    .group_by(table.c[group]))
                 entry[group] = {str(value): n for value, n in rows}
             out[name] = entry
     return out
@@ -138,7 +140,10 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
     return {"p50": round(pick(0.5), 3), "p95": round(pick(0.95), 3), "max": round(ordered[-1], 3),
             "mean": round(statistics.fmean(values), 3)}
 

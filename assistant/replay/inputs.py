@@ -169,7 +169,8 @@ def load_script(path: str | Path, *, conversation: str | None = None) -> Script:
             head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     except OSError as exc:
         raise ReplayFormatError(f"{path}: cannot read ({exc.strerror})") from exc
-    if path.suffix.lower() == ".json" or (path.suffix.lower() not in (".jsonl", ".ndjson") and head.startswith(b"[")):
+    suffix = path.suffix.lower()
+    if suffix == ".json" or (suffix not in (".jsonl", ".ndjson") and head.startswith(b"[")):
         return _load_locomo(path, conversation)
     return _load_jsonl(path)
 
@@ -219,7 +220,8 @@ def load_probes(path: str | Path, script: Script) -> tuple[Probe, ...]:
         if evidence is None:
             raise ReplayFormatError(f"{where}: missing key 'evidence'")
         if not isinstance(evidence, list) or not evidence:
-            raise ReplayFormatError(f"{where}: 'evidence' must be a non-empty list of turn ids or line numbers")
+            raise ReplayFormatError(f"{where}: 'evidence' must be a non-empty list of turn ids"
+                                    " or line numbers")
         refs = tuple(str(e) for e in evidence)
         if unknown := [r for r in refs if r not in known]:
             raise ReplayFormatError(f"{where}: evidence {unknown[0]!r} names no user turn of {script.source}")

@@ -36,7 +36,8 @@ def _plot_tokens(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     if xs and names:
         ax.stackplot(xs, *[[t["blocks"].get(n, 0) for t in turns] for n in names], labels=names, alpha=0.8)
-        ax.plot(xs, [t["prompt_tokens"] or 0 for t in turns], color="black", lw=0.8, label="prompt (provider)")
+        ax.plot(xs, [t["prompt_tokens"] or 0 for t in turns], color="black", lw=0.8,
+                label="prompt (provider)")
         ax.axhline(report["meta"]["context_window"], ls="--", color="grey", lw=0.8, label="context window")
     ax.set(xlabel="turn", ylabel="prompt tokens", title="Prompt tokens per turn, by block")
     ax.legend(loc="upper left", fontsize=8)
@@ -106,10 +107,12 @@ def render_markdown(report: dict) -> str:
               (f"Checked on {pending['checked']} turns: **{len(pending['violations'])} violation(s)** "
                "(the pending user message must be in the prompt's `message_ids` and be its last "
                "message)."), ""]
-    lines += [f"- turn {v['turn']} ({v['ref']}): {'; '.join(v['problems'])}" for v in pending["violations"][:20]]
+    lines += [f"- turn {v['turn']} ({v['ref']}): {'; '.join(v['problems'])}"
+              for v in pending["violations"][:20]]
     lines += ["## Latency per stage (ms)", "", "![latency](latency.png)", ""]
     lines += _table(["stage", "p50", "p95", "max", "mean"],
-                    [[s, v["p50"], v["p95"], v["max"], v["mean"]] for s, v in report["latency_ms"].items() if v])
+                    [[s, v["p50"], v["p95"], v["max"], v["mean"]]
+                     for s, v in report["latency_ms"].items() if v])
     lines += ["", "## Memory operations", "", "![memory](memory.png)", ""]
     rows, empty = [], []
     for name, entry in report["memory"]["tables"].items():

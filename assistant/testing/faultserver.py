@@ -164,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.readline()
         return data
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:  # stdlib naming (BaseHTTPRequestHandler)
         raw = self._read_body()
         try:
             body: Any = json.loads(raw) if raw else {}

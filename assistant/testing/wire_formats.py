@@ -129,7 +129,8 @@ class OpenAIWire(WireFormat):
 
     def nonsense_frames(self, body: dict[str, Any], shape: str) -> Frames:
         if shape == "not_an_object":
-            return Frames(head=[sse(["chat.completion.chunk"]), sse(json.dumps("no object here"))], tail=[sse("[DONE]")])
+            return Frames(head=[sse(["chat.completion.chunk"]), sse(json.dumps("no object here"))],
+                          tail=[sse("[DONE]")])
         if shape == "missing_fields":
             bare = {"id": "chatcmpl-fault", "object": "chat.completion.chunk"}
             return Frames(head=[sse(bare), sse(bare)], tail=[sse("[DONE]")])
