@@ -195,6 +195,9 @@ def _card_at(run: str, spans: list[tuple[int, int]], i: int) -> int | None:
         digits = "".join(run[a:b] for a, b in part)
         if len(set(digits)) < 2 or not luhn_ok(digits):
             continue
+        start, end = part[0][0], part[-1][1]
+        if re.match(r"[.,]\d", run[end:end + 2]) or re.search(r"\d[.,]$", run[:start]):
+            continue  # a decimal fraction ("ratio 4111111111111111.5") is a number
         seps = {run[p[1]:q[0]] for p, q in pairwise(part)}
         shape = tuple(b - a for a, b in part)
         if (len(seps) <= 1 and all(len(x) == 1 or x.strip() == "" for x in seps)) \

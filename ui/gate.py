@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from memory.accounts import Accounts, valid_user_id
 from memory.signin import SignInSessions
 
-__all__ = ["COOKIE", "AuthGate", "ProxyTrust", "SignedIn", "signed_in_user"]
+__all__ = ["COOKIE", "AuthGate", "ProxyTrust", "SignedIn", "signed_in_user", "viewer_id"]
 
 #: The sign-in cookie (HttpOnly, SameSite=Lax); its value is the session token.
 COOKIE = "lastmile_session"
@@ -135,6 +135,12 @@ class Resolver:
 async def signed_in_user(request: Request) -> str | None:
     """Gradio's ``auth_dependency``: the user the gate already let in for this request."""
     viewer = request.scope.get("state", {}).get(_STATE)
+    return viewer.user_id if isinstance(viewer, SignedIn) else None
+
+
+def viewer_id(scope: Scope) -> str | None:
+    """The user the gate let in for this ASGI scope (None: no sign-in, or auth=none)."""
+    viewer = scope.get("state", {}).get(_STATE)
     return viewer.user_id if isinstance(viewer, SignedIn) else None
 
 

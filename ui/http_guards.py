@@ -16,9 +16,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from starlette.datastructures import Headers
@@ -214,14 +215,48 @@ class EventCheck:
     """ASGI middleware: a Gradio ``/queue/join`` body that Gradio itself answers with a
     500 (an unknown ``fn_index``: KeyError; ``1e999``; JSON nested thousands deep:
     RecursionError) gets a 422 instead. The body is read here (``BodyCap`` bounds it)
-    and handed on unchanged."""
+    and handed on unchanged.
 
-    def __init__(self, app: ASGIApp, *, known: Callable[[int], bool]) -> None:
-        self.app, self.known = app, known
+    It also binds each Gradio ``session_hash`` to the signed-in user who first used it
+    (``viewer`` reads the gate's verdict): Gradio serves a session's event stream
+    (``/queue/data?session_hash=``) and state to whoever names the hash, so a hash read
+    from a proxy's access log gave another user's replies. The table is per process, like
+    Gradio's queue, and forgets the oldest hashes past ``SESSIONS`` entries."""
+
+    SESSIONS = 100_000
+
+    def __init__(self, app: ASGIApp, *, known: Callable[[int], bool],
+                 viewer: Callable[[Scope], str | None] = lambda scope: None) -> None:
+        self.app, self.known, self.viewer = app, known, viewer
+        self.owners: OrderedDict[str, str] = OrderedDict()
+
+    def _foreign(self, scope: Scope, session_hash: Any) -> bool:
+        """True when ``session_hash`` belongs to another user (else it is now theirs)."""
+        user = self.viewer(scope)
+        if user is None or not isinstance(session_hash, str) or not session_hash:
+            return False
+        owner = self.owners.setdefault(session_hash, user)
+        self.owners.move_to_end(session_hash)
+        while len(self.owners) > self.SESSIONS:
+            self.owners.popitem(last=False)
+        return owner != user
+
+    async def _refuse_foreign(self, send: Send) -> None:
+        for message in _refuse(403, "That Gradio session belongs to another sign-in; reload "
+                               "the page.", "foreign_session"):
+            await send(message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" \
-                or not scope.get("path", "").rstrip("/").endswith("/queue/join"):
+        path = scope.get("path", "").rstrip("/")
+        if scope["type"] == "http" and scope["method"] == "GET" and \
+                (path.endswith("/queue/data") or "/heartbeat/" in path):
+            named = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash")
+            session_hash = named[0] if named else path.rsplit("/heartbeat/", 1)[-1] \
+                if "/heartbeat/" in path else None
+            if self._foreign(scope, session_hash):
+                await self._refuse_foreign(send)
+                return
+        if scope["type"] != "http" or scope["method"] != "POST" or not path.endswith("/queue/join"):
             await self.app(scope, receive, send)
             return
         chunks, more = [], True
@@ -236,6 +271,10 @@ class EventCheck:
         if why is not None:
             for message in _refuse(422, why, "invalid_event"):
                 await send(message)
+            return
+        event = json.loads(body)
+        if isinstance(event, dict) and self._foreign(scope, event.get("session_hash")):
+            await self._refuse_foreign(send)
             return
         replayed = False
 

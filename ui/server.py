@@ -24,7 +24,7 @@ from assistant.orchestrator import Assistant  # noqa: E402
 from memory.accounts import Accounts  # noqa: E402
 from memory.signin import SignInSessions  # noqa: E402
 from ui.app import build_app, launch_options  # noqa: E402
-from ui.gate import AuthGate, ProxyTrust, Resolver, signed_in_user  # noqa: E402
+from ui.gate import AuthGate, ProxyTrust, Resolver, signed_in_user, viewer_id  # noqa: E402
 from ui.http_guards import EventCheck, install_http_guards  # noqa: E402
 from ui.login import login_router  # noqa: E402
 from ui.openai_api import openai_router  # noqa: E402
@@ -61,7 +61,7 @@ def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
         sessions = SignInSessions(accounts.engine, timedelta(hours=settings.session_ttl_hours))
         app.include_router(login_router(settings, accounts, sessions))
     blocks = build_app(bot, user_id=settings.default_user, notice=notice)
-    app.add_middleware(EventCheck, known=lambda index: index in blocks.fns)
+    app.add_middleware(EventCheck, known=lambda index: index in blocks.fns, viewer=viewer_id)
     app.add_middleware(AuthGate, resolver=Resolver(settings, accounts, sessions),
                        mode=settings.auth)
     file_bytes = int(settings.ingest_max_file_mb * 1_000_000)

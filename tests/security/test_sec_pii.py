@@ -325,7 +325,7 @@ def test_written_out_forms_are_found(value: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "4111.1111 1111.1111 mixes separators", "4111.1111.1111.1112 fails Luhn",
+    "4111.1111.1111.1112 fails Luhn",
     "ratio 4111111111111111.5", "ab12cdefghijklmnop1234", "de89370400440532013001",
     "have a look at python.org", "we arrived at the dot com boom", "meet at 5 dot 30",
     "price 1.299.99, version 4.2.1, date 12.05.2024",

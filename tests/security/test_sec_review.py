@@ -199,3 +199,45 @@ def test_reworded_injections_in_documents_are_marked_and_kept_out(rig: Any, tmp_
     bodies = _bodies(rig)
     assert rig.provider.requests and [m for m in ("MARK-SPACED", "MARK-HEADER", "MARK-FOLLOWS",
                                                   "MARK-AI", "MARK-PERSONA") if m in bodies] == []
+
+
+def test_a_gradio_session_hash_is_bound_to_its_user(rig: Any) -> None:
+    """Gradio streamed a session's events (alice's chat list and messages) to anyone who
+    named its ``session_hash`` (it travels in URLs, so proxy logs hold it); bob also
+    could join events on alice's session state. Both are refused now; alice still works."""
+    alice, bob = rig.sign_in("alice"), rig.sign_in("bob")
+    rig.api("alice").chat.completions.create(
+        model="lastmile", messages=[{"role": "user", "content": "my code word is ZEBRA-ALICE"}],
+        extra_body={"metadata": {"session_id": "alice-chat"}})
+    config = alice.get("/config").json()
+    load = next((d.get("id", i), len(d["inputs"])) for i, d in enumerate(config["dependencies"])
+                if any(t[1] == "load" for t in d["targets"]))
+    session_hash = "alice-tab-1"
+    joined = alice.post("/gradio_api/queue/join", json={
+        "data": [None] * load[1], "fn_index": load[0], "session_hash": session_hash})
+    assert joined.status_code == 200, joined.text
+    stolen = bob.get("/gradio_api/queue/data", params={"session_hash": session_hash})
+    assert stolen.status_code == 403 and "ZEBRA-ALICE" not in stolen.text
+    assert stolen.json()["error"]["code"] == "foreign_session"
+    hijack = bob.post("/gradio_api/queue/join", json={
+        "data": [None] * load[1], "fn_index": load[0], "session_hash": session_hash})
+    assert hijack.status_code == 403
+    assert bob.get(f"/gradio_api/heartbeat/{session_hash}").status_code == 403
+    with alice.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash},
+                      timeout=30) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if "process_completed" in line:
+                assert "ZEBRA-ALICE" in line  # her own stream still carries her chat
+                break
+        else:
+            raise AssertionError("alice's event never completed")
+
+
+def test_a_card_in_its_grouping_counts_whatever_the_separators() -> None:
+    """The first round kept "one kind of separator per number" (so 4111.1111 1111.1111
+    passed as a non-card); in a card's 4-4-4-4 grouping, mixed separators are still one
+    card. A decimal fraction is still a number."""
+    found = detect("4111.1111 1111.1111 mixes separators")
+    assert [f.text for f in found] == ["4111.1111 1111.1111"]
+    assert detect("ratio 4111111111111111.5") == [] and detect("x 0.4111111111111111") == []
