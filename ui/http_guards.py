@@ -25,7 +25,8 @@ from fastapi import FastAPI, Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["BodyCap", "BodyTooLarge", "EventCheck", "HostGuard", "OriginGuard", "install_http_guards", "read_capped"]
+__all__ = ["BodyCap", "BodyTooLarge", "EventCheck", "HostGuard", "OriginGuard", "install_http_guards",
+           "read_capped"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
