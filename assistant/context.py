@@ -25,6 +25,7 @@ import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from langchain_core.messages import (
     AIMessage,
@@ -154,7 +155,10 @@ def build_context(system_prompt: str, history: Sequence[StoredMessage], *, budge
     return system + [to_langchain(m) for m in kept], report
 
 
-def _call(name: str, produce: Callable[..., object], *args: object) -> object:
+_R = TypeVar("_R")
+
+
+def _call(name: str, produce: Callable[..., _R], *args: object) -> _R | None:
     try:
         return produce(*args)
     except Exception:  # every block is a bonus; a turn never fails for one
@@ -190,7 +194,7 @@ def assemble_context(system_prompt: str, history: Sequence[StoredMessage], *, sp
     reserve = cost(with_preamble(system_prompt)) - system_tokens if (may_recall or bare_documents) else 0
     recent = max(0, avail - fixed - split.memory - reserve)
     kept, used, usable = select_window(history, recent, count)
-    memory, memory_ids = "", []
+    memory, memory_ids = "", list[int]()
     if blocks.memory and split.memory > 0:
         got = _call("memory", blocks.memory, split.memory, [m.id for m in kept])
         if isinstance(got, tuple) and got[0]:

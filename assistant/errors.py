@@ -36,6 +36,8 @@ cancelled)::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "FALLBACK_KINDS",
     "AuthenticationFailed",
@@ -73,6 +75,9 @@ class LastmileError(Exception):
 
     #: A line safe to show an end user (no internals, no secrets).
     user_message: str = "Something went wrong."
+    #: Set by whoever gave up: the fallback chain's ``[(member label, error name), ...]``;
+    #: the number of tries for ``ExtractionFailed``. Absent otherwise.
+    attempts: Any
 
     def __init__(self, message: str, *, user_message: str | None = None) -> None:
         super().__init__(message)

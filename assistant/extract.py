@@ -71,7 +71,7 @@ def parse_reply(schema: type[T], raw: str) -> tuple[T | None, list[dict[str, Any
     try:
         return schema.model_validate_json(raw), []
     except ValidationError as exc:
-        first = exc.errors(include_url=False)
+        first = [dict(e) for e in exc.errors(include_url=False)]  # plain dicts, not TypedDicts
     try:
         repaired = json_repair.loads(raw)
     except Exception:  # noqa: BLE001 - json-repair gives up in several ways; all mean "no"
@@ -81,7 +81,7 @@ def parse_reply(schema: type[T], raw: str) -> tuple[T | None, list[dict[str, Any
     try:
         return schema.model_validate(repaired), []
     except ValidationError as exc:
-        return None, exc.errors(include_url=False)
+        return None, [dict(e) for e in exc.errors(include_url=False)]
 
 
 def _ask(model: ChatModel, messages: list[BaseMessage], json_schema: dict[str, Any],
@@ -111,7 +111,7 @@ def extract(model: ChatModel, schema: type[T], source: str | Sequence[BaseMessag
               f"JSON schema: {json.dumps(_untitled(json_schema), separators=(',', ':'))}")
     messages: list[BaseMessage] = [SystemMessage(content=system),
                                    HumanMessage(content=_render(source))]
-    raw, errors = "", []
+    raw, errors = "", list[dict[str, Any]]()
     for attempt in range(max_reasks + 1):
         call_meta = {**meta, "purpose": purpose if attempt == 0 else f"{purpose}-reask",
                      "attempt": attempt + 1}

@@ -120,12 +120,14 @@ def turn_context(assistant: Any, ctx: Any, model: Any,
     seen: dict[str, Any] = {}
 
     def summary_block(budget: int) -> str:
+        assert summaries is not None  # the block is offered only then
         text, record = summaries.block(ctx.user_id, ctx.session_id, budget, count_text)
         seen["summary"] = record
         label = f"summary-{getattr(record, 'version', None) or 0}"
         return guard_summary(assistant.guards, ctx, text, label) if text else text
 
     def documents_block(budget: int) -> str:
+        assert documents is not None  # the block is offered only then
         grounding = documents.retrieve(ctx.user_id, query, token_budget=budget,
                                        count_tokens=count_text)
         found = list(grounding.sources)

@@ -140,10 +140,10 @@ def _settings(cfg: BenchConfig, data_dir: Path, wire: str, primary: FaultServer,
     urls = {wire: primary.url, WIRES[1 - WIRES.index(wire)]: backup.url}
     isolated = {k: v for k, v in _ISOLATED.items() if k in Settings.model_fields}
     return Settings(**isolated,  # type: ignore[arg-type]
-        _env_file=None, data_dir=data_dir, index_turns=False,  # type: ignore[call-arg]
+        _env_file=None, data_dir=data_dir, index_turns=False,
         providers=",".join(labels(wire, cfg.degraded)), max_reply_tokens=32,
-        openai_api_key="sk-bench", openai_base_url=urls["openai"] + "/v1",  # type: ignore[arg-type]
-        anthropic_api_key="sk-bench", anthropic_base_url=urls["anthropic"],  # type: ignore[arg-type]
+        openai_api_key="sk-bench", openai_base_url=urls["openai"] + "/v1",
+        anthropic_api_key="sk-bench", anthropic_base_url=urls["anthropic"],
         provider_connect_timeout_s=cfg.connect_timeout_s, provider_read_timeout_s=cfg.read_timeout_s,
         retry_attempts=cfg.retry_attempts, retry_initial_wait_s=cfg.retry_initial_wait_s,
         retry_max_wait_s=cfg.retry_max_wait_s, breaker_failure_threshold=cfg.breaker_threshold,

@@ -35,7 +35,7 @@ def find_local(*chains: ChatModel | None) -> ChatModel | None:
     for chain in chains:
         for node in walk(chain):
             if node.provider == "local":
-                return node  # type: ignore[no-any-return]
+                return node
     return None
 
 

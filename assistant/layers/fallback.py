@@ -60,8 +60,8 @@ class FallbackModel(ModelLayer):
     def label(self) -> str:
         return f"fallback({self.model})"
 
-    @property  # type: ignore[override]
-    def context_window(self) -> int:
+    @property
+    def context_window(self) -> int:  # type: ignore[override]  # base declares a plain attribute
         """The smallest member's: the context must fit whichever member ends up answering."""
         return min(m.context_window for m in self.models)
 
@@ -96,7 +96,7 @@ class FallbackModel(ModelLayer):
             except (ProviderError, BudgetExceeded, EgressBlocked) as exc:
                 attempts.append((member.label, type(exc).__name__))
                 if not isinstance(exc, self.fallback_on):
-                    exc.attempts = list(attempts)  # type: ignore[attr-defined]
+                    exc.attempts = list(attempts)
                     raise
                 failures.append((member.label, exc))
                 log.warning("%s failed (%s: %s)%s", member.label, type(exc).__name__, exc,
@@ -125,17 +125,17 @@ class FallbackModel(ModelLayer):
         """
         detail = "; ".join(f"{label}: {type(exc).__name__}: {exc}" for label, exc in failures)
         if all(isinstance(exc, EgressBlocked) for _, exc in failures):
-            failures[-1][1].attempts = list(attempts)  # type: ignore[attr-defined]
+            failures[-1][1].attempts = list(attempts)
             return failures[-1][1]  # PII kept every member from being asked: say that
         if all(isinstance(exc, BudgetExceeded) for _, exc in failures):
             refused = BudgetExceeded(f"every provider refused by budget: {detail}",
                                      provider=self.label, scope=getattr(failures[-1][1], "scope", ""))
-            refused.attempts = list(attempts)  # type: ignore[attr-defined]
+            refused.attempts = list(attempts)
             return refused
         error: LastmileError = ProviderUnavailable(
             f"all providers failed: {detail}", provider=self.label,
             # The last member's partial text stays on screen: say it was cut off.
             user_message=StreamInterrupted.user_message if partial else None)
-        error.attempts = list(attempts)  # type: ignore[attr-defined]
+        error.attempts = list(attempts)
         error.failures = list(failures)  # type: ignore[attr-defined]
         return error

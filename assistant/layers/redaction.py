@@ -290,7 +290,7 @@ def guard_egress(model: ChatModel, modes: str | Mapping[str, str] | None) -> Cha
 
     for node in walk(model):
         if isinstance(node, SDKChatModel) and getattr(node, "pii_modes", None) is None:
-            node.pii_modes = modes  # type: ignore[attr-defined]
+            node.pii_modes = modes
     if model.provider in REMOTE and not children(model):
         return RedactingModel(model, modes)
     return model

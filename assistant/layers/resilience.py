@@ -129,7 +129,8 @@ class RetryingModel(ModelWrapper):
         attempts = 1 if request.metadata.get(PROBE) else self.policy.attempts
         retrying = Retrying(  # one per call: a Retrying carries per-call state
             sleep=self._sleep, reraise=True, retry=retry_if_exception(self._retryable),
-            stop=stop_any(stop_after_attempt(attempts), self._server_says_too_long),
+            # tenacity calls any callable stop; its annotation names only its own classes.
+            stop=stop_any(stop_after_attempt(attempts), self._server_says_too_long),  # type: ignore[arg-type]
             wait=self._wait, before_sleep=self._before_sleep)
         iterator, head = retrying(self._open, request)
         try:

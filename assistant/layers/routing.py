@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
 
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -105,8 +105,8 @@ class RouterModel(ModelLayer):
     def label(self) -> str:
         return f"router({self.cheap.label} → {self.strong.label})"
 
-    @property  # type: ignore[override]
-    def context_window(self) -> int:
+    @property
+    def context_window(self) -> int:  # type: ignore[override]  # base declares a plain attribute
         return min(self.cheap.context_window, self.strong.context_window)
 
     def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
@@ -165,7 +165,8 @@ class RouterModel(ModelLayer):
         yield from _tagged(self.strong, request, "strong", f"escalated: {why}")
 
 
-def _tagged(model: ChatModel, request: ModelRequest, tier: str, reason: str) -> Iterator[ModelChunk]:
+def _tagged(model: ChatModel, request: ModelRequest, tier: str,
+            reason: str) -> Generator[ModelChunk, None, None]:
     iterator = iter(model.request(request))
     try:
         for chunk in iterator:

@@ -47,7 +47,7 @@ def _field(snippet: Any, name: str) -> str:
 
 def retrieval_reply(snippets: Sequence[Any] | None, *, reason: str) -> str:
     """Quote up to five snippets with source and date; no snippets: an honest "can't"."""
-    quoted = []
+    quoted: list[str] = []
     for snippet in snippets or ():
         text = _field(snippet, "text")
         if not text:

@@ -48,6 +48,8 @@ REPLY_TOOL = "reply"
 #: What may escape the SDK: its own errors, transport errors, and JSON/validation
 #: errors (ValueError) from a body that is not what the API promises.
 SDK_ERRORS: tuple[type[Exception], ...] = (anthropic.AnthropicError, ValueError, *transport_errors())
+#: ...and our own, raised inside the stream loop (``require_event_stream``); translated alike.
+_CAUGHT: tuple[type[Exception], ...] = (*SDK_ERRORS, ProviderError)
 
 
 def translate(exc: BaseException, label: str, partial: str = "") -> ProviderError:
@@ -182,7 +184,7 @@ class AnthropicModel(SDKChatModel):
                     if (text := reply.feed(event)) and not buffered:
                         yield ModelChunk(text=text)
             last = reply.last_chunk()
-        except (*SDK_ERRORS, ProviderError) as exc:
+        except _CAUGHT as exc:
             raise translate(exc, self.label, "".join(reply.parts)) from exc
         if buffered:
             yield ModelChunk(text=reply.json_text())
@@ -198,7 +200,7 @@ class AnthropicModel(SDKChatModel):
                     if (text := reply.feed(event)) and not buffered:
                         yield ModelChunk(text=text)
             last = reply.last_chunk()
-        except (*SDK_ERRORS, ProviderError) as exc:
+        except _CAUGHT as exc:
             raise translate(exc, self.label, "".join(reply.parts)) from exc
         if buffered:
             yield ModelChunk(text=reply.json_text())

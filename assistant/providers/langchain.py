@@ -52,7 +52,9 @@ class _Fold:
 
     def __init__(self, label: str) -> None:
         self.parts: list[str] = []
-        self.provider, self.usage, self.finish, self.restarts = label, None, None, 0
+        self.provider, self.restarts = label, 0
+        self.usage: Usage | None = None
+        self.finish: str | None = None
 
     def feed(self, chunk: ModelChunk) -> None:
         self.provider = chunk.provider or self.provider

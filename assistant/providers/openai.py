@@ -37,6 +37,8 @@ KEY_HINT = "OPENAI_API_KEY is not set; export it (or add it to .env) to use the 
 #: What may escape the SDK: its own errors, transport errors, and JSON/validation
 #: errors (ValueError) from a body that is not what the API promises.
 SDK_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, ValueError, *transport_errors())
+#: ...and our own, raised inside the stream loop (``require_event_stream``); translated alike.
+_CAUGHT: tuple[type[Exception], ...] = (*SDK_ERRORS, ProviderError)
 
 
 def translate(exc: BaseException, label: str, partial: str = "") -> ProviderError:
@@ -128,7 +130,7 @@ class OpenAIModel(SDKChatModel):
                     if text := reply.feed(chunk):
                         yield ModelChunk(text=text)
             last = reply.last_chunk()
-        except (*SDK_ERRORS, ProviderError) as exc:
+        except _CAUGHT as exc:
             raise translate(exc, self.label, "".join(reply.parts)) from exc
         yield last
 
@@ -142,6 +144,6 @@ class OpenAIModel(SDKChatModel):
                     if text := reply.feed(chunk):
                         yield ModelChunk(text=text)
             last = reply.last_chunk()
-        except (*SDK_ERRORS, ProviderError) as exc:
+        except _CAUGHT as exc:
             raise translate(exc, self.label, "".join(reply.parts)) from exc
         yield last

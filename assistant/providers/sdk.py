@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from assistant.errors import (
@@ -70,7 +71,7 @@ class SDKChatModel(ChatModel):
     ``request``/``arequest`` are wrapped at class creation (``assistant.layers.redaction``)."""
 
     #: ``LASTMILE_PII_MODE`` for this provider's egress (None: the environment's).
-    pii_modes: str | None = None
+    pii_modes: str | Mapping[str, str] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -49,8 +49,8 @@ class TimedStore(ConversationStore):
         self.stamp: datetime | None = None
         self.last_user: StoredMessage | None = None
 
-    def add_message(self, user_id: str, key: str, role: str, content: str,  # type: ignore[no-untyped-def]
-                    **fields) -> StoredMessage:
+    def add_message(self, user_id: str, key: str, role: str, content: str,
+                    **fields: Any) -> StoredMessage:
         started = time.perf_counter()
         stored = super().add_message(user_id, key, role, content, **fields)
         self.clock.ms["storage"] += (time.perf_counter() - started) * 1000
