@@ -29,9 +29,10 @@ __all__ = ["build_app", "launch_options"]
 
 def launch_options() -> dict[str, Any]:
     """Keyword arguments for ``app.launch()``: Gradio 6 takes theme and CSS there."""
-    font = [gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif",
+    font: list[gr.themes.Font | str] = [
+        gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif",
             "system-ui", "sans-serif"]  # bundled with Gradio: nothing is fetched online
-    mono = [gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"]
+    mono: list[gr.themes.Font | str] = [gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"]
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=font, font_mono=mono)
     return {"css": views.CSS, "head": views.HEAD, "footer_links": [], "theme": theme}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import gradio as gr
 
@@ -21,6 +21,9 @@ from assistant.orchestrator import Assistant
 from assistant.reply import ReplyStream, Restart
 from assistant.reply_record import ReplyRecord
 from ui import views
+
+if TYPE_CHECKING:
+    from memory.store import ConversationStore
 from ui.identity import Identity
 
 __all__ = ["QUIET", "ChatTab", "friendly", "shown_error"]
@@ -51,7 +54,7 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a toast, never a trace
+        except Exception as exc:  # every failure becomes a toast, never a trace
             raise shown_error(exc) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -67,13 +70,14 @@ class ChatTab:
     def _view(self, user_id: str, session_id: str,
               errors: dict[int, str] | None = None) -> tuple[Any, list[list[Any]], str]:
         messages, ids, liked, cites = self._rows(user_id, session_id, errors)
-        return gr.Chatbot(value=messages, feedback_value=liked), ids, cites
+        # gradio wants its MessageDict (a TypedDict); these are plain dicts with its keys.
+        return gr.Chatbot(value=messages, feedback_value=liked), ids, cites  # type: ignore[arg-type]
 
     def _rows(self, user_id: str, session_id: str, errors: dict[int, str] | None = None
               ) -> tuple[list[dict[str, str]], list[list[Any]], list[str | None], str]:
         history = [m for m in self.bot.sessions.history(session_id, user_id=user_id)
                    if m.status != "superseded"]
-        feedback = self.bot.store.feedback(user_id, session_id)
+        feedback = cast("ConversationStore", self.bot.store).feedback(user_id, session_id)  # the app's store
         ledger = getattr(self.bot, "ledger", None)
         costs = ledger.turn_costs(user_id, [m.id for m in history if m.role == "user"]) if ledger else {}
         messages, ids, liked = views.chat_view(history, feedback, costs, errors)
@@ -117,7 +121,7 @@ class ChatTab:
                 yield gr.skip(), [*shown, {"role": "assistant", "content": partial}], gr.skip(), gr.skip()
         except gr.Error:
             raise
-        except Exception as exc:  # noqa: BLE001 - the turn is stored; the page gets a toast
+        except Exception as exc:  # the turn is stored; the page gets a toast
             raise shown_error(exc) from exc
         reply = stream.reply
         assert reply is not None
@@ -211,7 +215,7 @@ class ChatTab:
             yield from self._stream(user, session_id, lambda: bot.sessions.regenerate(
                 session_id, user_id=user), clear_box=False)
 
-        def on_edit(session_id: str, shown: list[int], data: gr.EditData,
+        def on_edit(session_id: str, shown: list[list[Any]], data: gr.EditData,
                     request: gr.Request) -> Iterator[tuple[Any, ...]]:
             user = identity.viewer(request).user_id
             index = data.index if isinstance(data.index, int) else data.index[0]
@@ -229,7 +233,7 @@ class ChatTab:
             user = identity.viewer(request).user_id
             index = data.index if isinstance(data.index, int) else data.index[0]
             if 0 <= index < len(shown) and shown[index][1] == "assistant":
-                value = {True: 1, False: -1}.get(data.liked, 0)  # type: ignore[call-overload]
+                value = 1 if data.liked is True else -1 if data.liked is False else 0
                 bot.sessions.feedback(shown[index][0], value, user_id=user)
 
         turn_out = [box, chat, ids, cites]

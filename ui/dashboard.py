@@ -51,7 +51,7 @@ def spend_frame(engine: Engine, *, by: str = "user") -> pd.DataFrame:
                    func.coalesce(func.sum(ProviderCall.cost_usd), 0.0))
             .group_by(ProviderCall.day, column).order_by(ProviderCall.day))
     with engine.connect() as conn:
-        rows = [{"day": d, by: k, "tokens": int(p) + int(c), "cost_usd": float(usd)}
+        rows = [{"day": d, by: k, "tokens": int(p or 0) + int(c or 0), "cost_usd": float(usd or 0.0)}
                 for d, k, p, c, usd in conn.execute(stmt)]
     return pd.DataFrame(rows, columns=["day", by, "tokens", "cost_usd"])
 

@@ -8,7 +8,7 @@ server, so hiding the tab is never the only protection.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gradio as gr
 import pandas as pd
@@ -16,6 +16,9 @@ import pandas as pd
 from assistant.orchestrator import Assistant
 from ui import dashboard
 from ui.identity import Identity
+
+if TYPE_CHECKING:
+    from memory.store import ConversationStore
 
 __all__ = ["build_dashboard"]
 
@@ -62,7 +65,7 @@ def _model(bot: Assistant) -> Any:
 
 def snapshot(bot: Assistant) -> tuple[Any, ...]:
     """Every figure on the tab, in layout order."""
-    engine = bot.store.engine
+    engine = cast("ConversationStore", bot.store).engine  # the app's store
     numbers = dashboard.summary_numbers(engine)
     cache = _cache(bot, engine)
     shown = {"turns": numbers["turns"], "failed replies": numbers["failed_replies"],

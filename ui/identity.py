@@ -14,7 +14,7 @@ import gradio as gr
 
 from memory.accounts import ROLES, Accounts
 
-__all__ = ["Viewer", "Identity"]
+__all__ = ["Identity", "Viewer"]
 
 
 @dataclass(frozen=True)

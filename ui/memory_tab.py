@@ -47,7 +47,8 @@ def _day(value: Any) -> str:
 
 
 def facts_frame(facts: list[Any]) -> pd.DataFrame:
-    rows = [{"id": f.id, "fact": f.text or (ERASED if f.text_sha256 else ""), "status": f.status, "confidence": round(f.confidence, 2),
+    rows = [{"id": f.id, "fact": f.text or (ERASED if f.text_sha256 else ""), "status": f.status,
+             "confidence": round(f.confidence, 2),
              "since": _day(f.valid_from), "until": _day(f.valid_to),
              "from messages": ", ".join(str(i) for i in f.source_ids)} for f in facts]
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -38,9 +38,19 @@ from assistant.reply import Reply, Restart
 from guardrails import GuardContext
 from memory.accounts import Account, Accounts
 from ui.http_guards import BodyTooLarge, read_capped
-from ui.openai_schema import (MODEL_ID, ChatCompletion, ChatCompletionChunk,
-                              ChatCompletionRequest, ChatMessage, ErrorResponse, ModelList,
-                              inline_schema)
+from ui.openai_schema import (
+    MODEL_ID,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    ErrorResponse,
+    ModelList,
+    inline_schema,
+)
+
+if TYPE_CHECKING:
+    from memory.store import ConversationStore
 
 __all__ = ["ChatCompletionRequest", "openai_router"]
 
@@ -146,7 +156,7 @@ class _Endpoint:
             return self.bot.stream(body.messages[-1].text(), session_id=key, user_id=user_id)
         except BaseException as exc:
             if imported:  # the turn was refused: leave no half-imported conversation behind
-                self.bot.store.delete_session(user_id, key)
+                cast("ConversationStore", self.bot.store).delete_session(user_id, key)  # the app's store
             if isinstance(exc, InputRejected):
                 raise _APIError(400, exc.user_message, code="input_rejected",
                                 param="messages") from exc
