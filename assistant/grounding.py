@@ -28,7 +28,7 @@ from assistant.records import ContextReport
 from assistant.reply import Restart
 from assistant.reply_record import ReplyRecord
 from assistant.settings import Settings
-from guardrails.base import Guard, GuardChain, GuardContext
+from guardrails.base import GuardChain, GuardContext
 from guardrails.grounding import BAD_VERDICTS, CitationGuard, failures_prompt
 
 __all__ = ["SAMPLE_COLLECTION", "assess", "citation_guard", "default_documents", "reask_once",
@@ -78,9 +78,9 @@ def citation_guard(chain: GuardChain, settings: Settings) -> CitationGuard:
     """The chain's citation guard; one with the configured policy and post-hoc attribution
     (``LASTMILE_CITATION_POLICY``, ``LASTMILE_ATTRIBUTE_CITATIONS``) is appended when it has
     none, so grounded answers are always checked (pass your own to configure it)."""
-    found: list[Guard] = [g for g in chain.guards if isinstance(g, CitationGuard)]
+    found = [g for g in chain.guards if isinstance(g, CitationGuard)]
     if found:
-        return found[0]  # type: ignore[return-value]
+        return found[0]
     guard = CitationGuard(settings.citation_policy, attribute=settings.attribute_citations)
     chain.guards.append(guard)
     return guard

@@ -157,4 +157,4 @@ class AsyncReplyStream:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield item  # type: ignore[misc]  # the queue holds chunks, _DONE or an exception

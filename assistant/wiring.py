@@ -157,7 +157,7 @@ def _turn_memory(settings: Settings, store: MessageStore,
 
     client = open_chroma(settings.chroma_path, settings.chroma_url)
     turns = TurnMemory(HybridRetriever(client), k=settings.recall_k)
-    indexer = TurnIndexer(store, turns)  # type: ignore[arg-type]
+    indexer = TurnIndexer(store, turns)  # type: ignore[arg-type]  # needs unindexed/mark_indexed
     indexer.catch_up()
     owned.append(indexer)
     return turns, indexer

@@ -57,7 +57,7 @@ def friendly(fn: F) -> F:
         except Exception as exc:  # every failure becomes a toast, never a trace
             raise shown_error(exc) from exc
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps fn's signature
 
 
 class ChatTab:
@@ -175,7 +175,7 @@ class ChatTab:
             current = next((s for s in bot.sessions.list(user) if s.session_id == session_id), None)
             if current is None or current.message_count:  # an empty chat is reused
                 session_id = bot.sessions.new(user).session_id
-            return self._show(user, session_id)  # type: ignore[arg-type]
+            return self._show(user, session_id)  # type: ignore[arg-type]  # not None: an existing session's or a new one
 
         @friendly
         def on_switch(session_id: str, request: gr.Request) -> tuple[Any, ...]:

@@ -70,7 +70,7 @@ def login_router(settings: Any, accounts: Accounts, sessions: SignInSessions) ->
     limiter = LoginLimiter(settings.login_max_failures)
     hashing = CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
     max_age = int(sessions.ttl / timedelta(seconds=1))
-    router.limiter = limiter  # type: ignore[attr-defined]
+    router.limiter = limiter  # type: ignore[attr-defined]  # the back-off, exposed on the router
 
     def secure(request: Request) -> bool:
         forwarded = request.headers.get("x-forwarded-proto", "") if trust.vouches(request) else ""

@@ -70,7 +70,7 @@ def build_review(bot: Assistant, identity: Identity) -> gr.Tab:
         def on_select(frame: pd.DataFrame, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
             identity.require(request, "reviewer")
             row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-            item = bot.review.get(int(frame.iloc[row]["id"]))  # type: ignore[union-attr]
+            item = bot.review.get(int(frame.iloc[row]["id"]))  # type: ignore[union-attr]  # a row to select means a queue
             return item.id, _context_html(item), item.content
 
         def decider(decision: str) -> Any:

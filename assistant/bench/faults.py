@@ -139,7 +139,7 @@ def _settings(cfg: BenchConfig, data_dir: Path, wire: str, primary: FaultServer,
               backup: FaultServer) -> Settings:
     urls = {wire: primary.url, WIRES[1 - WIRES.index(wire)]: backup.url}
     isolated = {k: v for k, v in _ISOLATED.items() if k in Settings.model_fields}
-    return Settings(**isolated,  # type: ignore[arg-type]
+    return Settings(**isolated,  # type: ignore[arg-type]  # values of several setting types
         _env_file=None, data_dir=data_dir, index_turns=False,
         providers=",".join(labels(wire, cfg.degraded)), max_reply_tokens=32,
         openai_api_key="sk-bench", openai_base_url=urls["openai"] + "/v1",

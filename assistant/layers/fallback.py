@@ -137,5 +137,5 @@ class FallbackModel(ModelLayer):
             # The last member's partial text stays on screen: say it was cut off.
             user_message=StreamInterrupted.user_message if partial else None)
         error.attempts = list(attempts)
-        error.failures = list(failures)  # type: ignore[attr-defined]
+        error.failures = list(failures)  # type: ignore[attr-defined]  # each member's error, kept for inspection
         return error

@@ -258,7 +258,7 @@ class RedactingModel(ModelWrapper):
             exc.partial = restorer.restore(exc.partial)
             raise
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator; the protocol says AsyncIterator
         if tail := restorer.flush():
             yield ModelChunk(text=tail)
 
@@ -278,7 +278,7 @@ def enforce_egress(cls: type[ChatModel]) -> None:
             return getattr(RedactingModel(self), _name)(request)
 
         functools.update_wrapper(guarded, send)
-        guarded.egress_enforced = True  # type: ignore[attr-defined]
+        guarded.egress_enforced = True  # type: ignore[attr-defined]  # a marker on the wrapper function
         setattr(cls, name, guarded)
 
 

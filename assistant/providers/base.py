@@ -189,7 +189,7 @@ class ChatModel(ABC):
                 chunk = await asyncio.to_thread(next, iterator, sentinel)
                 if chunk is sentinel:
                     return
-                yield chunk  # type: ignore[misc]
+                yield chunk  # type: ignore[misc]  # the sentinel check narrows nothing for mypy
         finally:
             # A consumer that stops early must still release the provider (connection,
             # breaker probe slot, llama.cpp lock).

@@ -190,4 +190,4 @@ class LastmileChatModel(BaseChatModel):
                 if (converted := self._lc_chunk(chunk)) is not None:
                     yield converted
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator; the protocol says AsyncIterator

@@ -95,7 +95,7 @@ def is_free(name: str) -> bool:
 
 def default_prices() -> dict[str, tuple[float, float]]:
     """The built-in price table: every entry's prices, in registration order."""
-    return {key: tuple(value) for e in list(PROVIDERS.values())  # type: ignore[misc]
+    return {key: tuple(value) for e in list(PROVIDERS.values())  # type: ignore[misc]  # tuple(value) is a (in, out) pair
             for key, value in e.prices.items()}
 
 

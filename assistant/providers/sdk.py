@@ -57,9 +57,9 @@ def translate_sdk_error(exc: BaseException, label: str, partial: str, *,
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, status_error):
-        status = exc.status_code  # type: ignore[attr-defined]
-        message = f"HTTP {status} from {label}: {exc.message}"  # type: ignore[attr-defined]
-        return error_for_status(status, message, label, exc.response.headers)  # type: ignore[attr-defined]
+        status = exc.status_code  # type: ignore[attr-defined]  # the SDK's status error class
+        message = f"HTTP {status} from {label}: {exc.message}"  # type: ignore[attr-defined]  # the SDK's status error class
+        return error_for_status(status, message, label, exc.response.headers)  # type: ignore[attr-defined]  # the SDK's status error class
     if isinstance(exc, connection_error):  # timeouts included in both SDKs
         return ProviderUnavailable(f"cannot reach {label} (or it went silent): {exc}", provider=label)
     return ProviderUnavailable(f"unusable reply from {label}: {type(exc).__name__}: {exc}",
