@@ -15,6 +15,7 @@ parade last Friday" only match "When did Caroline go to the pride parade?" toget
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,10 @@ import numpy as np
 import Stemmer
 
 __all__ = ["STOPWORDS", "LexicalIndex", "tokenize"]
+
+# bm25s sets its own logger to DEBUG when imported, so every index build printed a line
+# into `lastmile serve`'s console; its warnings still show.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # English function words plus question words: "when did Caroline go to the support group?"
