@@ -21,6 +21,21 @@ Rules, per sentence of the answer (see ``guardrails.claims`` for the helpers):
   and partial support (a clause of the claim the sources do not cover) each multiply the
   score by ``HARD_PENALTY`` again. ``supported`` if the score is at least ``THRESHOLD``.
 
+Binding and parts (``guardrails.frames``): each atomic part of the claim must have its
+values bound to the same qualifier as in the cited source ("45 EUR" with "within", not
+"outside"); a wrong binding is a hard failure (reason ``binding:<term>``) and the evidence
+is the source clause holding the claim's qualifier. Bad input never raises: a claim over
+``MAX_CLAIM_WORDS`` words, binary text, or cited sources without a sentence give
+``not_checkable``; a score is always finite.
+
+The calibrated verdict, ``CitedSentence.status`` (``STATUSES``), is what a person reads:
+``supported``; ``partial`` (some atomic parts supported, others not); ``not_supported``
+(cited and failing, or an uncited claim); ``not_checkable`` (nothing to check: filler,
+or bad input); ``invalid_citation``. ``verdict`` keeps the older four values
+(``VERDICTS``) for existing callers. ``span`` is ``(source id, start, end)``: where in
+that source the evidence sentence sits, for highlighting. Relevance to the question is
+``guardrails.relevance.relevance``.
+
 ``W_COS`` and ``THRESHOLD`` were calibrated on the dev splits of the labelled set
 (``python benchmarks/citations.py``; held-out figures in docs/benchmarks.md).
 """
@@ -47,6 +62,7 @@ from guardrails.claims import (
     stem,
     tokens,
 )
+from guardrails.frames import check_binding, decompose, units
 from guardrails.roles import (
     acronym_of,
     direction_clash,
@@ -55,9 +71,12 @@ from guardrails.roles import (
     uncovered_clauses,
 )
 
-__all__ = ["THRESHOLD", "CitationReport", "CitedSentence", "verify_citations"]
+__all__ = ["MAX_CLAIM_WORDS", "STATUSES", "THRESHOLD", "VERDICTS", "CitationReport", "CitedSentence",
+           "verify_citations"]
 
 VERDICTS = ("supported", "unsupported", "uncited", "invalid_citation")
+STATUSES = ("supported", "partial", "not_supported", "not_checkable", "invalid_citation")
+MAX_CLAIM_WORDS = 400
 W_COS = 0.7
 THRESHOLD = 0.55
 HARD_PENALTY = 0.4
@@ -73,6 +92,16 @@ class CitedSentence:
     claim: bool = True
     evidence: str | None = None
     reasons: list[str] = field(default_factory=list)
+    #: The calibrated verdict (``STATUSES``), see the module docstring.
+    status: str = ""
+    #: (source id, start, end) of the evidence sentence in that source.
+    span: tuple[str, int, int] | None = None
+    #: The claim's atomic parts (one item when it is not compound).
+    parts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = _status(self)
 
 
 @dataclass
@@ -93,6 +122,42 @@ class CitationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"groundedness": self.groundedness, "flagged": len(self.flagged),
                 "sentences": [asdict(s) for s in self.sentences]}
+
+
+def _status(s: CitedSentence) -> str:
+    if s.verdict == "invalid_citation":
+        return "invalid_citation"
+    if s.verdict == "supported":
+        return "supported"
+    if not s.claim or any(r.startswith("not_checkable") for r in s.reasons):
+        return "not_checkable"
+    if s.verdict == "unsupported" and any(r.startswith(("partial", "part:")) for r in s.reasons):
+        return "partial"
+    return "not_supported"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")
+
+
+def _unreadable(text: str) -> str | None:
+    """Why ``text`` cannot be checked as a sentence (None: it can)."""
+    if len(text.split()) > MAX_CLAIM_WORDS:
+        return f"not_checkable:longer than {MAX_CLAIM_WORDS} words"
+    if text and len(_CONTROL.findall(text)) > 0.02 * len(text):
+        return "not_checkable:binary text"
+    if not re.search(r"[^\W\d_]", text):
+        return "not_checkable:no words"
+    return None
+
+
+def _locate(srcs: Mapping[str, str], cited: Sequence[str], evidence: str) -> tuple[str, int, int] | None:
+    """Where the evidence (a source sentence, or two) sits in the cited sources."""
+    for cid in cited:
+        body = srcs.get(cid, "")
+        at = body.find(evidence) if evidence else -1
+        if at >= 0:
+            return (cid, at, at + len(evidence))
+    return None
 
 
 def _windows(text: str) -> list[str]:
@@ -132,7 +197,7 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
                      threshold: float | None = None) -> CitationReport:
     """Check every sentence of ``answer`` against the sources it cites (ids as strings)."""
     threshold = THRESHOLD if threshold is None else threshold
-    srcs = {str(k): v for k, v in sources.items()}
+    srcs = {str(k): v if isinstance(v, str) else str(v or "") for k, v in sources.items()}
     windows = {k: _windows(v) for k, v in srcs.items()}
     items: list[CitedSentence] = []
     pending: list[tuple[CitedSentence, list[str]]] = []  # (item, candidate windows)
@@ -148,6 +213,11 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
         if bad:
             items.append(CitedSentence(text, cited, "invalid_citation", 0.0,
                                        reasons=["unknown id:" + ",".join(bad)]))
+            continue
+        why = _unreadable(text) or (None if any(
+            _unreadable(srcs[c][:20_000]) is None for c in cited) else "not_checkable:no sentence in the sources")
+        if why:
+            items.append(CitedSentence(text, cited, "unsupported", 0.0, reasons=[why]))
             continue
         stems = content_stems(text)
         cands: list[str] = []
@@ -195,9 +265,25 @@ def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, thr
             ["role:" + ",".join(swaps)] if swaps else [])
         if gaps := uncovered_clauses(item.text, [srcs[c] for c in item.cited]):
             against.append("partial:" + "|".join(gaps))
+        evidence, span = best[1], _locate(srcs, item.cited, best[1])
+        item.parts = decompose(item.text)
+        owned = [(c, u) for c in item.cited for u in units(srcs[c])]
+        pool = [u for _, u in owned]
+        wrong = [(p, b) for p in item.parts if (b := check_binding(p, pool)) is not None]
+        if wrong:
+            bind = wrong[0][1]
+            against.append("binding:" + bind.term.lstrip("#"))
+            if len(wrong) < len(item.parts):
+                against.append("part:" + "|".join(p for p, _ in wrong))
+            cid = next(c for c, u in owned if u is bind.evidence)
+            span = (cid, bind.evidence.start, bind.evidence.end)
+            evidence = srcs[cid][span[1]:span[2]]
         if against:
             best = (best[0] * HARD_PENALTY, best[1], [*best[2], *against])
-        item.score, item.evidence, item.reasons = round(best[0], 4), best[1], best[2]
-        item.verdict = "supported" if best[0] >= threshold else "unsupported"
+        score = best[0] if np.isfinite(best[0]) else 0.0
+        item.score, item.evidence, item.reasons = round(float(score), 4), evidence, best[2]
+        item.span = span
+        item.verdict = "supported" if score >= threshold else "unsupported"
         if item.verdict == "unsupported" and not item.reasons:
             item.reasons = ["low similarity"]
+        item.status = _status(item)
