@@ -156,6 +156,7 @@ def reply_record(ctx: GuardContext, report: ContextReport, confidence: float | N
     """What the stored reply keeps of this turn (``messages.context``), for history views."""
     return ReplyRecord(report=dataclasses.replace(report, reply_reserve=reply_reserve),
                        citations=None if ctx.citations is None else tuple(ctx.citations),
+                       checks=None if ctx.citation_checks is None else tuple(ctx.citation_checks),
                        confidence=confidence, stages_ms=dict(ctx.stages_ms),
                        guards_ms=dict(ctx.guards_ms), notice=notice)
 

@@ -2,7 +2,7 @@
 
 One typed record instead of a dict whose keys the orchestrator wrote and the UI read
 back by name: the context report (what went into the prompt), the citations and
-confidence of its grounding, stage and guard timings, the notice shown with it, and its
+confidence of its grounding, every sentence's verdict (``checks``), stage and guard timings, the notice shown with it, and its
 review state. ``from_dict`` accepts every row written before (missing keys are
 defaults, unknown keys are kept), so no migration is needed.
 """
@@ -41,6 +41,9 @@ class ReplyRecord:
     notice: str | None = None
     review_status: str | None = None
     review_id: int | None = None
+    #: Every sentence's verdict (uncited ones too); ``None``: no check ran. Verdicts live
+    #: here, never in the stored text: the UI renders them, prompts never see them.
+    checks: tuple[SentenceCheck, ...] | None = None
     #: Keys this version does not know (e.g. written by a newer one): kept on a round trip.
     other: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -51,6 +54,8 @@ class ReplyRecord:
             out.update(self.report.to_dict())
         if self.citations is not None:
             out["citations"] = [dataclasses.asdict(c) for c in self.citations]
+        if self.checks is not None:
+            out["checks"] = [dataclasses.asdict(c) for c in self.checks]
         for name in ("confidence", "groundedness", "review_status", "review_id"):
             if (value := getattr(self, name)) is not None:
                 out[name] = value
@@ -65,6 +70,7 @@ class ReplyRecord:
         known = {f.name for f in dataclasses.fields(cls)} - {"report", "other"}
         return cls(
             report=_report(data), citations=_citations(data.get("citations")),
+            checks=_checks(data.get("checks")),
             confidence=_number(data.get("confidence")),
             groundedness=_number(data.get("groundedness")),
             stages_ms=_timings(data.get("stages_ms")), guards_ms=_timings(data.get("guards_ms")),
@@ -97,6 +103,18 @@ def _citations(items: Any) -> tuple[Citation, ...] | None:
             out.append(Citation(**{**item, "sentences": sentences}))
         except (TypeError, AttributeError):
             log.debug("skipping a malformed stored citation: %r", item)
+    return tuple(out)
+
+
+def _checks(items: Any) -> tuple[SentenceCheck, ...] | None:
+    if not isinstance(items, list):
+        return None
+    out = []
+    for s in items:
+        try:
+            out.append(SentenceCheck(**{**s, "cited": tuple(s.get("cited") or ())}))
+        except (TypeError, AttributeError):
+            log.debug("skipping a malformed stored sentence check: %r", s)
     return tuple(out)
 
 

@@ -15,8 +15,10 @@ lists it; ``off`` leaves uncited sentences uncited. Attributed sentences count a
 supported in groundedness -- the check measured that support, with a stricter bar -- and
 keep their measured score; what no source supports stays ``uncited``.
 
-Then the deployment policy: ``annotate`` marks unsupported and invalid-citation
-sentences in place; ``strip`` removes them; ``reask`` is handled by the orchestrator
+Then the deployment policy: ``annotate`` leaves the text as the model wrote it -- the
+verdicts live beside it (``ctx.citation_checks`` -> the reply record), the UI draws them,
+and no marker ever re-enters a prompt (``LABELS`` are the markers older versions wrote,
+kept for migration 0016 and the UI's wording); ``strip`` removes flagged sentences; ``reask`` is handled by the orchestrator
 (``assistant.grounding.reask_once`` re-asks the model once naming the failures) and
 whatever still fails afterwards is annotated. No sources shown: nothing to check, the
 text passes untouched (a "[1]" in code is not a citation then).
@@ -233,7 +235,7 @@ class CitationGuard(Guard):
             out = re.sub(r"[ \t]{2,}", " ", re.sub(r"\n{3,}", "\n\n", out)).strip()
             ctx.citations_stripped = sum(c.verdict in BAD_VERDICTS for c in checks)
             return out if re.search(r"\w", out) else STRIPPED_ALL
-        out = _rewrite(text, checks, lambda s, c: s.rstrip() + LABELS[c.verdict])
-        return out if out is not None else _rebuild(
-            checks, lambda c: c.text + LABELS[c.verdict] if c.verdict in BAD_VERDICTS else c.text,
-            self.attribute == "mark")
+        # annotate (and reask's leftovers): the text stays the model's; the verdicts travel in
+        # ctx.citation_checks to the reply record, and the UI renders them (issue 13: a
+        # marker written into the text re-entered later prompts and the model copied it).
+        return text
