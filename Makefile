@@ -51,6 +51,7 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/memory_search.py
 	$(BIN)/python benchmarks/citations.py
 	$(BIN)/python benchmarks/attribution.py
+	$(BIN)/python benchmarks/local_answers.py
 	$(BIN)/lastmile bench locomo --data ../shared/data/locomo/locomo_dev.json --baseline
 	$(BIN)/lastmile bench faults
 	$(BIN)/python benchmarks/prompt_tokens.py

@@ -14,8 +14,8 @@ construction; what has to be checked is that it *answers the question*:
 * the qualifier: a question bound to a condition ("outside the EU", "a 4-hour flight")
   rejects a sentence bound to the opposite one ("within the EU", "under 6 hours"), and
   prefers one whose range contains the question's number;
-* the citation checker (``guardrails.citations.verify_citations``) confirms the quoted
-  line is supported by the source it cites.
+* the quote is verbatim in the source it cites; the citation guard checks the reply
+  after the turn as it checks any answer, and the model's additions must pass it.
 
 When the question is about the documents (they are on its topic) or about the user, and
 nothing passes, the plan is a refusal ("I don't find this in your documents"), decided
@@ -35,14 +35,15 @@ import numpy as np
 
 from guardrails.claims import STOP, content_stems, name_stems, numbers, split_sentences, stem, tokens
 
-__all__ = ["LEAD_THRESHOLD", "TOPIC_THRESHOLD", "AnswerPlan", "Candidate", "plan_answer",
-           "second_person"]
+__all__ = ["LEAD_THRESHOLD", "NOT_FOUND_DOCS", "NOT_FOUND_SELF", "TOPIC_THRESHOLD", "AnswerPlan",
+           "Candidate", "candidates", "plan_answer", "rank", "second_person"]
 
 #: Blended relevance a sentence needs to lead the reply (cosine and word coverage).
 LEAD_THRESHOLD = 0.5
 #: A question this close (cosine) to a shown document chunk is about the documents.
 TOPIC_THRESHOLD = 0.3
 W_COS = 0.5
+MAX_QUESTION_CHARS = 500  # longer messages are tasks, not questions a sentence answers
 FRAME_PENALTY = 0.5  # the sentence has no value of the kind the question asks for
 QUALIFIER_PENALTY = 0.4  # bound to the opposite condition, or its range excludes the number
 RANGE_BONUS = 0.1  # its range contains the question's number
@@ -217,25 +218,29 @@ def second_person(fact: str) -> str:
     return text
 
 
+def _where(c: Candidate) -> str:
+    title = f'"{c.title}"' if c.title else "your documents"
+    return f"{title} ({c.section})" if c.section and c.section.lower() != c.title.lower() else title
+
+
 def _lead_text(best: Candidate) -> str:
+    """The lead: where it comes from on a line of its own (no claim: the checker skips it),
+    then the verbatim sentence with its citation."""
     if best.kind == "fact":
         said = second_person(best.text).rstrip(".")
-        return f"From what you told me: {said}."
-    where = f'"{best.title}"' if best.title else "your documents"
-    if best.section and best.section.lower() != best.title.lower():
-        where += f", {best.section}"
-    return f"From {where}:\n“{best.text}” [{best.source_id}]"
+        return f"Here is what you told me: {said}."
+    return f"Here is what {_where(best)} says:\n“{best.text}” [{best.source_id}]"
 
 
-def _verified(best: Candidate, snippets: Sequence[Mapping[str, Any]], encoder: Any) -> bool:
-    """The checker's word on the quoted line (facts are the user's own words: no source)."""
+def _verified(best: Candidate, snippets: Sequence[Mapping[str, Any]]) -> bool:
+    """The quoted sentence is verbatim in the source it cites (by construction; this keeps
+    it so). Whether it *answers* is ``rank``'s job; the citation guard checks it again
+    after the turn like any answer. Facts are the user's own statements: no source."""
     if best.kind == "fact":
         return True
-    from guardrails.citations import verify_citations
-
-    sources = {str(s.get("id")): str(s.get("text") or "") for s in snippets if str(s.get("id")).isdigit()}
-    report = verify_citations(f"{best.text} [{best.source_id}]", sources, encoder=encoder)
-    return all(s.verdict == "supported" for s in report.sentences if s.claim)
+    flat = " ".join(best.text.split())
+    return any(str(s.get("id")) == best.source_id and flat in " ".join(str(s.get("text") or "").split())
+               for s in snippets)
 
 
 def _encoder() -> Any:
@@ -244,23 +249,17 @@ def _encoder() -> Any:
     return get_encoder()
 
 
-def plan_answer(question: str, snippets: Sequence[Mapping[str, Any]], *, encoder: Any = None,
-                lead_threshold: float = LEAD_THRESHOLD,
-                topic_threshold: float = TOPIC_THRESHOLD) -> AnswerPlan:
-    """The plan for ``question`` given the turn's snippets (``id``, ``text``, ``source``,
-    ``date``: numbered document sources and ``fact-N`` facts, as the prompt showed them)."""
+def rank(question: str, cands: Sequence[Candidate], *, encoder: Any = None) -> list[tuple[float, Candidate]]:
+    """Candidates that could answer ``question``, best first, each with its relevance:
+    cosine and word coverage, times the value-frame and qualifier checks. A candidate
+    missing the question's focus words is left out."""
     q = " ".join(question.split())
-    if not q or _CHAT.match(q) or _WRITING.match(q) or not _QUESTION.search(q):
-        return AnswerPlan("model", reason="not a question about documents or facts")
-    cands = candidates(snippets)
-    chunks = [str(s.get("text") or "") for s in snippets if str(s.get("id") or "").isdigit()]
-    about_self = bool(_SELF.search(q)) and not _DOCS_WORDS.search(q)
-    if not cands and not about_self:
-        return AnswerPlan("model", reason="nothing shown to answer from")
+    if not cands:
+        return []
     encoder = encoder or _encoder()
-    texts = [q, *(f"{c.section}: {c.text}" if c.section else c.text for c in cands), *chunks]
+    texts = [q, *(f"{c.section}: {c.text}" if c.section else c.text for c in cands)]
     vecs = np.asarray(encoder.encode(texts), dtype=np.float32)
-    qv, cand_v, chunk_v = vecs[0], vecs[1:1 + len(cands)], vecs[1 + len(cands):]
+    qv, cand_v = vecs[0], vecs[1:]
     q_stems = content_stems(q) - _GENERIC
     names = name_stems(q)
     scored: list[tuple[float, Candidate]] = []
@@ -281,10 +280,30 @@ def plan_answer(question: str, snippets: Sequence[Mapping[str, Any]], *, encoder
         score *= _qualifier_fit(q, c.text)
         scored.append((round(score, 4), c))
     scored.sort(key=lambda sc: -sc[0])
+    return scored
+
+
+def plan_answer(question: str, snippets: Sequence[Mapping[str, Any]], *, encoder: Any = None,
+                lead_threshold: float = LEAD_THRESHOLD,
+                topic_threshold: float = TOPIC_THRESHOLD) -> AnswerPlan:
+    """The plan for ``question`` given the turn's snippets (``id``, ``text``, ``source``,
+    ``date``: numbered document sources and ``fact-N`` facts, as the prompt showed them)."""
+    q = " ".join(question.split())
+    if not q or len(q) > MAX_QUESTION_CHARS or _CHAT.match(q) or _WRITING.match(q) or not _QUESTION.search(q):
+        return AnswerPlan("model", reason="not a question about documents or facts")
+    cands = candidates(snippets)
+    chunks = [str(s.get("text") or "") for s in snippets if str(s.get("id") or "").isdigit()]
+    about_self = bool(_SELF.search(q)) and not _DOCS_WORDS.search(q)
+    if not cands and not about_self:
+        return AnswerPlan("model", reason="nothing shown to answer from")
+    encoder = encoder or _encoder()
+    vecs = np.asarray(encoder.encode([q, *chunks]), dtype=np.float32)
+    qv, chunk_v = vecs[0], vecs[1:]
+    scored = rank(q, cands, encoder=encoder)
     for score, best in scored[:3]:
         if score < lead_threshold:
             break
-        if _verified(best, snippets, encoder):
+        if _verified(best, snippets):
             return AnswerPlan("lead", _lead_text(best), best, score, "a shown sentence answers it")
     topic = max((float(v @ qv) for v in chunk_v), default=0.0)
     top = scored[0][0] if scored else 0.0
@@ -301,5 +320,4 @@ def _refusal(head: str, scored: Sequence[tuple[float, Candidate]]) -> str:
     near = next((c for s, c in scored if c.kind == "document" and s >= LEAD_THRESHOLD / 2), None)
     if near is None:
         return head
-    where = f'"{near.title}"' if near.title else "your documents"
-    return f"{head} The nearest passage, from {where}, says:\n“{near.text}” [{near.source_id}]"
+    return f"{head} Here is the nearest passage, in {_where(near)}:\n“{near.text}” [{near.source_id}]"

@@ -9,7 +9,7 @@ one of several phrasings, refuses ("I don't find this in your documents"), or an
 stated first in their own session (the facts job extracts them), then every question is
 asked in a fresh session. Slow: two passes of the local model (a few minutes on 2 cores).
 
-    python benchmarks/local_answers.py [--data DIR] [--only on|off] [--json] [-v]
+    python benchmarks/local_answers.py [--data DIR] [--only on|off] [--min-accuracy 0.8] [--json] [-v]
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, default=96, help="max reply tokens")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every reply")
+    ap.add_argument("--min-accuracy", type=float, default=0.0,
+                    help="exit 1 when the pass with extractive answers on is below this share")
     args = ap.parse_args(argv)
     spec = load(args.data)
     modes = {"off": "off", "on": "auto"}
@@ -107,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"local answers, extractive {name:3}: {res['correct']}/{res['questions']} correct "
               f"({res['accuracy']:.0%}), {res['with_citation']} with a citation, "
               f"{res['seconds_per_question']:.1f} s per question")
-    return 0
+    on = results.get("on")
+    return 1 if on is not None and on["accuracy"] < args.min_accuracy else 0
 
 
 if __name__ == "__main__":

@@ -102,7 +102,9 @@ class ExtractiveModel(ModelWrapper):
 def supported_addition(text: str, plan: AnswerPlan, question: str,
                        snippets: Sequence[Mapping[str, Any]]) -> str:
     """The sentences of ``text`` a shown source supports (cited, or attributable to one),
-    that say something the quote does not: new content words and a new value."""
+    that answer the question as well as a quote would (``rank``) and say something the
+    quote does not: new content words and a new value."""
+    from assistant.extractive_answer import LEAD_THRESHOLD, Candidate, rank
     from guardrails.citations import verify_citations
     from guardrails.claims import content_stems, numbers, parse_markers, split_sentences
 
@@ -115,6 +117,9 @@ def supported_addition(text: str, plan: AnswerPlan, question: str,
         stems = content_stems(clean)
         if len(stems - have) < 2 or not {v for v, _ in numbers(clean)} - values:
             continue  # a repeat of the quote, or no new value: nothing added
+        ranked = rank(question, [Candidate(clean, "", "document")])
+        if not ranked or ranked[0][0] < LEAD_THRESHOLD:
+            continue  # true or not, it does not answer this question
         for sid in [c for c in cited if c in sources] or list(sources):
             report = verify_citations(f"{clean} [{sid}]", sources)
             if report.sentences and all(s.verdict == "supported" for s in report.sentences if s.claim):
