@@ -83,8 +83,13 @@ class Settings(BaseSettings):
         None, ge=64, description="Prompt token budget; default model context minus reply reserve."
     )
     memory_budget_tokens: int = Field(
-        400, ge=0, description="Prompt tokens for recalled memories (at most a third of the budget).")
-    recall_k: int = Field(6, ge=1, le=50, description="Most memories recalled per turn.")
+        400, ge=0, description="Cap on the recalled-memories block where the model's window is "
+                               "small (up to 4,096 tokens); its share of the budget binds first.")
+    memory_max_tokens: int = Field(
+        1500, ge=0, description="Cap on the recalled-memories block where the window is large "
+                                "(over 4,096 tokens): there the memory share is used up to this.")
+    recall_k: int = Field(30, ge=1, le=50, description="Most memory windows shown per turn "
+                                                       "(the memory budget usually binds first).")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt for every turn.")
     temperature: float = Field(
         0.2, ge=0.0, le=2.0, description="Sampling temperature (low: small models ramble when hot).")
@@ -92,6 +97,12 @@ class Settings(BaseSettings):
     index_turns: bool = Field(True, description="Index every turn in Chroma for later recall.")
     host: str = Field("127.0.0.1", description="`lastmile serve` bind address.")
     port: int = Field(7860, ge=1, le=65535, description="`lastmile serve` port.")
+    serve_workers: bool = Field(
+        True, description="`lastmile serve` also runs the background job workers; off: a pure "
+                          "request handler (run `lastmile worker` beside it).")
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, le=3600, description="On SIGTERM, how long `serve` lets in-flight turns and "
+                                         "`worker` the job in hand finish before stopping.")
 
     retry_attempts: int = Field(3, ge=1, le=10, description="Tries per remote provider call.")
     retry_initial_wait_s: float = Field(0.5, ge=0, le=60, description="First retry backoff.")
@@ -186,11 +197,28 @@ class Settings(BaseSettings):
         2.0, ge=0, le=3600, description="First retry delay of a failed background job.")
     job_backoff_max_s: float = Field(
         600.0, ge=0, le=86_400, description="Longest retry delay of a failed background job.")
-    job_lock_timeout_s: float = Field(
-        600.0, gt=0, le=86_400,
-        description="A running job whose worker stayed silent this long is requeued.")
+    job_lease_s: float = Field(
+        30.0, gt=0, le=86_400,
+        description="A claimed job's lease, renewed by its worker's heartbeat; a job whose "
+                    "worker died is requeued by any live process once it ran out. Same on "
+                    "every replica.")
     job_poll_s: float = Field(
-        1.0, gt=0, le=60, description="How often an idle worker looks for due jobs.")
+        1.0, gt=0, le=60, description="How often an idle worker asks the database for due "
+                                      "jobs (another replica's; this process's wake it at once).")
+    job_workers: bool = Field(
+        True, description="Run the background job workers in this process, from the start "
+                          "(off: jobs this process queues run in other processes).")
+    job_keep_done_days: float = Field(
+        7.0, ge=0, le=3650, description="Finished (done) jobs older than this are deleted.")
+    index_linger_s: float = Field(
+        0.5, ge=0, le=10, description="An index job becomes due this long after its message, "
+                                      "so a burst of turns is embedded in one batch; bounds "
+                                      "indexing latency (with job_poll_s).")
+    index_batch: int = Field(64, ge=1, le=1024, description="Most messages indexed in one batch.")
+    turn_interrupted_after_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="A user message still waiting for its reply this long (its process died) "
+                    "is marked interrupted.")
     job_flush_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Longest `Assistant.flush()` waits for due jobs.")
     facts_enabled: bool = Field(

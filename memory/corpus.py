@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from assistant.protocols import Grounding, Scanner, SourceRef
+from memory.db import exclusive
 from memory.embedding_function import MiniLMEmbeddingFunction, for_chroma
 from memory.ingest import IngestReport, ingest_files, prune_source
 from memory.lexical import LexicalIndex
@@ -135,6 +136,14 @@ class Corpus:
         if not collection or not collection.strip() or len(collection) > 128:
             raise ValueError("collection must be a non-empty name of at most 128 characters, "
                              f"got {collection!r:.80}")
+        # One ingest of a collection at a time across replicas (two starting together
+        # ingested the sample corpus at once: a UniqueViolation); the second sees it done.
+        with exclusive(self.engine, f"ingest:{owner_for(user_id)}:{collection.strip()}"):
+            report = self._ingest(paths, collection, user_id, progress)
+        return report
+
+    def _ingest(self, paths: Iterable[str | Path], collection: str, user_id: str | None,
+                progress: bool) -> IngestReport:
         report = ingest_files(self._sessions, self.vectors, [Path(p) for p in paths],
                               owner=owner_for(user_id), collection=collection.strip(),
                               max_bytes=self.max_file_bytes, chunk_chars=self.chunk_chars,

@@ -3,10 +3,19 @@
 SQLite gets WAL and foreign keys so the UI and a background worker can share the file;
 any other SQLAlchemy URL is used as given. The schema is always brought to Alembic's
 head on open, so a fresh data dir and an old one end up identical.
+
+Replicas start together (a deploy, ``make cluster``), so work that must happen once per
+database — migrating, ingesting the sample corpus — runs under ``exclusive``: one
+process at a time on that database (PostgreSQL advisory lock, a file lock for SQLite),
+and the second finds the work done instead of racing it into a UniqueViolation.
 """
 
 from __future__ import annotations
 
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,9 +26,48 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.errors import DatabaseUnavailable
 
-__all__ = ["migrate", "open_engine", "rowcount", "safe_url"]
+__all__ = ["exclusive", "migrate", "open_engine", "rowcount", "safe_url"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}  # databases no other process can open
+_LOCAL_GUARD = threading.Lock()
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str) -> Iterator[None]:
+    """Hold the database-wide lock ``name`` (blocking) for the ``with`` block.
+
+    PostgreSQL: a session advisory lock keyed by ``name`` and the current schema, held on
+    a connection of its own (a crashed holder's lock goes with its connection). SQLite
+    file: ``flock`` on ``<database>.<name>.lock`` beside it. Anything else (an in-memory
+    SQLite): a lock of this process.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            key = conn.scalar(text("SELECT hashtextextended(:name || '/' || current_schema(), 0)"),
+                              {"name": name})
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()  # a session lock: no transaction left open while we wait or work
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+        with open(f"{database}.{slug}.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with _LOCAL_GUARD:
+        lock = _LOCAL_LOCKS.setdefault(f"{engine.url}/{name}", threading.Lock())
+    with lock:
+        yield
 
 
 def safe_url(url: str) -> str:
@@ -81,6 +129,6 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema with Alembic on this engine's connection."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with exclusive(engine, "lastmile-migrate"), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

