@@ -10,7 +10,8 @@ cancelled)::
     │   ├── ModelFileNotFound       a GGUF or embedding model file is missing
     │   ├── UnknownProvider         LASTMILE_PROVIDERS names something we can't build
     │   ├── SchemaNotSupported      extract(): the local JSON grammar cannot express a schema
-    │   └── ReplayFormatError       a replay/probe file is malformed (names the line or key)
+    │   ├── ReplayFormatError       a replay/probe file is malformed (names the line or key)
+    │   └── ContextWindowTooSmall   the window cannot hold the system prompt and the reply reserve
     ├── RuntimeFailure              the world misbehaved; the turn may be retried
     │   ├── ProviderError           a model call failed (translated from the SDK at its edge)
     │   │   ├── ProviderUnavailable     connection refused, timeout, 5xx
@@ -45,6 +46,7 @@ __all__ = [
     "BudgetExceeded",
     "CircuitOpen",
     "ConfigurationError",
+    "ContextWindowTooSmall",
     "ControlSignal",
     "DatabaseUnavailable",
     "DocumentRejected",
@@ -107,6 +109,11 @@ class SchemaNotSupported(ConfigurationError):
 class ReplayFormatError(ConfigurationError):
     """A replay conversation or probe file is malformed. The message names the line
     (JSONL) or the key path (LoCoMo JSON); the replay has not started, nothing is written."""
+
+
+class ContextWindowTooSmall(ConfigurationError):
+    """A model's context window cannot hold the system prompt plus the reply reserve, so
+    no turn could be answered with any context (issue 17: said at start, not as silent zeros)."""
 
 
 class RuntimeFailure(LastmileError):

@@ -11,7 +11,32 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Split", "plan_split"]
+from assistant.errors import ContextWindowTooSmall
+
+__all__ = ["SMALL_WINDOW", "Split", "check_window", "memory_cap", "plan_split"]
+
+#: Windows up to this many tokens are "small": the fixed memory cap applies there.
+SMALL_WINDOW = 4096
+
+
+def check_window(settings: Any, context_window: int, system_tokens: int) -> None:
+    """Raise ``ContextWindowTooSmall`` when the window leaves no room for any turn after
+    the reply reserve and the system prompt (a replay or bench checks this up front)."""
+    need = settings.max_reply_tokens + system_tokens
+    if context_window <= need:
+        raise ContextWindowTooSmall(
+            f"a {context_window}-token context window cannot hold the system prompt ({system_tokens} "
+            f"tokens) and the reply reserve ({settings.max_reply_tokens} tokens); use a window "
+            f"above {need} tokens or lower LASTMILE_MAX_REPLY_TOKENS")
+
+
+def memory_cap(settings: Any, context_window: int) -> int:
+    """The memory block's token cap for this window (issue 17): the fixed
+    ``memory_budget_tokens`` only where the window is small; a large window's memory
+    share is used, up to ``memory_max_tokens`` (the block is then filled to it)."""
+    if context_window <= SMALL_WINDOW:
+        return int(settings.memory_budget_tokens)
+    return int(getattr(settings, "memory_max_tokens", settings.memory_budget_tokens))
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,6 @@ def plan_split(settings: Any, context_window: int, system_tokens: int, *, summar
         window=context_window, reply=reply, prompt=prompt,
         summary=share(summary and settings.summarize_sessions, settings.context_summary_share,
                       settings.summary_max_tokens),
-        memory=share(memory, settings.context_memory_share, settings.memory_budget_tokens),
+        memory=share(memory, settings.context_memory_share, memory_cap(settings, context_window)),
         documents=share(documents, settings.context_documents_share, settings.documents_max_tokens),
         recent_min=int(avail * settings.context_recent_min_share))

@@ -288,6 +288,19 @@ class HybridRetriever:
     def count(self, user_id: str) -> int:
         return len(self._load(user_id))
 
+    def next_seq(self, user_id: str, session_id: str) -> int:
+        """The position after the last indexed turn of this session (issue 17: turn
+        memory numbers live turns so they get neighbour windows)."""
+        self._load(user_id)
+        with self._lock:
+            seqs = [seq for (session, seq) in self._by_pos.get(user_id, {}) if session == session_id]
+        return max(seqs, default=-1) + 1
+
+    def seq_of(self, user_id: str, source_id: str) -> int | None:
+        """The position of an indexed item (None when unknown or unpositioned)."""
+        item = self._load(user_id).get(source_id)
+        return None if item is None else item.seq
+
     # -- reading ---------------------------------------------------------------------
     def _dense(self, user_id: str, query: str, n: int, *, via_chroma: bool = False) -> list[str]:
         """Top-n source ids by cosine; ``via_chroma`` asks Chroma instead (same ranking)."""

@@ -71,7 +71,9 @@ def summary(report: dict, path: Path) -> dict:
             "latency_ms": report["latency_ms"], "memory": report["memory"]["tables"],
             "pending_question": {"checked": report["pending_question"]["checked"],
                                  "violations": len(report["pending_question"]["violations"])},
-            "probes": None if probes is None else {k: probes[k] for k in ("asked", "skipped", "recall")}}
+            "probes": None if probes is None else {k: probes[k] for k in ("asked", "skipped", "recall",
+                                                                           "memory_tokens")
+                                                   if k in probes}}
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -97,7 +99,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         data_dir = args.data_dir or Path(scratch)
         settings = load_settings().model_copy(update={
             "data_dir": data_dir, "database_url": args.database_url, "chroma_url": None})
-        report = run_replay(script, settings, options, probes=probes)
+        try:
+            report = run_replay(script, settings, options, probes=probes)
+        except ConfigurationError as exc:  # e.g. a window too small for the system prompt
+            console.print(f"[red]lastmile replay: {escape(str(exc))}[/]", highlight=False)
+            return 2
     path = write_report(report, out)
     result = summary(report, path)
     if args.json:
@@ -110,8 +116,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
                       f"{flat['ratio']}; pending-question violations: "
                       f"{result['pending_question']['violations']}")
         if result["probes"]:
+            probe = result["probes"]
+            cats = ", ".join(f"{c} {v:.3f}" for c, v in probe["recall"].items() if c != "all")
             console.print("probe evidence recall in the memory block:"
-                          f" {result['probes']['recall']['all']:.3f} "
-                          f"({result['probes']['asked']} probes)")
+                          f" {probe['recall']['all']:.3f} ({cats}; {probe['asked']} probes, "
+                          f"{probe['skipped']} skipped; block mean "
+                          f"{probe.get('memory_tokens', {}).get('mean', 0):.0f} tokens)")
         console.print(f"report: {escape(str(path / 'report.md'))}")
     return 1 if result["pending_question"]["violations"] else 0

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from langchain_core.messages import SystemMessage
 from sqlalchemy import Engine, MetaData, Table, func, inspect, select
 
-from assistant.errors import InputRejected
+from assistant.context import with_preamble
+from assistant.errors import ContextWindowTooSmall, InputRejected
 from assistant.orchestrator import Assistant
 from assistant.providers import ChatModel, ScriptedModel, build_model
 from assistant.replay.inputs import Probe, ReplayTurn, Script
@@ -35,6 +37,7 @@ from assistant.replay.timing import (
 )
 from assistant.reply import Reply
 from assistant.settings import Settings
+from memory.context_split import check_window
 from memory.models import Message
 from memory.store import StoredMessage
 
@@ -201,10 +204,12 @@ def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], us
                 skipped += 1
                 continue
             stored = _stored_reply(bot, user, session, reply.message_id)
-            shown = set(((stored.context if stored else None) or {}).get("memory_ids") or [])
+            context = (stored.context if stored else None) or {}
+            shown = set(context.get("memory_ids") or [])
             items.append({"question": probe.question, "category": probe.category,
                           "evidence": len(evidence), "found": len(evidence & shown),
-                          "recall": len(evidence & shown) / len(evidence)})
+                          "recall": len(evidence & shown) / len(evidence),
+                          "memory_tokens": int(context.get("memory_tokens") or 0)})
     finally:
         bot.recorder = recorder
     by_cat: dict[str, list[float]] = {}
@@ -212,7 +217,10 @@ def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], us
         by_cat.setdefault(item["category"], []).append(item["recall"])
     recall = {"all": statistics.fmean(i["recall"] for i in items) if items else 0.0,
               **{c: statistics.fmean(v) for c, v in sorted(by_cat.items())}}
-    return {"asked": len(items), "skipped": skipped, "recall": recall, "items": items}
+    tokens = [i["memory_tokens"] for i in items]
+    return {"asked": len(items), "skipped": skipped, "recall": recall, "items": items,
+            "memory_tokens": {"mean": round(statistics.fmean(tokens), 1) if tokens else 0.0,
+                              "max": max(tokens, default=0)}}
 
 
 def _play(bot: Assistant, store: TimedStore, clock: Clock, turn: ReplayTurn, index: int,
@@ -250,6 +258,12 @@ def run_replay(script: Script, settings: Settings, options: ReplayOptions | None
         base: ChatModel = ScriptedModel(fn=replies, model="replay", context_window=options.context_window)
     else:
         base = build_model(settings)
+    system = base.count_tokens([SystemMessage(content=with_preamble(settings.system_prompt))])
+    try:
+        check_window(settings, base.context_window, system)
+    except ContextWindowTooSmall:
+        store.engine.dispose()
+        raise
     records: list[dict] = []
     snapshots: list[dict] = []
     rejected: list[dict] = []
@@ -284,7 +298,8 @@ def run_replay(script: Script, settings: Settings, options: ReplayOptions | None
                  "sessions": len({t.session for t in turns}), "flush_every": options.flush_every,
                  "context_window": base.context_window, "started_at": started_at.isoformat(),
                  "duration_s": round(time.perf_counter() - wall, 2),
-                 "unpaired_replies": script.unpaired_replies, "rejected": rejected},
+                 "unpaired_replies": script.unpaired_replies, "rejected": rejected,
+                 "skipped_turns": dict(script.skipped_turns)},
         "tokens": token_summary(records),
         "turns": records,
         "latency_ms": _latency(records),

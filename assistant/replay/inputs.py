@@ -58,6 +58,8 @@ class Script:
     unpaired_replies: int = 0
     #: LoCoMo: which conversation of the file this is.
     conversation: str | None = None
+    #: Turns left out, by reason (``empty``: no text and no photo), counted in the report.
+    skipped_turns: tuple[tuple[str, int], ...] = ()
 
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -154,11 +156,16 @@ def _load_locomo(path: Path, conversation: str | None) -> Script:
             known = ", ".join(c.sample_id for c in conversations)
             raise ReplayFormatError(f"{path}: no conversation with sample_id {conversation!r} (has: {known})")
         conv = found[0]
+    kept = [t for t in conv.turns if t.text.strip() or t.caption]
+    empty = len(conv.turns) - len(kept)
+    if not kept:
+        raise ReplayFormatError(f"{path}: conversation {conv.sample_id!r} has no turn with text")
     turns = tuple(ReplayTurn(t.dia_id, t.memory_text(), f"session_{t.session}", t.timestamp)
-                  for t in conv.turns)
+                  for t in kept)
     probes = tuple(Probe(q.question, q.evidence, str(q.category)) for q in conv.questions
                    if str(q.category) in SCORED and q.evidence)
-    return Script(str(path), "locomo", turns, probes, conversation=conv.sample_id)
+    return Script(str(path), "locomo", turns, probes, conversation=conv.sample_id,
+                  skipped_turns=(("empty", empty),) if empty else ())
 
 
 def load_script(path: str | Path, *, conversation: str | None = None) -> Script:
