@@ -61,10 +61,12 @@ def stop_assistant(bot: Any, *, grace_s: float) -> None:
     """Workers first, then the assistant's own threads, then the models."""
     from assistant.providers.local import close_models
 
-    stop_workers(bot, grace_s)
-    bot.close()
-    # A job thread still decoding after the grace is stopped at its next token by the
-    # model's gate; only then is the model freed, and the job's release written.
-    close_models(timeout=grace_s)
-    stop_workers(bot, 5.0)
+    try:
+        stop_workers(bot, grace_s)
+        bot.close()
+    finally:
+        # Even after a failed close: a job thread still decoding after the grace is
+        # stopped at its next token by the model's gate, and only then is the model freed.
+        close_models(timeout=grace_s)
+    stop_workers(bot, 5.0)  # the aborted job's release is written before we exit
     log.info("stopped cleanly")

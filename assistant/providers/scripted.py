@@ -7,11 +7,14 @@ honours the whole ``ChatModel`` contract, so tests exercise the real orchestrato
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -53,11 +56,23 @@ class ScriptedModel(ChatModel):
         self._fn = fn
         self._lock = threading.Lock()
         self.requests: list[ModelRequest] = []
+        self.prompt_log: Path | None = None
+        self.delay_s = 0.0
 
     @classmethod
     def from_spec(cls, settings: Any, model: str = "") -> ScriptedModel:
-        """``scripted`` in ``LASTMILE_PROVIDERS``: echoes the message (no model needed)."""
-        return cls(fn=lambda messages: f"(scripted) you said: {messages[-1].content}")
+        """``scripted`` in ``LASTMILE_PROVIDERS``: echoes the message (no model needed).
+        Options for tests of real processes, ``scripted:log=PATH,delay=S``: append every
+        prompt to the JSONL file PATH (what went into the prompt, without putting it in
+        the reply), and wait S seconds before each streamed piece (turns in flight)."""
+        options = dict(part.partition("=")[::2] for part in model.split(",") if part.strip())
+        unknown = set(options) - {"log", "delay"}
+        if unknown:
+            raise ValueError(f"scripted: unknown option(s) {sorted(unknown)}; use log=PATH,delay=S")
+        made = cls(fn=lambda messages: f"(scripted) you said: {messages[-1].content}")
+        made.prompt_log = Path(options["log"]) if options.get("log") else None
+        made.delay_s = float(options.get("delay") or 0.0)
+        return made
 
     def enqueue(self, *items: str | ScriptedReply | Exception) -> ScriptedModel:
         """Add replies (or errors to raise) to the end of the queue."""
@@ -68,6 +83,11 @@ class ScriptedModel(ChatModel):
     def _next(self, request: ModelRequest) -> str | ScriptedReply | Exception:
         with self._lock:
             self.requests.append(request)
+            if self.prompt_log is not None:
+                line = json.dumps({"messages": [{"role": m.type, "content": str(m.content)}
+                                                for m in request.messages]})
+                with self.prompt_log.open("a", encoding="utf-8") as log:
+                    log.write(line + "\n")
             if self._queue:
                 return self._queue.popleft()
         if self._fn is not None:
@@ -84,6 +104,8 @@ class ScriptedModel(ChatModel):
         for index, piece in enumerate(pieces):
             if reply.fail_after is not None and index >= reply.fail_after:
                 break
+            if self.delay_s:
+                time.sleep(self.delay_s)
             sent.append(piece)
             yield ModelChunk(text=piece)
         if reply.fail_after is not None:
