@@ -30,6 +30,7 @@ from assistant.reply_record import ReplyRecord
 from assistant.settings import Settings
 from guardrails.base import GuardChain, GuardContext
 from guardrails.grounding import BAD_VERDICTS, CitationGuard, failures_prompt
+from guardrails.review_gate import worth_review
 
 __all__ = ["SAMPLE_COLLECTION", "assess", "citation_guard", "default_documents", "reask_once",
            "reply_fields", "reply_record", "sample_corpus_paths", "submit_review"]
@@ -168,6 +169,9 @@ def submit_review(queue: Any, settings: Settings, ctx: GuardContext, question: s
     ctx.confidence = confidence
     if queue is None or confidence is None or confidence >= settings.review_threshold:
         return None
+    if not ctx.validation_errors and not worth_review(
+            stored.content, ctx.citation_checks, {sid: ref.text for sid, ref in ctx.sources.items()}):
+        return None  # chit-chat, a question back, no factual claim: nothing to review
     try:
         queue.submit(kind="answer", user_id=ctx.user_id, session_id=ctx.session_id,
                      message_id=stored.id, question=question, content=stored.content,

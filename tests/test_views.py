@@ -26,7 +26,7 @@ def test_sources_panel_shows_verdicts_origin_and_escapes() -> None:
                "verdict": "supported", "origin": "attributed"}
     out = views.citations_html([cited, matched])
     assert out.count('class="lm-cite"') == 2
-    assert 'data-verdict="unsupported"' in out and "✗ unsupported" in out
+    assert 'data-verdict="unsupported"' in out and "✗ not supported" in out  # calibrated wording (issue 13)
     assert 'data-verdict="supported"' in out and "attributed by lastmile" in out
     assert out.count("attributed by lastmile") == 1  # only the one lastmile matched
     assert "Guide <b>" not in out and "Guide &lt;b&gt;" in out and "&lt;late&gt;" in out

@@ -8,11 +8,20 @@ are the stable hooks the browser tests (and any theming) rely on.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from assistant.reply_record import ReplyRecord
 from memory.store import SessionInfo, StoredMessage
+from ui.verdicts import (
+    LABELS,
+    NOT_VERIFIED,
+    UNVERIFIED_CLASS,
+    annotated_html,
+    display_verdict,
+    evidence_html,
+    not_verified,
+)
 
 __all__ = ["CSS", "HEAD", "INCOMPLETE_CLASS", "PROVIDER_CLASS", "TYPING", "assistant_content",
            "chat_messages", "chat_view", "citations_html", "header_html", "notice_markdown",
@@ -91,6 +100,19 @@ CSS = """
 .lm-stat b { font-size: 1.3rem; }
 .lm-stat span { font-size: .75rem; color: var(--body-text-color-subdued); }
 .lm-sidebar-title { font-weight: 700; font-size: 1.1rem; }
+.lm-claim[data-verdict=supported] { border-bottom: 2px solid #15803d; }
+.lm-claim[data-verdict=partly] { border-bottom: 2px dashed #b45309; }
+.lm-claim[data-verdict=not_supported] { background: rgba(185, 28, 28, .10);
+  border-bottom: 2px solid #b91c1c; }
+.lm-claim[data-verdict=not_checkable] { border-bottom: 1px dotted var(--body-text-color-subdued); }
+.lm-vbadge { font-size: .72rem; padding: 0 .35rem; border-radius: 999px; white-space: nowrap; }
+.lm-vbadge[data-verdict=supported], .lm-cite[data-shown=supported] .lm-verdict { color: #15803d; }
+.lm-vbadge[data-verdict=partly], .lm-cite[data-shown=partly] .lm-verdict { color: #b45309; }
+.lm-vbadge[data-verdict=not_supported], .lm-cite[data-shown=not_supported] .lm-verdict
+  { color: #b91c1c; font-weight: 600; }
+.lm-vbadge[data-verdict=not_checkable] { color: var(--body-text-color-subdued); }
+.lm-unverified { color: #b45309; font-weight: 600; }
+mark.lm-evidence { background: rgba(250, 204, 21, .45); padding: 0 .1rem; }
 footer { display: none !important; }
 .lm-typing { display: inline-flex; gap: 4px; padding: .35rem 0; }
 .lm-typing i { width: 7px; height: 7px; border-radius: 50%; background: currentColor;
@@ -133,12 +155,17 @@ def _meta(latency_ms: float | None, tokens: int | None, cost: float | None) -> l
 def assistant_content(text: str, provider: str | None, status: str = "ok",
                       note: str | None = None, finish_reason: str | None = None, *,
                       latency_ms: float | None = None, tokens: int | None = None,
-                      cost: float | None = None, badges: Iterable[str] = ()) -> str:
-    """A finished reply: its text, then a caption naming the provider, latency, tokens
-    and cost (and any problem or badge such as "pending review")."""
+                      cost: float | None = None, badges: Iterable[str] = (),
+                      checks: Sequence[Any] | None = None) -> str:
+    """A finished reply: its text (each checked claim with its verdict beside it, from
+    ``checks``), then a caption naming the provider, latency, tokens and cost (and any
+    problem or badge such as "pending review", or "not verified against your documents"
+    when the answer claims something no shown source supports)."""
     parts = [f'<span class="{PROVIDER_CLASS}">{html.escape(provider or "unknown")}</span>',
              *_meta(latency_ms, tokens, cost)]
     parts += [f'<span class="lm-badge">{html.escape(b)}</span>' for b in badges]
+    if status == "ok" and text.strip() and not_verified(text, checks):
+        parts.append(f'<span class="{UNVERIFIED_CLASS}">⚠ {NOT_VERIFIED}</span>')
     if status == "ok" and finish_reason == "length":
         parts.append(f'<span class="{TRUNCATED_CLASS}">· stopped at the reply length limit</span>')
     if status not in ("ok", "pending_review"):
@@ -146,7 +173,8 @@ def assistant_content(text: str, provider: str | None, status: str = "ok",
         sentence = note or STORED_STATUS_NOTE.get(status, "")
         parts.append(f'<span class="{INCOMPLETE_CLASS}" data-status="{html.escape(status)}">'
                      f"⚠ {label} · {html.escape(sentence)}</span>")
-    body = _close_fence(text).rstrip()
+    shown = [c for c in checks or () if display_verdict(c)]
+    body = (annotated_html(text, shown) if shown else _close_fence(text)).rstrip()
     caption = f'<div class="lm-meta">{"".join(parts)}</div>'
     return f"{body}\n\n{caption}" if body else caption
 
@@ -192,7 +220,8 @@ def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None 
                 msg.content, msg.provider, msg.status, errors.get(msg.id),
                 finish_reason=msg.finish_reason,
                 latency_ms=msg.latency_ms, tokens=tokens or None,
-                cost=costs.get(turn) if turn is not None else None, badges=_badges(msg))})
+                cost=costs.get(turn) if turn is not None else None, badges=_badges(msg),
+                checks=ReplyRecord.from_dict(msg.context).checks)})
             liked.append({1: "Like", -1: "Dislike"}.get(feedback.get(msg.id, 0)))
         else:
             continue
@@ -200,8 +229,10 @@ def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None 
     return out, ids, liked
 
 
-_VERDICT = {"supported": "✓ supported", "unsupported": "✗ unsupported", "partial": "◐ partly supported",
-            "uncited": "? uncited", "invalid_citation": "✗ invalid citation"}
+_VERDICT = {"supported": LABELS["supported"], "unsupported": LABELS["not_supported"],
+            "not_supported": LABELS["not_supported"], "partial": LABELS["partly"],
+            "uncited": LABELS["not_checkable"], "not_checkable": LABELS["not_checkable"],
+            "invalid_citation": "✗ not supported (no such source)"}
 
 
 def _get(item: Any, *names: str) -> Any:
@@ -218,9 +249,13 @@ def _sentences_html(citation: Any) -> str:
     rows = []
     for check in _get(citation, "sentences") or ():
         verdict = str(_get(check, "verdict") or "uncited")
-        rows.append(f'<li class="lm-cite-sentence" data-verdict="{html.escape(verdict)}">'
+        seen = _get(check, "evidence")
+        quote = (f' <q class="lm-evidence-quote">{html.escape(str(seen))}</q>'
+                 if isinstance(seen, str) and seen else "")
+        rows.append(f'<li class="lm-cite-sentence" data-verdict="{html.escape(verdict)}" '
+                    f'data-shown="{display_verdict(check) or ""}">'
                     f'{html.escape(str(_get(check, "text") or ""))} <span class="lm-verdict">'
-                    f'{html.escape(_VERDICT.get(verdict, verdict))}</span></li>')
+                    f'{html.escape(_VERDICT.get(verdict, verdict))}</span>{quote}</li>')
     return f'<ul class="lm-cite-sentences">{"".join(rows)}</ul>' if rows else ""
 
 
@@ -242,12 +277,18 @@ def citations_html(citations: Iterable[Any] | None) -> str:
         verdict = str(_get(item, "verdict") or "uncited")
         title = _get(item, "title", "path") or "source"
         snippet = str(_get(item, "snippet", "text") or "")[:400]
+        # The evidence the check found is highlighted; without one, the snippet is it.
+        spans = [e for c in _get(item, "sentences") or () if isinstance(e := _get(c, "evidence"), str)]
+        shown = {"partial": "partly", "unsupported": "not_supported",
+                 "invalid_citation": "not_supported"}.get(verdict, verdict)
         rows.append(
-            f'<details class="lm-cite" data-verdict="{html.escape(verdict)}">'
+            f'<details class="lm-cite" data-verdict="{html.escape(verdict)}" '
+            f'data-shown="{html.escape(shown)}">'
             f'<summary><b>[{html.escape(str(_get(item, "source_id", "id") or "?"))}]</b> '
             f'{html.escape(str(title))} <span class="lm-verdict">'
             f'{html.escape(_VERDICT.get(verdict, verdict))}</span>{_origin_html(item)}</summary>'
-            f'<blockquote>{html.escape(snippet)}</blockquote>{_sentences_html(item)}</details>')
+            f'<blockquote>{evidence_html(snippet, spans or [snippet])}</blockquote>'
+            f'{_sentences_html(item)}</details>')
     return '<div class="lm-citations"><div class="lm-cite-head">Sources</div>' + "".join(rows) + "</div>"
 
 
