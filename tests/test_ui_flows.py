@@ -85,7 +85,9 @@ def test_grounded_answer_shows_sources_with_verdicts(live_server, page, ui_setti
     send(page, "How do I ride tram 28 and the Cacilhas ferry in Lisbon?")
     reply = page.locator(BOT).last
     expect(reply.locator(".lm-provider")).to_have_text("scripted")
-    expect(reply).to_contain_text(LABELS["unsupported"].strip())  # the wrong sentence, marked
+    expect(reply.locator(".lm-claim[data-verdict=not_supported]")).to_contain_text(
+        "The Cacilhas ferry leaves from Belém")  # the wrong sentence, marked beside the text
+    expect(reply).not_to_contain_text(LABELS["unsupported"].strip())
     ids = source_ids(model.requests[-1].messages)
     tram = page.locator(f"#lm-citations details.lm-cite:has(summary:has-text('[{ids['Tram 28']}]'))")
     ferry = page.locator(f"#lm-citations details.lm-cite:has(summary:has-text('[{ids['Cacilhas ferry']}]'))")
@@ -93,7 +95,7 @@ def test_grounded_answer_shows_sources_with_verdicts(live_server, page, ui_setti
     expect(tram.locator("summary .lm-verdict")).to_contain_text("supported")
     expect(tram.locator("summary")).to_contain_text("Tram 28")
     expect(ferry).to_have_attribute("data-verdict", "unsupported")
-    expect(ferry.locator("summary .lm-verdict")).to_have_text("✗ unsupported")
+    expect(ferry.locator("summary .lm-verdict")).to_have_text("✗ not supported")
     snippet = tram.locator("blockquote")
     expect(snippet).to_be_hidden()  # closed until the user opens the source
     tram.locator("summary").click()

@@ -18,7 +18,7 @@ from typing import Any
 from guardrails.claims import is_claim, parse_markers, split_sentences
 
 __all__ = ["LABELS", "NOT_VERIFIED", "UNVERIFIED_CLASS", "annotated_html", "display_verdict",
-           "evidence_html", "not_verified"]
+           "evidence_html", "not_verified", "safe_markdown"]
 
 #: The four verdicts a reader sees, by the checker's (current and coming) verdict names.
 _DISPLAY = {"supported": "supported", "partial": "partly", "partly": "partly",
@@ -68,6 +68,20 @@ def _span(text: str, sentence: str, start: int) -> tuple[int, int] | None:
 
 def _escape(text: str) -> str:
     return html.escape(text, quote=False)
+
+
+_CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]+`", re.DOTALL)
+
+
+def safe_markdown(text: str) -> str:
+    """Model text for the chat's Markdown: HTML outside code escaped (shown, never run);
+    code blocks and spans are left to the renderer, which shows them literally."""
+    out, cursor = [], 0
+    for m in _CODE.finditer(text):
+        out += [_escape(text[cursor:m.start()]), m.group(0)]
+        cursor = m.end()
+    out.append(_escape(text[cursor:]))
+    return "".join(out)
 
 
 def annotated_html(text: str, checks: Iterable[Any]) -> str:

@@ -21,6 +21,7 @@ from ui.verdicts import (
     display_verdict,
     evidence_html,
     not_verified,
+    safe_markdown,
 )
 
 __all__ = ["CSS", "HEAD", "INCOMPLETE_CLASS", "PROVIDER_CLASS", "TYPING", "assistant_content",
@@ -174,7 +175,7 @@ def assistant_content(text: str, provider: str | None, status: str = "ok",
         parts.append(f'<span class="{INCOMPLETE_CLASS}" data-status="{html.escape(status)}">'
                      f"⚠ {label} · {html.escape(sentence)}</span>")
     shown = [c for c in checks or () if display_verdict(c)]
-    body = (annotated_html(text, shown) if shown else _close_fence(text)).rstrip()
+    body = (annotated_html(text, shown) if shown else safe_markdown(_close_fence(text))).rstrip()
     caption = f'<div class="lm-meta">{"".join(parts)}</div>'
     return f"{body}\n\n{caption}" if body else caption
 
