@@ -62,7 +62,7 @@ from guardrails.claims import (
     stem,
     tokens,
 )
-from guardrails.frames import check_binding, decompose, units
+from guardrails.frames import bound_unit, check_binding, decompose, units
 from guardrails.roles import (
     acronym_of,
     direction_clash,
@@ -270,6 +270,10 @@ def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, thr
         owned = [(c, u) for c in item.cited for u in units(srcs[c])]
         pool = [u for _, u in owned]
         wrong = [(p, b) for p in item.parts if (b := check_binding(p, pool)) is not None]
+        if not wrong and all(bound_unit(p, pool) for p in item.parts):
+            # Every part's values sit together in one clause of the source: the frame
+            # check is more specific than the role heuristic, whose swaps it explains.
+            against = [r for r in against if not r.startswith("role:")]
         if wrong:
             bind = wrong[0][1]
             against.append("binding:" + bind.term.lstrip("#"))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from guardrails.claims import STOP, numbers, split_sentences, stem
 
-__all__ = ["Binding", "Unit", "check_binding", "decompose", "units"]
+__all__ = ["Binding", "Unit", "bound_unit", "check_binding", "decompose", "frame_terms", "units"]
 
 _LO = {"under", "below", "less", "fewer", "shorter", "cheaper", "lower", "smaller", "younger", "max",
        "maximum", "most", "until", "before", "upto", "within_n", "beneath", "sub"}
@@ -39,7 +39,7 @@ thursday friday saturday sunday morning evening night peak offpeak off-peak smal
 overnight ground priority regular daily weekly monthly annual yearly full part-time full-time
 fulltime parttime domestic international staff manager managers contractor contractors""".split())
 _VALUE_TERMS = {stem(t) for t in _TIERS}
-_CUT = re.compile(r"\s*(?:;|,?\s+\b(?:and|but|while|whereas|otherwise|or else)\b|,)\s*", re.IGNORECASE)
+_CUT = re.compile(r"\s*(?:;|,?\s+\b(?:and|but|while|whereas|otherwise|or else)\b|,(?=\s))\s*", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2})[:.](\d{2})\b")
 
 
@@ -75,6 +75,11 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
     return values, plain
 
 
+def frame_terms(text: str) -> tuple[set[str], set[str]]:
+    """(value terms, plain terms) of ``text``: what a frame is made of (public form)."""
+    return _terms(text)
+
+
 @dataclass(frozen=True)
 class Unit:
     """One clause of a source sentence as a frame; ``start``/``end`` locate its sentence."""
@@ -86,6 +91,8 @@ class Unit:
     start: int
     end: int
 
+    lead: frozenset[str] = frozenset()
+
     @property
     def terms(self) -> frozenset[str]:
         return self.values | self.plain
@@ -95,13 +102,21 @@ def _clauses(sentence: str) -> list[str]:
     return [c for c in _CUT.split(sentence) if c and re.search(r"\w", c)]
 
 
+def _lead(piece: str) -> frozenset[str]:
+    """The clause's own first content word: its subject ("accessories a 6-month warranty")."""
+    _, plain = _terms(" ".join(piece.split()[:2]))
+    return frozenset(plain)
+
+
 def _frames(pieces: list[str]) -> list[tuple[str, set[str], set[str]]]:
     """Terms per clause, elliptical clauses filled in from the first one."""
     out: list[tuple[str, set[str], set[str]]] = []
     for i, piece in enumerate(pieces):
         values, plain = _terms(piece)
         if i and out and len(plain) <= 2 and values:
-            plain |= out[0][2]  # "... and 60 EUR outside the EU": the per diem, again
+            plain |= out[0][2] | out[-1][2]  # "... and 60 EUR outside the EU": the per diem, again
+            if not any(v[0].isalpha() for v in values):  # "... and costs 12 EUR": still express
+                values |= {v for v in out[-1][1] if v[0].isalpha()}
         out.append((piece, values, plain))
     return out
 
@@ -116,7 +131,7 @@ def units(text: str) -> list[Unit]:
         end = start + len(sent)
         cursor = end
         for piece, values, plain in _frames(_clauses(sent)):
-            out.append(Unit(piece, frozenset(values), frozenset(plain), n, start, end))
+            out.append(Unit(piece, frozenset(values), frozenset(plain), n, start, end, _lead(piece)))
     return out
 
 
@@ -160,12 +175,22 @@ def _rivals(best: Unit, pool: list[Unit]) -> list[Unit]:
                  or (u.values & best.values))]
 
 
+def bound_unit(claim: str, source_units: list[Unit]) -> Unit | None:
+    """A unit holding every value of ``claim`` (two or more): the claim's frame, whole."""
+    values, _ = _terms(claim)
+    if len(values) < 2:
+        return None
+    return next((u for u in source_units if values <= u.values), None)
+
+
 def check_binding(claim: str, source_units: list[Unit]) -> Binding | None:
     """The first wrong binding of ``claim`` (one atomic part) against ``source_units``."""
     values, plain = _terms(claim)
     if not values or not source_units:
         return None
-    nums = {v for v in values if v.startswith("#")}
+    low = re.sub(r"\bup to\b", "upto", claim.lower())
+    nums = {f"#{val:g}" for m in re.finditer(r"\b([a-z]+)\s+(?:than\s+)?(\d[\d,.]*)", low)
+            if m.group(1) in _LO | _HI for val, _ in numbers(m.group(2))}
     # A claim's "> 6" where the sources only say "< 6": the number is the threshold of the
     # complement, so it does not bind the claim to the unit that states it.
     direction = values & {"<", ">"}
@@ -173,8 +198,16 @@ def check_binding(claim: str, source_units: list[Unit]) -> Binding | None:
     for num in nums:
         with_num = [u for u in source_units if num in u.values]
         if direction and with_num and not any(direction & u.values for u in with_num) and any(
-                u.values & ({"<", ">"} - direction) for u in with_num):
+                u.values & ({"<", ">"} - direction) for u in with_num) and any(
+                direction & u.values for u in source_units):
             loose.add(num)
+    for num in nums - loose:  # "children over 12" where the source only says "under 12"
+        with_num = [u for u in source_units if num in u.values]
+        if direction and with_num and not any(direction & u.values for u in with_num) and not any(
+                direction & u.values for u in source_units):
+            clash = next((u for u in with_num if u.values & ({"<", ">"} - direction)), None)
+            if clash is not None:
+                return Binding(next(iter(direction)), clash, clash)
     wanted = (values | plain) - loose
     anchored = [u for u in source_units if u.values & (values - loose)]
     if not anchored:
@@ -186,6 +219,6 @@ def check_binding(claim: str, source_units: list[Unit]) -> Binding | None:
         return None
     for rival in _rivals(best, source_units):
         for term in sorted(missing & rival.terms, key=lambda t: (t not in rival.values, t)):
-            if term in rival.values or term in (rival.plain - best.plain):
+            if term in rival.values or term in rival.lead - best.plain:
                 return Binding(term, best, rival)
     return None
