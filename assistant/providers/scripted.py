@@ -62,13 +62,13 @@ class ScriptedModel(ChatModel):
     @classmethod
     def from_spec(cls, settings: Any, model: str = "") -> ScriptedModel:
         """``scripted`` in ``LASTMILE_PROVIDERS``: echoes the message (no model needed).
-        Options for tests of real processes, ``scripted:log=PATH,delay=S``: append every
+        Options for tests of real processes, ``scripted:log=PATH;delay=S``: append every
         prompt to the JSONL file PATH (what went into the prompt, without putting it in
         the reply), and wait S seconds before each streamed piece (turns in flight)."""
-        options = dict(part.partition("=")[::2] for part in model.split(",") if part.strip())
+        options = dict(part.partition("=")[::2] for part in model.split(";") if part.strip())
         unknown = set(options) - {"log", "delay"}
         if unknown:
-            raise ValueError(f"scripted: unknown option(s) {sorted(unknown)}; use log=PATH,delay=S")
+            raise ValueError(f"scripted: unknown option(s) {sorted(unknown)}; use log=PATH;delay=S")
         made = cls(fn=lambda messages: f"(scripted) you said: {messages[-1].content}")
         made.prompt_log = Path(options["log"]) if options.get("log") else None
         made.delay_s = float(options.get("delay") or 0.0)

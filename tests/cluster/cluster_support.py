@@ -52,7 +52,7 @@ class Env:
     def replica(self, name: str, **env: str) -> Node:
         prompts = self.cluster.workdir / f"{name}.prompts.jsonl"
         proc = self.cluster.start_replica(name, env={
-            "LASTMILE_PROVIDERS": f"scripted:log={prompts},delay={DELAY_S}", **env})
+            "LASTMILE_PROVIDERS": f"scripted:log={prompts};delay={DELAY_S}", **env})
         return Node(proc, prompts)
 
     def api_key(self, user_id: str) -> str:
