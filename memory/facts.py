@@ -49,6 +49,7 @@ from memory.facts_extract import (
     fact_text,
     norm_value,
 )
+from memory.generations import bump
 from memory.models import Conversation, Message, User, utcnow
 from memory.models import Fact as FactRow
 from memory.models import aware as _aware
@@ -183,6 +184,8 @@ class FactMemory:
                 change = (self._forget(db, user_id, candidate, draft, source)
                           if candidate.op != "add"
                           else self._add(db, user_id, candidate, draft, source, extractor))
+                if change is not None:
+                    bump(db, user_id)  # the user's memory generation (memory.generations)
             if change is not None:
                 changes.append(change)
                 self._index([c for c in (change.fact, *change.previous) if c is not None])
@@ -360,6 +363,7 @@ class FactMemory:
             db.flush()
             previous = self._close([old], "superseded", now, "edited by the user", row.id)
             new = _info(row)
+            bump(db, user_id)
         self._index([new, *previous])
         return new
 
@@ -372,6 +376,7 @@ class FactMemory:
             self._erase(self._earlier(db, asked))
             rows = [r for r in asked if r.status != "forgotten"]
             done = self._close(rows, "forgotten", utcnow(), reason)
+            bump(db, user_id)
         self._index(done)
         if done:
             self._after_forget(user_id)
@@ -387,6 +392,8 @@ class FactMemory:
                                                     FactRow.status.in_(("valid", "superseded"))))
             orphans = [r for r in rows if r.source_ids and set(map(int, r.source_ids)) <= gone]
             done = self._close(orphans, "forgotten", utcnow(), "its source messages were deleted")
+            if done:
+                bump(db, user_id)
         self._index(done)
         if done:
             self._after_forget(user_id)
@@ -425,8 +432,9 @@ class FactMemory:
                 for m, key in rows]
 
     def suppressed_sources(self, user_id: str) -> set[int]:
-        """Messages behind forgotten facts, and the reply that followed each ("Porto is
-        lovely!"): kept out of recall too, or the turn memory would repeat them."""
+        """Messages behind forgotten facts, the reply that followed each ("Porto is
+        lovely!") and any message restating them: kept out of recall too, or the turn
+        memory would repeat them."""
         with self._sessions() as db:
             rows = db.scalars(select(FactRow.source_ids).where(
                 FactRow.user_id == user_id,
@@ -443,7 +451,12 @@ class FactMemory:
                 if reply is not None:
                     replies.add(reply)
             role = dict(db.execute(select(Message.id, Message.role).where(Message.id.in_(replies))).all())
-        return sources | {i for i in replies if role.get(i) == "assistant"}
+        # ... and every other message that restates one of them, in any session, before or
+        # after the forget (memory.forgotten: value words + predicate words / MiniLM).
+        from memory.forgotten import restating_ids
+
+        return sources | {i for i in replies if role.get(i) == "assistant"} | restating_ids(
+            self.engine, user_id)
 
     # -- Chroma ----------------------------------------------------------------------
     def _index(self, facts: Sequence[FactInfo]) -> None:

@@ -9,8 +9,10 @@ reach a prompt.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from assistant.protocols import Recall
 from memory.facts import FactInfo, FactMemory
@@ -69,6 +71,23 @@ class FactRecall:
         return RecalledFacts("\n".join([FACTS_HEADER, *lines]), ids, items, [f.id for f in shown])
 
 
+_ENTRY = re.compile(r"^\s*(?:-\s*)?\[msg-(\d+)[ |\]].*(?:\n(?!\s*(?:-\s*)?\[)[^\n]*)*", re.MULTILINE)
+
+
+def _without(recalled: Any, hidden: Collection[int]) -> Any:
+    """``recalled`` minus the entries of ``hidden`` messages: the turn memory leaves out
+    excluded hits, but a hidden message can still come as a hit's neighbour turn."""
+    shown = set(getattr(recalled, "message_ids", None) or [])
+    if not recalled.text or not shown & set(hidden):
+        return recalled
+    text = _ENTRY.sub(lambda m: "" if int(m.group(1)) in hidden else m.group(0), recalled.text)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+    items = [i for i in getattr(recalled, "items", None) or [] if i.get("id") not in
+             {f"msg-{h}" for h in hidden}]
+    return RecalledFacts(text if re.search(r"\[msg-\d+", text) else "",
+                         [i for i in recalled.message_ids if i not in hidden], items)
+
+
 class LayeredRecall:
     """Facts first (up to ``facts_share`` of the budget), then episodic memories in
     what is left; both scoped to the user, both inside ``token_budget``."""
@@ -91,6 +110,7 @@ class LayeredRecall:
         hidden = self.facts.memory.suppressed_sources(user_id)
         turns = self.turns.recall(user_id, query, token_budget=token_budget - used,
                                   exclude={*exclude, *hidden}, count_tokens=count_tokens)
+        turns = _without(turns, hidden)
         text = "\n\n".join(t for t in (known.text, turns.text) if t)
         if turns.text and count_tokens(text) > token_budget:  # tokenizers are not additive
             text, turns = known.text, RecalledFacts()
