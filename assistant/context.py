@@ -85,9 +85,15 @@ def _units(history: Sequence[StoredMessage]) -> list[list[StoredMessage]]:
     A tool call missing any result (lost, failed, or cut off by the scan limit) is
     dropped with its partial results; a result without its call is dropped too.
     """
-    # Superseded messages (regenerated or edited away) never go back to the model.
+    # Superseded messages (regenerated or edited away) never go back to the model, nor a
+    # user message whose reply never came (interrupted, or pending behind a newer one):
+    # sent as if unanswered, the model answers it instead of the new one.
+    last_user = max((m.id for m in history if m.role == "user" and m.status != "superseded"),
+                    default=None)
     usable = [m for m in history
-              if m.status != "superseded" and (m.role == "user" or m.status == "ok")]
+              if m.status != "superseded" and (m.role == "user" or m.status == "ok")
+              and not (m.role == "user" and m.id != last_user
+                       and m.reply_state in ("interrupted", "pending"))]
     units: list[list[StoredMessage]] = []
     i = 0
     while i < len(usable):
@@ -195,12 +201,19 @@ def assemble_context(system_prompt: str, history: Sequence[StoredMessage], *, sp
     recent = max(0, avail - fixed - split.memory - reserve)
     kept, used, usable = select_window(history, recent, count)
     memory, memory_ids = "", list[int]()
-    if blocks.memory and split.memory > 0:
-        got = _call("memory", blocks.memory, split.memory, [m.id for m in kept])
+    memory_budget = split.memory
+    if may_recall and split.memory_cap > split.memory and used < recent:
+        # Recent-turn tokens the window does not need go to memory, up to its cap: a short
+        # session (a new one asking about old ones) recalls more instead of wasting them.
+        grow = min(split.memory_cap - split.memory, recent - used)
+        memory_budget += grow
+        recent -= grow
+    if blocks.memory and memory_budget > 0:
+        got = _call("memory", blocks.memory, memory_budget, [m.id for m in kept])
         if isinstance(got, tuple) and got[0]:
             memory, memory_ids = got
     needed = bool(memory) or bare_documents
-    spare = split.memory - cost(memory) + (0 if needed else reserve)
+    spare = memory_budget - cost(memory) + (0 if needed else reserve)
     if spare > 0:
         recent += spare
         kept, used, usable = select_window(history, recent, count)
@@ -217,5 +230,6 @@ def assemble_context(system_prompt: str, history: Sequence[StoredMessage], *, sp
         split.prompt, sizes[0], used, len(kept), usable - len(kept), [m.id for m in kept],
         memory_tokens=sizes[2], memory_ids=list(memory_ids), summary_tokens=sizes[1],
         documents_tokens=sizes[3], reply_reserve=split.reply,
-        budgets={**split.as_dict(), "system": system_tokens, "recent": recent})
+        budgets={**split.as_dict(), "memory_granted": memory_budget, "system": system_tokens,
+                 "recent": recent})
     return messages, report

@@ -50,6 +50,9 @@ class Split:
     memory: int = 0
     documents: int = 0
     recent_min: int = 0
+    #: How far the memory block may grow into recent-turn tokens the window leaves unused
+    #: (a new session has almost no history: its budget goes to what memory recalls).
+    memory_cap: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -75,4 +78,5 @@ def plan_split(settings: Any, context_window: int, system_tokens: int, *, summar
                       settings.summary_max_tokens),
         memory=share(memory, settings.context_memory_share, memory_cap(settings, context_window)),
         documents=share(documents, settings.context_documents_share, settings.documents_max_tokens),
-        recent_min=int(avail * settings.context_recent_min_share))
+        recent_min=int(avail * settings.context_recent_min_share),
+        memory_cap=memory_cap(settings, context_window) if memory else 0)
