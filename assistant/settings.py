@@ -90,6 +90,9 @@ class Settings(BaseSettings):
                                 "(over 4,096 tokens): there the memory share is used up to this.")
     recall_k: int = Field(30, ge=1, le=50, description="Most memory windows shown per turn "
                                                        "(the memory budget usually binds first).")
+    memory_cache_mb: float = Field(
+        256.0, ge=1.0, description="Bound on this process's cache of users' turn memory "
+                                   "(vectors, BM25); least recently used users are evicted.")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt for every turn.")
     temperature: float = Field(
         0.2, ge=0.0, le=2.0, description="Sampling temperature (low: small models ramble when hot).")

@@ -150,13 +150,17 @@ def _turn_memory(settings: Settings, store: MessageStore,
                  owned: list[Closeable]) -> tuple[Recall, TurnRecorder]:
     """Turns are indexed (in the background) into the hybrid retriever they are
     recalled from."""
+    from memory.generations import MemoryGenerations
     from memory.indexer import TurnIndexer
     from memory.recall import TurnMemory
     from memory.retrieval import HybridRetriever
     from memory.vectors import open_chroma
 
     client = open_chroma(settings.chroma_path, settings.chroma_url)
-    turns = TurnMemory(HybridRetriever(client), k=settings.recall_k)
+    engine = getattr(store, "engine", None)  # the SQL store's writes bump memory generations
+    retriever = HybridRetriever(client, cache_mb=settings.memory_cache_mb,
+                                generations=MemoryGenerations(engine) if engine is not None else None)
+    turns = TurnMemory(retriever, k=settings.recall_k)
     indexer = TurnIndexer(store, turns)  # type: ignore[arg-type]  # needs unindexed/mark_indexed
     indexer.catch_up()
     owned.append(indexer)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,9 +79,26 @@ class DenseIndex:
             if user is not None:
                 user.upsert(ids, vectors)
 
+    def remove(self, user_id: str, ids: AbstractSet[str]) -> None:
+        """Drop rows of a loaded user. A new matrix replaces the old one, so a search
+        holding the old snapshot stays consistent (deletes are rare; O(rows) is fine)."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or not any(i in user.rows for i in ids):
+                return
+            keep = [row for row, sid in enumerate(user.ids[:user.n]) if sid not in ids]
+            fresh = _UserMatrix()
+            fresh.upsert([user.ids[r] for r in keep], user.matrix[keep])
+            self._users[user_id] = fresh
+
     def drop(self, user_id: str) -> None:
         with self._lock:
             self._users.pop(user_id, None)
+
+    def nbytes(self, user_id: str) -> int:
+        """What this user's matrix holds in memory (its capacity, not just rows in use)."""
+        user = self._users.get(user_id)
+        return 0 if user is None else int(user.matrix.nbytes)
 
     def scores(self, user_id: str, vector: np.ndarray) -> tuple[list[str], dict[str, int], np.ndarray]:
         """Cosine of every row of this user: (row ids, id -> row, scores by row); a row

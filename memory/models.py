@@ -39,6 +39,8 @@ __all__ = [
     "Fact",
     "Feedback",
     "Job",
+    "MemoryChange",
+    "MemoryGeneration",
     "Message",
     "ProviderCall",
     "ReviewDecision",
@@ -460,3 +462,34 @@ class Feedback(Base):
     value: Mapped[int] = mapped_column(SmallInteger)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- issue 12 (memory generations, migration 0014) -------------------------------------
+
+
+class MemoryGeneration(Base):
+    """A user's memory generation: bumped in the transaction of every write that changes
+    what recall can return, so a replica's cache knows it is stale (``memory.generations``).
+    ``floor``: the log below it was compacted away (a cache older than it reloads)."""
+
+    __tablename__ = "memory_generations"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    floor: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MemoryChange(Base):
+    """One source id added to or dropped from a user's memory at a generation: the delta
+    a cache applies; a drop with no later add is a tombstone."""
+
+    __tablename__ = "memory_changes"
+    __table_args__ = (Index("ix_memory_changes_user_generation", "user_id", "generation"),
+                      Index("ix_memory_changes_user_source", "user_id", "source_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    source_id: Mapped[str] = mapped_column(String(200))
+    op: Mapped[str] = mapped_column(String(8))  # "add" | "drop"

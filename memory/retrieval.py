@@ -20,8 +20,16 @@ On LoCoMo this took turn-level evidence recall@10 from 0.744 (RRF over single tu
 User scoping: dense search runs over one in-memory vector matrix per user
 (``memory.dense``) and BM25 is one index per user, so neither path can return another
 user's item. Items and vectors are cached in memory per user (loaded lazily from Chroma,
-the source of truth, filtered by ``user_id``); one process should own the writes for a
-user, or call ``refresh(user_id)`` after another process wrote.
+the source of truth, filtered by ``user_id``).
+
+The cache rule (issue 12), with ``generations`` (``memory.generations``, the SQL side):
+each search first reads the user's memory generation (one primary-key read) and, when
+another writer moved it, applies the logged delta — added ids fetched from Chroma,
+dropped ids removed — so every replica serves the same memory and a deleted session
+never comes back. Writes then reach this cache only through that log (``add`` writes
+Chroma; the store's ``mark_indexed`` logs it), never directly, so a late write cannot
+resurrect a dropped id. ``cache_mb`` bounds the cache: least recently used users go.
+Without ``generations`` (a benchmark, one process) writes update the cache directly.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -37,13 +46,19 @@ import numpy as np
 from chromadb.api import ClientAPI
 
 from assistant.errors import VectorStoreUnavailable
-from memory.dense import QUERY_CACHE, DenseIndex, chroma_dense, load_vectors
+from memory.dense import DIM, QUERY_CACHE, DenseIndex, chroma_dense, load_vectors
 from memory.embedding_function import for_chroma
+from memory.generations import Delta, MemoryGenerations
 from memory.lexical import LexicalIndex
 from memory.memblock import approx_tokens, render_block
+from memory.memory_cache import ITEM_OVERHEAD_BYTES, CacheLedger
 from memory.minilm import get_encoder
 
 __all__ = ["HybridRetriever", "MemoryHit", "MemoryItem", "RetrievalConfig", "is_temporal"]
+
+#: A delta adding more ids than this is applied as a reload (one filtered read, not a
+#: lookup of thousands of ids).
+_RELOAD_ABOVE = 2000
 
 _TEMPORAL = re.compile(
     r"\b(when|what (?:date|day|month|year|time|week)|which (?:date|day|month|year|week)|"
@@ -171,10 +186,13 @@ def _item(doc: str, meta: Mapping[str, Any]) -> MemoryItem:
 
 class HybridRetriever:
     def __init__(self, client: ClientAPI, *, collection: str = "memories",
-                 config: RetrievalConfig | None = None, embed_context: int = 1) -> None:
+                 config: RetrievalConfig | None = None, embed_context: int = 1,
+                 generations: MemoryGenerations | None = None,
+                 cache_mb: float | None = None) -> None:
         """``embed_context``: embed each turn together with that many preceding turns of its
         session (a reply like "Yes, last Friday!" means little alone); the stored text
-        and BM25 stay the turn itself."""
+        and BM25 stay the turn itself. ``generations``: the SQL memory generations this
+        cache follows (see the module docstring); ``cache_mb``: its size bound."""
         self.config = config or RetrievalConfig()
         self.embed_context = embed_context
         self.collection = client.get_or_create_collection(
@@ -186,6 +204,8 @@ class HybridRetriever:
         self._items: dict[str, dict[str, MemoryItem]] = {}  # user -> source id -> item
         self._by_pos: dict[str, dict[tuple[str, int], str]] = {}  # user -> (session, seq) -> id
         self._lock = threading.RLock()
+        self.generations = generations
+        self.ledger = CacheLedger(None if cache_mb is None else int(cache_mb * 1_000_000))
 
     # -- writing ---------------------------------------------------------------------
     def add(self, user_id: str, items: Sequence[MemoryItem], *, batch_size: int = 256) -> None:
@@ -206,13 +226,20 @@ class HybridRetriever:
                     metadatas=[_meta(user_id, i) for i in part])
         except Exception as exc:
             raise VectorStoreUnavailable(f"indexing memories failed: {exc}") from exc
+        if self.generations is None:  # else the generation log brings them (module docstring)
+            self._put(user_id, items, vectors)
+
+    def _put(self, user_id: str, items: Sequence[MemoryItem], vectors: np.ndarray) -> None:
+        """Add or replace cached items of a loaded user."""
         with self._lock:
+            if user_id not in self._items:
+                return
             for item in items:
                 self._remember(user_id, item)
             self.dense.upsert(user_id, [i.source_id for i in items], vectors)
             context = self._window_context(user_id, items)
-        self.lexical.add(user_id, [(i.source_id, i.text) for i in items])
-        self.lexical.set_context(user_id, context)
+            self.lexical.add(user_id, [(i.source_id, i.text) for i in items])
+            self.lexical.set_context(user_id, context)
 
     def _embed_text(self, user_id: str, item: MemoryItem, batch: Sequence[MemoryItem]) -> str:
         if self.embed_context <= 0 or item.seq is None:
@@ -246,25 +273,95 @@ class HybridRetriever:
         return context
 
     def _load(self, user_id: str) -> dict[str, MemoryItem]:
-        """This user's items, read from Chroma once per process (or after ``refresh``)."""
+        """This user's items, current: loaded from Chroma on first use (or after an
+        eviction or ``refresh``), else brought up to the user's memory generation."""
         with self._lock:
-            if user_id in self._items:
+            entry = self.ledger.get(user_id)
+            if user_id in self._items and entry is not None:
+                if self.generations is not None:
+                    self._sync(user_id, entry.generation)
                 return self._items[user_id]
-            try:
-                got = self.collection.get(where={"user_id": user_id},
-                                          include=["documents", "metadatas"])
-            except Exception as exc:
-                raise VectorStoreUnavailable(f"loading memories failed: {exc}") from exc
+            generation = self.generations.current(user_id) if self.generations else 0
+            got = self._fetch(where={"user_id": user_id})  # read after the generation
+            hidden = self.generations.tombstones(user_id) if self.generations else set()
+            items, vectors = self._rows(user_id, got, hidden)
             self._items[user_id], self._by_pos[user_id] = {}, {}
-            documents, metadatas = got["documents"], got["metadatas"]
-            assert documents is not None and metadatas is not None  # asked for in `include`
-            loaded = [_item(d, m) for d, m in zip(documents, metadatas, strict=True)]
-            for item in loaded:
+            for item in items:
                 self._remember(user_id, item)
+            self.dense.load(user_id, [i.source_id for i in items], vectors)
             self.lexical.drop_user(user_id)
-            self.lexical.add(user_id, [(i.source_id, i.text) for i in loaded])
-            self.lexical.set_context(user_id, self._window_context(user_id, loaded))
+            self.lexical.add(user_id, [(i.source_id, i.text) for i in items])
+            self.lexical.set_context(user_id, self._window_context(user_id, items))
+            self._account(user_id, generation)
             return self._items[user_id]
+
+    def _fetch(self, **query: Any) -> Any:
+        try:
+            return self.collection.get(**query, include=["documents", "metadatas", "embeddings"])
+        except Exception as exc:
+            raise VectorStoreUnavailable(f"loading memories failed: {exc}") from exc
+
+    @staticmethod
+    def _rows(user_id: str, got: Any,
+              hidden: AbstractSet[str] = frozenset()) -> tuple[list[MemoryItem], np.ndarray]:
+        """Chroma rows of this user (metadata checked again), minus ``hidden`` ids."""
+        documents, metadatas, embeddings = got["documents"], got["metadatas"], got["embeddings"]
+        assert documents is not None and metadatas is not None  # asked for in `include`
+        keep = [i for i, m in enumerate(metadatas)
+                if m.get("user_id") == user_id and str(m.get("source_id")) not in hidden]
+        items = [_item(documents[i], metadatas[i]) for i in keep]
+        if not keep:
+            return [], np.empty((0, DIM), np.float32)
+        return items, np.asarray(embeddings, dtype=np.float32)[keep]
+
+    def _sync(self, user_id: str, generation: int) -> None:
+        """Apply what other writers changed since ``generation`` (caller holds the lock)."""
+        assert self.generations is not None
+        delta = self.generations.since(user_id, generation)
+        if delta.empty:
+            if delta.generation != generation:  # moved without a turn-memory change (facts)
+                self._account(user_id, delta.generation)
+            return
+        if not delta.complete or len(delta.added) > _RELOAD_ABOVE:
+            self._evict(user_id)
+            self._load(user_id)
+            return
+        self._apply(user_id, delta)
+
+    def _apply(self, user_id: str, delta: Delta) -> None:
+        if delta.dropped:
+            self._drop(user_id, delta.dropped)
+        if delta.added:
+            got = self._fetch(ids=[_chroma_id(user_id, s) for s in sorted(delta.added)])
+            self._put(user_id, *self._rows(user_id, got))
+        self._account(user_id, delta.generation)
+
+    def _drop(self, user_id: str, ids: AbstractSet[str]) -> None:
+        """Remove cached items; the dicts are replaced, not mutated, so a search in flight
+        keeps a consistent snapshot."""
+        with self._lock:
+            if user_id not in self._items:
+                return
+            self._items[user_id] = {k: v for k, v in self._items[user_id].items() if k not in ids}
+            self._by_pos[user_id] = {k: v for k, v in self._by_pos[user_id].items() if v not in ids}
+            self.dense.remove(user_id, ids)
+            self.lexical.remove(user_id, ids)
+
+    def _account(self, user_id: str, generation: int) -> None:
+        """Record the user's generation and size; evict the least recently used over budget."""
+        items = self._items.get(user_id, {})
+        nbytes = (self.dense.nbytes(user_id) + len(items) * ITEM_OVERHEAD_BYTES
+                  + sum(len(i.text) for i in items.values()))
+        for other in self.ledger.put(user_id, generation, nbytes):
+            self._evict(other)
+
+    def _evict(self, user_id: str) -> None:
+        with self._lock:
+            self._items.pop(user_id, None)
+            self._by_pos.pop(user_id, None)
+            self.dense.drop(user_id)
+            self.lexical.drop_user(user_id)
+            self.ledger.forget(user_id)
 
     def remove(self, user_id: str, source_ids: Iterable[str]) -> None:
         """Delete items of one user (a deleted session, a forgotten turn) from Chroma and
@@ -272,18 +369,15 @@ class HybridRetriever:
         ids = list(source_ids)
         if not ids:
             return
+        self._drop(user_id, set(ids))  # before Chroma: removing is always safe
         try:
             self.collection.delete(ids=[_chroma_id(user_id, sid) for sid in ids])
         except Exception as exc:
             raise VectorStoreUnavailable(f"deleting memories failed: {exc}") from exc
-        self.refresh(user_id)  # reloaded from Chroma on the next search
-        self.lexical.remove(user_id, ids)
 
     def refresh(self, user_id: str) -> None:
-        with self._lock:
-            self._items.pop(user_id, None)
-            self._by_pos.pop(user_id, None)
-            self.dense.drop(user_id)
+        """Forget this user's cached state; the next use loads it from Chroma again."""
+        self._evict(user_id)
 
     def count(self, user_id: str) -> int:
         return len(self._load(user_id))
@@ -409,8 +503,11 @@ class HybridRetriever:
             scores[sid] = scores.get(sid, 0.0) + extra
 
     def neighbours(self, user_id: str, source_id: str, n: int = 1) -> list[MemoryItem]:
-        """The turns within +-n of ``source_id`` in its session, in conversation order."""
-        items = self._load(user_id)
+        """The turns within +-n of ``source_id`` in its session, in conversation order
+        (from the cache as the search that asks left it: no second generation read)."""
+        items = self._items.get(user_id)
+        if items is None:
+            items = self._load(user_id)
         item = items.get(source_id)
         if item is None or item.seq is None:
             return []

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from assistant.errors import DatabaseUnavailable, SessionNotFound
 from assistant.records import SessionInfo, StoredMessage
 from memory.db import rowcount
+from memory.generations import bump, message_sources
 from memory.models import Conversation, Feedback, Message, ProviderCall, User, utcnow
 from memory.models import aware as _aware
 
@@ -244,10 +245,20 @@ class ConversationStore:
             return [_message(row, key) for row, key in db.execute(stmt)]
 
     def mark_indexed(self, ids: Iterable[int]) -> None:
+        """Record that these messages' vectors are in Chroma (call it after the upsert):
+        their users' memory generations move in the same transaction, so every replica's
+        cache picks them up. Generations are locked before the rows are re-read, so a
+        message deleted meanwhile is never logged as added (issue 12)."""
         ids = list(ids)
-        if ids:
-            with self._db() as db, db.begin():
-                db.execute(update(Message).where(Message.id.in_(ids)).values(indexed_at=utcnow()))
+        if not ids:
+            return
+        with self._db() as db, db.begin():
+            users = sorted(set(db.scalars(select(Message.user_id).where(Message.id.in_(ids)))))
+            for user_id in users:  # sorted: two writers lock in one order (no deadlock)
+                live = db.scalars(select(Message.id).where(
+                    Message.id.in_(ids), Message.user_id == user_id, Message.status == "ok"))
+                bump(db, user_id, added=message_sources(live))
+            db.execute(update(Message).where(Message.id.in_(ids)).values(indexed_at=utcnow()))
 
     # the user's own edits ------------------------------------------------------------
     def delete_session(self, user_id: str, key: str) -> list[int]:
@@ -259,6 +270,7 @@ class ConversationStore:
             ids = list(db.scalars(select(Message.id).where(Message.conversation_id == conv.id)))
             db.execute(delete(Message).where(Message.conversation_id == conv.id))
             db.delete(conv)
+            bump(db, user_id, dropped=message_sources(ids))  # every replica's recall drops them
             return ids
 
         return self._commit_with_retry(work)
@@ -271,6 +283,10 @@ class ConversationStore:
             conv = self._conversation(db, user_id, key, create=False)
             result = db.execute(update(Message).where(Message.conversation_id == conv.id,
                                                       Message.id.in_(ids)).values(status=status))
+            if status != "ok":  # only ok messages are memories: recall drops the others
+                mine = db.scalars(select(Message.id).where(Message.conversation_id == conv.id,
+                                                           Message.id.in_(ids)))
+                bump(db, user_id, dropped=message_sources(mine))
             return rowcount(result)
 
         return self._commit_with_retry(work) if ids else 0
