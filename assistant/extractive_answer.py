@@ -63,10 +63,11 @@ _SELF = re.compile(r"\b(?:my|mine|me|i|i'm|am i|do i)\b", re.I)
 _DOCS_WORDS = re.compile(r"\b(?:polic(?:y|ies)|handbook|document|documents|manual|spec(?:ification)?s?|"
                          r"sheet|rules?|guidelines?|contract|terms)\b", re.I)
 #: The question words and verbs that say nothing about the topic.
-_GENERIC = {stem(w) for w in ("what which who whom where when why how much many long often soon quickly "
-                              "far does do did can could may must should would will tell know "
-                              "need needs have has get gets give use used allowed allow "
-                              "policy document documents say says").split()}
+_GENERIC = {stem(w) for w in (
+    "what", "which", "who", "whom", "where", "when", "why", "how", "much", "many", "long", "often",
+    "soon", "quickly", "far", "does", "do", "did", "can", "could", "may", "must", "should", "would",
+    "will", "tell", "know", "need", "needs", "have", "has", "get", "gets", "give", "use", "used",
+    "allowed", "allow", "policy", "document", "documents", "say", "says")}
 # Question type → the kind of value that answers it.
 _AMOUNT_Q = re.compile(r"\bhow much\b|\b(?:cost|costs|price|fee|fees|budget|limit|allowance|"
                        r"per diem|reimburs\w*|salary|rate)\b", re.I)
@@ -184,8 +185,7 @@ def _qualifier_fit(question: str, text: str) -> float:
         for mine, other in ((a, b), (b, a)):
             if mine in q_words and other in s_words and mine not in s_words:
                 return QUALIFIER_PENALTY
-    asked = [(_value(m[1]), _unit(m[2])) for m in _Q_AMOUNT.finditer(question)]
-    asked = [(v, u) for v, u in asked if v is not None]
+    asked = [(v, _unit(m[2])) for m in _Q_AMOUNT.finditer(question) if (v := _value(m[1])) is not None]
     if not asked:
         return 1.0
     fit = 1.0

@@ -165,7 +165,7 @@ def test_an_addition_is_kept_only_when_supported_new_and_on_the_question() -> No
 
 def test_bad_input_never_raises() -> None:
     for question in ["", "?", "x" * 5000, "\x00\x01 what is \u202e", "How much?" * 300]:
-        plan = plan_answer(question, DOCS + [{"id": "2", "text": "", "source": ""}])
+        plan = plan_answer(question, [*DOCS, {"id": "2", "text": "", "source": ""}])
         assert plan.action in {"lead", "refuse", "model"}
 
 
