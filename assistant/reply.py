@@ -46,6 +46,13 @@ class SentenceCheck:
     score: float
     claim: bool = True
     origin: str = "model"
+    #: The calibrated verdict a person reads (``guardrails.citations.STATUSES``): supported
+    #: / partial / not_supported / not_checkable / invalid_citation ("" in older rows).
+    status: str = ""
+    #: (source id, start, end) of the evidence sentence in that source, for highlighting.
+    span: tuple[str, int, int] | None = None
+    #: Why it is not supported ("binding:45", "number", "partial:...", "uncited").
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

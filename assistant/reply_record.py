@@ -98,12 +98,19 @@ def _citations(items: Any) -> tuple[Citation, ...] | None:
     for item in items if isinstance(items, list) else ():
         try:
             sentences = tuple(
-                SentenceCheck(**{**s, "cited": tuple(s.get("cited") or ())})
-                for s in item.get("sentences") or ())
+                _sentence(s) for s in item.get("sentences") or ())
             out.append(Citation(**{**item, "sentences": sentences}))
         except (TypeError, AttributeError):
             log.debug("skipping a malformed stored citation: %r", item)
     return tuple(out)
+
+
+def _sentence(s: Mapping[str, Any]) -> SentenceCheck:
+    """A stored sentence check; JSON lists back to the tuples the record holds."""
+    span = s.get("span")
+    return SentenceCheck(**{**s, "cited": tuple(s.get("cited") or ()),
+                            "span": tuple(span) if isinstance(span, (list, tuple)) and len(span) == 3 else None,
+                            "reasons": tuple(s.get("reasons") or ())})
 
 
 def _checks(items: Any) -> tuple[SentenceCheck, ...] | None:
@@ -112,7 +119,7 @@ def _checks(items: Any) -> tuple[SentenceCheck, ...] | None:
     out = []
     for s in items:
         try:
-            out.append(SentenceCheck(**{**s, "cited": tuple(s.get("cited") or ())}))
+            out.append(_sentence(s))
         except (TypeError, AttributeError):
             log.debug("skipping a malformed stored sentence check: %r", s)
     return tuple(out)

@@ -52,6 +52,7 @@ class Attribution:
     source_id: str
     score: float
     evidence: str | None
+    span: tuple[str, int, int] | None = None
 
 
 def _candidates(text: str, sources: Mapping[str, str], limit: int) -> list[str]:
@@ -89,5 +90,5 @@ def attribute(sentences: Sequence[CitedSentence], sources: Mapping[str, str], *,
         if got.verdict != "supported" or got.score < THRESHOLD + margin:
             continue
         if i not in best or got.score > best[i].score:
-            best[i] = Attribution(i, sid, float(got.score), got.evidence)
+            best[i] = Attribution(i, sid, float(got.score), got.evidence, got.span)
     return [best[i] for i in sorted(best)]

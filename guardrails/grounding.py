@@ -56,9 +56,12 @@ def summarise(report: CitationReport, sources: Mapping[str, Any],
     ``attributed``); a source the model cited keeps origin ``model`` and the verdict of
     the model's own sentences."""
     found = {a.index: a for a in attributed}
-    checks = [SentenceCheck(s.text, (found[i].source_id,), "supported", found[i].score, True, "attributed")
+    checks = [SentenceCheck(s.text, (found[i].source_id,), "supported", found[i].score, True, "attributed",
+                            "supported", found[i].span)
               if i in found else SentenceCheck(s.text, tuple(s.cited), s.verdict, float(s.score),
-                                               bool(getattr(s, "claim", True)))
+                                               bool(getattr(s, "claim", True)), "model",
+                                               getattr(s, "status", ""), getattr(s, "span", None),
+                                               tuple(getattr(s, "reasons", ()) or ()))
               for i, s in enumerate(report.sentences)]
     evidence: dict[str, list[Any]] = {}
     for i, s in enumerate(report.sentences):
