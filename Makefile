@@ -55,6 +55,7 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/memory_search.py
 	$(BIN)/python benchmarks/citations.py
 	$(BIN)/python benchmarks/attribution.py
+	$(BIN)/python benchmarks/wice.py
 	$(BIN)/python benchmarks/local_answers.py
 	$(BIN)/lastmile bench locomo --data ../shared/data/locomo/locomo_dev.json --baseline
 	$(BIN)/lastmile bench faults

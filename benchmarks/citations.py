@@ -23,12 +23,16 @@ from typing import Any
 
 from guardrails.citations import verify_citations
 
-__all__ = ["DATA", "FRESH", "answer_for", "evaluate", "load_cases", "main"]
+__all__ = ["BINDING", "DATA", "FRESH", "answer_for", "binding_rates", "evaluate", "load_cases",
+           "main"]
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "citation_cases.jsonl"
 #: Cases written later, after the first tuning round: ``dev2`` (looked at) and ``holdout``
 #: (never looked at case by case, never tuned on).
 FRESH = DATA.with_name("citation_cases_fresh.jsonl")
+#: Values bound to conditions, tiers, groups and ranges (issue 13), new topics, its own
+#: splits ``binding_dev`` / ``binding_test``; kept apart so the older figures stay comparable.
+BINDING = DATA.with_name("binding_cases.jsonl")
 
 
 def load_cases(*paths: Path | str) -> list[dict[str, Any]]:
@@ -91,6 +95,22 @@ def evaluate(cases: list[dict[str, Any]], threshold: float | None = None) -> dic
             "errors": errors}
 
 
+def binding_rates(cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per split: share of wrong bindings flagged, share of right ones passed."""
+    out: dict[str, dict[str, float]] = {}
+    for split in sorted({c["split"] for c in cases}):
+        wrong = right = flagged = passed = 0
+        for case in (c for c in cases if c["split"] == split):
+            ok = verify_citations(answer_for(case), case["sources"]).sentences[0].verdict == "supported"
+            if case["label"] == "supported":
+                right, passed = right + 1, passed + ok
+            else:
+                wrong, flagged = wrong + 1, flagged + (not ok)
+        out[split] = {"wrong": wrong, "wrong_flagged": round(flagged / max(1, wrong), 4),
+                      "right": right, "right_passed": round(passed / max(1, right), 4)}
+    return out
+
+
 def answer_latency(cases: list[dict[str, Any]]) -> dict[str, float]:
     """ms per sentence when a whole answer is verified at once (how the turn uses it):
     each topic's cases joined into one multi-sentence answer over the topic's sources."""
@@ -123,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_cases(*(args.data or ()))
     res = evaluate(cases, threshold=args.threshold)
     res["ms_per_sentence_in_answer"] = answer_latency(cases)
+    if not args.data and BINDING.exists():
+        res["binding"] = binding_rates(load_cases(BINDING))
     if args.json:
         print(json.dumps(res))
     else:
@@ -135,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
               f"p95 {res['ms_per_sentence']['p95']}")
         whole = res["ms_per_sentence_in_answer"]
         print(f"ms/sentence, whole answers ({whole['answers']}): p50 {whole['p50']}  p95 {whole['p95']}")
+        for key, b in res.get("binding", {}).items():
+            print(f"{key}: wrong bindings flagged {b['wrong_flagged']:.3f} ({b['wrong']}), "
+                  f"right ones passed {b['right_passed']:.3f} ({b['right']})")
     split = res.get(args.split, res["all"])
     ok = ((args.min_precision is None or split["precision"] >= args.min_precision)
           and (args.min_recall is None or split["recall"] >= args.min_recall))

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(res))
     else:
-        print(f"WiCE dev: {res['claims']} claims ({res['supported']} supported), ROC AUC {res['roc_auc']:.3f}; "
+        print(f"WiCE dev: {res['claims']} claims ({res['supported']} supported), "
+              f"ROC AUC {res['roc_auc']:.3f}; "
               f"flag precision {res['flag_precision']:.3f} recall {res['flag_recall']:.3f} at THRESHOLD; "
               f"{res['ms_per_claim']} ms/claim ({res['ms_per_row']} ms/row)")
     return 0

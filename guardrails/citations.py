@@ -214,8 +214,8 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
             items.append(CitedSentence(text, cited, "invalid_citation", 0.0,
                                        reasons=["unknown id:" + ",".join(bad)]))
             continue
-        why = _unreadable(text) or (None if any(
-            _unreadable(srcs[c][:20_000]) is None for c in cited) else "not_checkable:no sentence in the sources")
+        readable = any(_unreadable(srcs[c][:20_000]) is None for c in cited)
+        why = _unreadable(text) or (None if readable else "not_checkable:no sentence in the sources")
         if why:
             items.append(CitedSentence(text, cited, "unsupported", 0.0, reasons=[why]))
             continue

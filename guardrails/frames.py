@@ -32,12 +32,15 @@ _HI = {"over", "above", "more", "longer", "greater", "exceeding", "exceed", "exc
        "minimum", "min", "older", "higher", "larger", "bigger", "after", "plus", "longest", "later"}
 _IN = {"within", "inside", "domestic", "internal"}
 _OUT = {"outside", "abroad", "international", "external"}
-_TIERS = set("""economy business first premium standard express basic gold silver bronze platinum free
-pro enterprise plus starter junior senior adult adults child children kid kids student students infant
-infants teen teens member members guest guests weekday weekdays weekend weekends monday tuesday wednesday
-thursday friday saturday sunday morning evening night peak offpeak off-peak small medium large
-overnight ground priority regular daily weekly monthly annual yearly full part-time full-time
-fulltime parttime domestic international staff manager managers contractor contractors""".split())
+_TIERS = {"economy", "business", "first", "premium", "standard", "express", "basic", "gold", "silver",
+          "bronze", "platinum", "free", "pro", "enterprise", "plus", "starter", "junior", "senior",
+          "adult", "adults", "child", "children", "kid", "kids", "student", "students", "infant",
+          "infants", "teen", "teens", "member", "members", "guest", "guests", "weekday", "weekdays",
+          "weekend", "weekends", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+          "sunday", "morning", "evening", "night", "peak", "offpeak", "off-peak", "small", "medium",
+          "large", "overnight", "ground", "priority", "regular", "daily", "weekly", "monthly", "annual",
+          "yearly", "full", "part-time", "full-time", "fulltime", "parttime", "domestic",
+          "international", "staff", "manager", "managers", "contractor", "contractors"}
 _VALUE_TERMS = {stem(t) for t in _TIERS}
 _CUT = re.compile(r"\s*(?:;|,?\s+\b(?:and|but|while|whereas|otherwise|or else)\b|,(?=\s))\s*", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2})[:.](\d{2})\b")

@@ -18,7 +18,8 @@ keep their measured score; what no source supports stays ``uncited``.
 Then the deployment policy: ``annotate`` leaves the text as the model wrote it -- the
 verdicts live beside it (``ctx.citation_checks`` -> the reply record), the UI draws them,
 and no marker ever re-enters a prompt (``LABELS`` are the markers older versions wrote,
-kept for migration 0016 and the UI's wording); ``strip`` removes flagged sentences; ``reask`` is handled by the orchestrator
+kept for migration 0016 and the UI's wording); ``strip`` removes flagged sentences;
+``reask`` is handled by the orchestrator
 (``assistant.grounding.reask_once`` re-asks the model once naming the failures) and
 whatever still fails afterwards is annotated. No sources shown: nothing to check, the
 text passes untouched (a "[1]" in code is not a citation then).
