@@ -57,7 +57,7 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/attribution.py
 	$(BIN)/python benchmarks/wice.py
 	$(BIN)/python benchmarks/local_answers.py
-	$(BIN)/lastmile bench locomo --data ../shared/data/locomo/locomo_dev.json --baseline
+	$(BIN)/lastmile bench locomo --data ../shared/data/locomo/locomo_dev.json --baseline --through-assistant
 	$(BIN)/lastmile bench faults
 	$(BIN)/python benchmarks/prompt_tokens.py
 	$(BIN)/python benchmarks/semantic_cache.py

@@ -132,3 +132,25 @@ def test_probe_file_with_unknown_evidence_is_a_clear_error(tmp_path: Path) -> No
     probes.write_text(json.dumps({"question": "Where?", "evidence": ["D9:9"]}) + "\n")
     with pytest.raises(ReplayFormatError, match="'D9:9' names no user turn"):
         load_probes(probes, script)
+
+
+def test_bench_through_assistant_reports_the_product_path(tmp_path: Path) -> None:
+    """The bench drives the replay (the real Assistant), so its product figure is the
+    replay's probe recall; on a tiny conversation the evidence reaches the prompt."""
+    from assistant.bench.locomo import through_assistant
+
+    lines = ["I adopted a grey cat called Pixel.", "Pixel sounds lovely!",
+             "My sister Maria moved to Lima to teach maths.", "Lima is far away.",
+             "I started pottery classes on Tuesdays.", "Pottery is relaxing."]
+    turns = [{"speaker": "AB"[i % 2], "dia_id": f"D1:{i + 1}", "text": t} for i, t in enumerate(lines)]
+    path = _locomo(tmp_path, turns)
+    raw = json.loads(path.read_text())
+    raw[0]["qa"] = [{"question": "Where did Maria move?", "answer": "Lima", "evidence": ["D1:3"],
+                     "category": 4},
+                    {"question": "What is the cat called?", "answer": "Pixel", "evidence": ["D1:1"],
+                     "category": 1}]
+    path.write_text(json.dumps(raw))
+    result = through_assistant(path, context_window=2048)
+    assert result["asked"] == 2 and result["skipped"] == 0
+    assert result["recall"]["all"] == 1.0 and set(result["recall"]) == {"1", "4", "all"}
+    assert 0 < result["memory_tokens"]["mean"] <= 400

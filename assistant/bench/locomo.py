@@ -35,10 +35,11 @@ from assistant.bench.locomo_eval import (
     load_locomo,
     scored_questions,
 )
+from assistant.errors import ConfigurationError
 from memory.retrieval import HybridRetriever, RetrievalConfig, with_weights
 from memory.vectors import open_chroma
 
-__all__ = ["design_grid", "main", "run"]
+__all__ = ["design_grid", "main", "run", "through_assistant"]
 
 
 def design_grid(config: RetrievalConfig) -> dict[str, RetrievalConfig]:
@@ -83,6 +84,46 @@ def run(data: Path, ks: list[int], *, baseline: bool = False, chroma_dir: Path |
     return out
 
 
+def through_assistant(data: Path, *, context_window: int = 8192,
+                      conversations: list[str] | None = None, show_progress: bool = False) -> dict:
+    """The product-path figure (issue 17): each conversation replayed through a real
+    ``Assistant`` (scripted model, default settings, scratch SQLite + Chroma) with its
+    category 1-4 questions as probes, each in a fresh session; recall is the share of a
+    question's evidence turns among the memory block's message ids of the real prompt,
+    pooled over questions. The same code as ``lastmile replay`` (``run_replay``)."""
+    from assistant.cli.common import load_settings
+    from assistant.replay import ReplayOptions, run_replay
+    from assistant.replay.inputs import load_script
+
+    ids = conversations or [c.sample_id for c in load_locomo(data)]
+    items: list[dict] = []
+    by_conv: dict[str, dict] = {}
+    tokens: list[float] = []
+    skipped = 0
+    for sample in ids:
+        script = load_script(data, conversation=sample)
+        with tempfile.TemporaryDirectory(prefix="locomo-product-") as scratch:
+            settings = load_settings().model_copy(update={
+                "data_dir": Path(scratch), "database_url": None, "chroma_url": None})
+            report = run_replay(script, settings, ReplayOptions(
+                context_window=context_window, progress=show_progress), probes=script.probes)
+        probes = report["probes"]
+        items += probes["items"]
+        skipped += probes["skipped"]
+        tokens += [i["memory_tokens"] for i in probes["items"]]
+        by_conv[sample] = {"n": probes["asked"], "recall": probes["recall"]["all"]}
+    cats = sorted({i["category"] for i in items})
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    recall = {c: mean([i["recall"] for i in items if i["category"] == c]) for c in cats}
+    recall["all"] = mean([i["recall"] for i in items])
+    return {"context_window": context_window, "asked": len(items), "skipped": skipped,
+            "recall": recall, "memory_tokens": {"mean": mean(tokens), "max": max(tokens, default=0)},
+            "by_conversation": by_conv}
+
+
 def _table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -125,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="add recall per conversation (key by_conversation)")
     parser.add_argument("--loco", action="store_true",
                         help="leave-one-conversation-out check over a grid of designs (key loco)")
+    parser.add_argument("--through-assistant", action="store_true",
+                        help="also replay each conversation through the real Assistant and report "
+                             "the product-path probe recall beside the retriever's (key product)")
+    parser.add_argument("--context-window", type=int, default=8192,
+                        help="the scripted model's window for --through-assistant (default 8192)")
+    parser.add_argument("--conversation", action="append", default=None,
+                        help="only this sample_id (repeatable; default all)")
     args = parser.parse_args(argv)
     try:
         ks = sorted({int(k) for k in args.k.split(",") if k.strip()})
@@ -133,16 +181,46 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--k must be positive integers separated by commas, got {args.k!r}")
     try:
-        result = run(args.data, ks, baseline=args.baseline, chroma_dir=args.chroma,
+        data = args.data
+        if args.conversation:
+            data = _subset(args.data, args.conversation)
+        result = run(data, ks, baseline=args.baseline, chroma_dir=args.chroma,
                      by_conversation=args.by_conversation, loco=args.loco)
-    except (OSError, LocomoFormatError) as exc:
+        if args.through_assistant:
+            product = through_assistant(data, context_window=args.context_window)
+            product["retriever_r10"] = result["recall"].get("10", {}).get("all")
+            if product["retriever_r10"] is not None:
+                product["gap"] = product["retriever_r10"] - product["recall"]["all"]
+            result["product"] = product
+    except (OSError, LocomoFormatError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result))
     else:
         _table(result)
+        if "product" in result:
+            p = result["product"]
+            cats = " / ".join(f"{p['recall'].get(c, 0):.3f}" for c in ("1", "2", "3", "4"))
+            print(f"product path (replay through the Assistant, {p['context_window']}-token window): "
+                  f"probe recall {p['recall']['all']:.3f} ({cats}), {p['asked']} probes, "
+                  f"{p['skipped']} skipped, memory block mean {p['memory_tokens']['mean']:.0f} tokens; "
+                  f"retriever R@10 {p.get('retriever_r10') or 0:.3f}")
     return 0
+
+
+def _subset(data: Path, samples: list[str]) -> Path:
+    """A temporary copy of ``data`` holding only these conversations."""
+    raw = json.loads(Path(data).read_text(encoding="utf-8"))
+    if not isinstance(raw, list):
+        raise LocomoFormatError("top level: expected a list of conversations")
+    kept = [c for c in raw if isinstance(c, dict) and str(c.get("sample_id")) in samples]
+    missing = set(samples) - {str(c.get("sample_id")) for c in kept}
+    if missing:
+        raise LocomoFormatError(f"no conversation with sample_id {sorted(missing)[0]!r}")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as handle:
+        json.dump(kept, handle)
+    return Path(handle.name)
 
 
 if __name__ == "__main__":
