@@ -108,9 +108,9 @@ def _citations(items: Any) -> tuple[Citation, ...] | None:
 def _sentence(s: Mapping[str, Any]) -> SentenceCheck:
     """A stored sentence check; JSON lists back to the tuples the record holds."""
     span = s.get("span")
-    ok = isinstance(span, (list, tuple)) and len(span) == 3
     return SentenceCheck(**{**s, "cited": tuple(s.get("cited") or ()),
-                            "span": tuple(span) if ok else None,
+                            "span": tuple(span) if isinstance(span, (list, tuple)) and len(span) == 3
+                            else None,
                             "reasons": tuple(s.get("reasons") or ())})
 
 
