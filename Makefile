@@ -53,6 +53,7 @@ bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/embeddings.py
 	$(BIN)/python benchmarks/turn_overhead.py
 	$(BIN)/python benchmarks/memory_search.py
+	$(BIN)/python benchmarks/memory_cache.py --server
 	$(BIN)/python benchmarks/citations.py
 	$(BIN)/python benchmarks/attribution.py
 	$(BIN)/python benchmarks/wice.py

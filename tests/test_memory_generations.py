@@ -146,6 +146,7 @@ def test_a_fact_forgotten_through_a_never_reaches_bs_prompt(database_url, tmp_pa
     assert "Porto" not in block  # neither the fact nor the turn it came from
 
 
+@pytest.mark.slow
 def test_lru_users_are_evicted_under_the_megabyte_bound(make_replica) -> None:
     writer = make_replica()
     for user in ("u1", "u2", "u3"):
@@ -166,6 +167,7 @@ def test_lru_users_are_evicted_under_the_megabyte_bound(make_replica) -> None:
     assert ledger.users == ["u3", "u1"]
 
 
+@pytest.mark.slow
 def test_a_cache_behind_a_compacted_log_reloads(make_replica, monkeypatch) -> None:
     monkeypatch.setattr(generations_module, "COMPACT_EVERY", 2)
     a, b = make_replica(), make_replica()
