@@ -1,9 +1,12 @@
 """The turn loop. Small on purpose: storage, recall and guards sit behind protocols.
 
-One turn: guard the input → store the user message (before any model sees it) →
+One turn: guard the input → store the user message (before any model sees it), with
+its follow-up jobs (index, facts) in the same transaction (the store's outbox) →
 build the context within the token budget → stream from the provider → guard the
-output → store the reply → hand the turn to the indexer. A failure at the model ends
-in a stored, clearly marked reply; the user's message is never lost.
+output → store the reply, marking the user message answered or interrupted. A failure
+at the model ends in a stored, clearly marked reply; the user's message is never lost,
+and one whose reply never came (even if the process died) is marked interrupted and
+kept out of later prompts.
 """
 
 from __future__ import annotations
@@ -145,7 +148,8 @@ class Assistant:
         except LastmileError:
             tokens = None  # the turn will report the model problem; the message is kept
         with timed(ctx, "storage"):
-            stored = self.store.add_message(user_id, session_id, "user", clean, token_count=tokens)
+            stored = self.store.add_message(user_id, session_id, "user", clean, token_count=tokens,
+                                            reply_state="pending")
         return ReplyStream(self._turn(ctx, stored))
 
     def _redo(self, user_id: str, session_id: str, message: StoredMessage) -> ReplyStream:
@@ -153,6 +157,9 @@ class Assistant:
         is wanted, so never the cached one."""
         ctx = GuardContext(user_id=user_id, session_id=session_id,
                            destination=self._destination(), cache=False)
+        mark = getattr(self.store, "set_reply_state", None)
+        if mark is not None:  # answered anew: pending again (an interrupted one is in the prompt)
+            mark(user_id, session_id, message.id, "pending")
         return ReplyStream(self._turn(ctx, message))
 
     def chat(self, text: str, *, session_id: str, user_id: str = "default",
@@ -266,7 +273,7 @@ class Assistant:
             ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
             provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens, token_count=cost,
-            finish_reason=out.finish_reason,
+            finish_reason=out.finish_reason, reply_to=user_msg.id,
             context=None if report is None else grounding.reply_record(
                 ctx, report, confidence, notice=out.notice,
                 reply_reserve=self.settings.max_reply_tokens).to_dict())
@@ -274,7 +281,9 @@ class Assistant:
                                 confidence, doubts)
         # What the user said is memory even when no model answered it (facts included); a
         # failed reply is not, nor a retrieval-only one (it only quotes memories back).
-        if self.recorder is not None:
+        # The store's outbox already wrote those jobs with each message (transactional);
+        # an embedder's own recorder is handed the turn here.
+        if self.recorder is not None and not getattr(self.recorder, "transactional", False):
             keep_reply = out.status == "ok" and out.provider != RETRIEVAL_LABEL
             self.recorder.submit([user_msg, stored] if keep_reply else [user_msg])
         return stored
@@ -289,7 +298,8 @@ class Assistant:
 
     # lifecycle ----------------------------------------------------------------------
     def flush(self) -> None:
-        """Wait for background work (turn indexing, budget alert webhooks) to finish."""
+        """Wait for background work (indexing, facts and summary jobs, budget alert
+        webhooks) to finish; starts this process's workers if they are off."""
         if self.recorder is not None:
             self.recorder.flush()
         if self.budget is not None:

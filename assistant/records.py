@@ -42,6 +42,14 @@ class StoredMessage:
     error: str | None = None
     finish_reason: str | None = None
     context: dict | None = None
+    #: A user message of the turn loop: ``pending`` until its reply is stored, then
+    #: ``answered`` or ``interrupted`` (no reply came); None when no turn answers it.
+    reply_state: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """A user message whose reply never came: shown as such, kept out of prompts."""
+        return self.role == "user" and self.reply_state == "interrupted"
 
     @property
     def tool_calls(self) -> list[dict]:

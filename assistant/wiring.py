@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from assistant import grounding
 from assistant.errors import LastmileError
 from assistant.extract import extract as extract_structured
 from assistant.layers.ledger import LedgerModel, open_accounting
+from assistant.layers.safemode import RETRIEVAL_LABEL
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import ChatModel, build_model
 from assistant.settings import Settings
@@ -26,14 +27,18 @@ from guardrails import Guard, GuardChain, ScopeGuard, default_pipeline
 from guardrails.grounding import CitationGuard
 from memory.context_summary import KIND as SUMMARY_JOB
 from memory.context_summary import SessionSummaries
-from memory.facts_jobs import FactRecorder, Recorders, open_fact_memory, remote_first
-from memory.jobs import JobQueue, JobWorker, open_jobs
+from memory.facts_jobs import facts_rule, open_fact_memory, remote_first
+from memory.indexer import TurnIndexer
+from memory.jobs import JobQueue, open_jobs
+from memory.outbox import Outbox, index_rule
 from memory.review import ReviewQueue
+from memory.workers import Workers
 
 if TYPE_CHECKING:
     from memory.budget import Budget
     from memory.facts import FactMemory
     from memory.ledger import Ledger
+    from memory.store import ConversationStore
 
 __all__ = ["LazyModel", "Parts", "build"]
 
@@ -81,7 +86,7 @@ class Parts:
     ledger: Ledger | None
     budget: Budget | None
     jobs: JobQueue | None
-    worker: JobWorker | None
+    worker: Workers | None
     guards: GuardChain
     facts_memory: FactMemory | None
     documents: Documents | None
@@ -110,18 +115,30 @@ def build(settings: Settings, *, model: ChatModel | None = None,
 
         store = ConversationStore(open_engine(settings.resolved_database_url))
     engine = getattr(store, "engine", None)
-    if recorder is None and settings.index_turns:
-        turns, recorder = _turn_memory(settings, store, owned)
+    indexer = None
+    if recorder is None and settings.index_turns and engine is not None:
+        turns, indexer = _turn_memory(settings, store)
         memory = turns if memory is None else memory
     # The cost ledger and spend caps live in the store's database (none without one).
     ledger, budget = open_accounting(engine, settings)
     chat = LazyModel(settings, _embedder_model(model, settings, ledger, budget),
                      ledger=ledger, budget=budget)
-    # Durable background jobs (facts, summaries) in the same database; the worker
-    # thread starts at the first enqueue, or now if an earlier process left work.
+    # Durable background jobs (indexing, facts, summaries) in the same database, run by
+    # this process's workers (LASTMILE_JOB_WORKERS) or any other's. The outbox writes a
+    # message's follow-up jobs in the message's own transaction (memory/outbox.py).
     jobs, worker = open_jobs(engine, settings)
+    outbox = Outbox(jobs) if jobs is not None else None
     if worker is not None:
         owned.append(worker)
+    if outbox is not None and hasattr(store, "outbox"):
+        store.outbox = outbox
+    if indexer is not None and worker is not None and outbox is not None:
+        indexer.register(worker, linger_s=settings.index_linger_s)
+        outbox.add(index_rule(linger_s=settings.index_linger_s, skip_providers=[RETRIEVAL_LABEL]))
+        indexer.queue_sweep(worker.queue)  # rows that have no index job (older, or paused)
+    if worker is not None and hasattr(store, "interrupt_stale"):
+        after = settings.turn_interrupted_after_s
+        worker.every(min(60.0, after / 4), lambda: store.interrupt_stale(after))
     chain = GuardChain(guards if guards is not None else default_pipeline(
         max_chars=settings.max_message_chars, pii_modes=settings.pii_mode,
         pii_always=settings.pii_always, injection_input=settings.injection_input,
@@ -131,27 +148,31 @@ def build(settings: Settings, *, model: ChatModel | None = None,
         # Facts are recalled ahead of the turn memory; each user turn becomes a facts job.
         from memory.facts_recall import FactRecall, LayeredRecall
 
-        assert jobs is not None  # fact memory needs the job queue
+        assert outbox is not None  # fact memory needs the job queue
         memory = LayeredRecall(FactRecall(facts_memory), memory,
                                facts_share=settings.facts_budget_share)
-        recorder = Recorders(recorder, FactRecorder(jobs))
+        outbox.add(facts_rule)
+    # An embedder's recorder is handed each turn; the outbox needs no handing (the
+    # store wrote its jobs), but takes messages stored another way (``submit``).
+    recorder = recorder if recorder is not None else outbox
     if documents is None and built_store:
         documents = grounding.default_documents(settings, engine)
-    return Parts(
+    parts = Parts(
         settings=settings, store=store, chat=chat, memory=memory, recorder=recorder,
         ledger=ledger, budget=budget, jobs=jobs, worker=worker, guards=chain,
         facts_memory=facts_memory, documents=documents,
         citation_guard=grounding.citation_guard(chain, settings),
         review=ReviewQueue(engine) if engine is not None else None,
         summaries=_summaries(settings, engine, chat, worker), owned=owned)
+    if worker is not None and settings.job_workers:
+        worker.start()  # always on: a job another replica queued runs here within a poll
+    return parts
 
 
-def _turn_memory(settings: Settings, store: MessageStore,
-                 owned: list[Closeable]) -> tuple[Recall, TurnRecorder]:
-    """Turns are indexed (in the background) into the hybrid retriever they are
-    recalled from."""
+def _turn_memory(settings: Settings, store: MessageStore) -> tuple[Recall, TurnIndexer]:
+    """Turns are indexed (by ``index`` jobs, on any replica) into the hybrid retriever
+    they are recalled from."""
     from memory.generations import MemoryGenerations
-    from memory.indexer import TurnIndexer
     from memory.recall import TurnMemory
     from memory.retrieval import HybridRetriever
     from memory.vectors import open_chroma
@@ -161,10 +182,8 @@ def _turn_memory(settings: Settings, store: MessageStore,
     retriever = HybridRetriever(client, cache_mb=settings.memory_cache_mb,
                                 generations=MemoryGenerations(engine) if engine is not None else None)
     turns = TurnMemory(retriever, k=settings.recall_k)
-    indexer = TurnIndexer(store, turns)  # type: ignore[arg-type]  # needs unindexed/mark_indexed
-    indexer.catch_up()
-    owned.append(indexer)
-    return turns, indexer
+    return turns, TurnIndexer(cast("ConversationStore", store), turns,
+                              max_batch=settings.index_batch)
 
 
 def _embedder_model(model: ChatModel | None, settings: Settings, ledger: Ledger | None,
@@ -173,16 +192,15 @@ def _embedder_model(model: ChatModel | None, settings: Settings, ledger: Ledger 
     egress layer, and a ledger row per call it makes."""
     if model is None:
         return None
-    from assistant.layers.redaction import guard_egress
-
     from assistant.layers.extractive import wrap
+    from assistant.layers.redaction import guard_egress
 
     model = guard_egress(model, settings.pii_mode)
     model = LedgerModel(model, ledger, budget) if ledger is not None else model
     return wrap(model, settings.extractive_answers)  # a small model leads with verified quotes
 
 
-def _fact_memory(settings: Settings, jobs: JobQueue | None, worker: JobWorker | None,
+def _fact_memory(settings: Settings, jobs: JobQueue | None, worker: Workers | None,
                  guards: GuardChain, chat: LazyModel) -> FactMemory | None:
     """Fact memory with its ``facts`` job handler on the worker; None without a job
     queue (no SQL store) or with ``LASTMILE_FACTS_ENABLED`` off."""
@@ -200,7 +218,7 @@ def _fact_memory(settings: Settings, jobs: JobQueue | None, worker: JobWorker | 
 
 
 def _summaries(settings: Settings, engine: Any, chat: LazyModel,
-               worker: JobWorker | None) -> SessionSummaries | None:
+               worker: Workers | None) -> SessionSummaries | None:
     """The rolling summary (needs the SQL store's database); its folds run as
     ``summary`` jobs on the worker when there is one."""
     if engine is None or not settings.summarize_sessions:

@@ -1,14 +1,17 @@
 """Fact extraction off the critical path: every user turn becomes a durable ``facts`` job.
 
-``FactRecorder`` (a ``TurnRecorder``) only enqueues — a turn never waits for
-extraction. ``FactExtractor`` is the job handler: the rule-based candidates are applied
-first (so a fact is known even while the model is down), then, when a model is
-configured, ``assistant.extract`` (passed in as ``extract=``: memory may not import the
-assistant layer) asks it for more. A model candidate is kept only if
-its value appears in the message (no invented facts), and may withdraw facts only when
-the message itself asks to forget or negates something. Invalid model output raises
-``ExtractionFailed`` and an outage a ``ProviderError``: the queue retries the job later;
-the rule part is idempotent, so a retry repeats nothing.
+``facts_rule`` is the outbox rule (``memory.outbox``): the job is written in the user
+message's own transaction, so an acknowledged message is learned even if the process
+dies before the reply. ``FactRecorder`` (a ``TurnRecorder``) enqueues the same job for a
+message stored earlier. A turn never waits for extraction. ``FactExtractor`` is the
+job handler: the rule-based candidates are applied first (so a fact is known even
+while the model is down), then, when a model is configured, ``assistant.extract``
+(passed in as ``extract=``: memory may not import the assistant layer) asks it for
+more. A model candidate is kept only if its value appears in the message (no invented
+facts), and may withdraw facts only when the message itself asks to forget or negates
+something. Invalid model output raises ``ExtractionFailed`` and an outage a
+``ProviderError``: the queue retries the job later; the rule part is idempotent, so a
+retry repeats nothing.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from memory.facts_extract import (
     says_forget,
 )
 from memory.jobs import Job, JobQueue
+from memory.outbox import FollowUp
 from memory.store import StoredMessage
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
 
-__all__ = ["FACTS_JOB", "FactExtractor", "FactRecorder", "ForgetResult", "Recorders", "forget",
-           "model_getter", "open_fact_memory", "remote_first"]
+__all__ = ["FACTS_JOB", "FactExtractor", "FactRecorder", "ForgetResult", "Recorders", "facts_rule",
+           "forget", "model_getter", "open_fact_memory", "remote_first"]
 
 log = logging.getLogger(__name__)
 FACTS_JOB = "facts"
@@ -53,6 +57,15 @@ INSTRUCTIONS = (
     "true. No facts: {\"facts\": []}.")
 
 
+def facts_rule(message: StoredMessage) -> FollowUp | None:
+    """The outbox rule: one ``facts`` job per user message with text (deduplicated by
+    message id), whether or not a reply comes."""
+    if message.role != "user" or not message.content.strip():
+        return None
+    return FollowUp(FACTS_JOB, {"message_id": message.id, "session_id": message.session_id},
+                    f"facts:{message.id}")
+
+
 class FactRecorder:
     """Enqueues one ``facts`` job per stored user message (deduplicated by message id)."""
 
@@ -61,9 +74,8 @@ class FactRecorder:
 
     def submit(self, messages: Sequence[StoredMessage]) -> None:
         for message in messages:
-            if message.role == "user" and message.content.strip():
-                self.jobs.enqueue(FACTS_JOB, {"message_id": message.id, "session_id": message.session_id},
-                                  user_id=message.user_id, dedupe_key=f"facts:{message.id}")
+            if (f := facts_rule(message)) is not None:
+                self.jobs.enqueue(f.kind, f.payload, user_id=message.user_id, dedupe_key=f.dedupe_key)
 
     def flush(self) -> None:
         """Nothing to wait for here: the work is in the queue (``JobWorker.flush``)."""

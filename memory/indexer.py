@@ -1,96 +1,90 @@
-"""Indexes stored turns into Chroma off the critical path.
+"""Indexes stored turns into turn memory (Chroma) as ``index`` jobs, off the critical path.
 
 Embedding and a Chroma write cost more than the rest of a turn, and the user should not
-wait for them, so turns go to one background worker. It lingers until turns stop
-arriving for a moment (or a batch is full) and then indexes them in one embedding pass
-and one upsert: on two cores, embedding *during* a burst of turns would slow every
-turn down for no gain. Nothing is lost if it fails or
-the process dies: a message counts as indexed only once Chroma accepted it, and
-``catch_up`` re-sends the rest at start-up.
+wait for them. Each message's ``index`` job is written with the message (the outbox,
+``memory.outbox.index_rule``) and becomes due ``LASTMILE_INDEX_LINGER_S`` later; the
+index lane of any replica's workers claims every due one (up to ``max_batch``) and
+indexes them in one embedding pass and one upsert. So a batch closes after at most the
+linger (plus one poll) or ``max_batch`` messages — never "when turns stop arriving",
+which starved under a steady stream — and a burst of turns on two cores is still
+embedded in a few passes, not one per turn.
+
+Nothing is lost if it fails or the process dies: a failed batch is retried with backoff
+by the queue, a dead worker's batch is reclaimed by another when its lease runs out, and
+a message counts as indexed only once the index accepted it (``indexed_at``). The
+``index-sweep`` job (queued by each process whose workers start) indexes whatever has no
+job: rows from before the outbox, or written while the outbox was paused.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections.abc import Sequence
-from typing import Protocol, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
+from memory.jobs import Job, JobQueue
+from memory.outbox import INDEX_JOB
 from memory.store import ConversationStore, StoredMessage
 
-__all__ = ["TurnIndexer"]
+if TYPE_CHECKING:
+    from memory.workers import Workers
+
+__all__ = ["INDEX_JOB", "SWEEP_JOB", "TurnIndexer"]
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 256
-LINGER_S = 0.25
-_STOP = object()
+MAX_BATCH = 64
+SWEEP_BATCH = 256
+SWEEP_JOB = "index-sweep"
 
 
 class Index(Protocol):
-    """Where turns go: anything that can take a batch of stored messages (idempotently)."""
+    """Where turns go: anything that can take a batch of stored messages (idempotently);
+    ``previous_user`` maps a reply's id to the text of the user turn it answers."""
 
-    def add(self, messages: Sequence[StoredMessage]) -> None: ...
+    def add(self, messages: Sequence[StoredMessage], *,
+            previous_user: Mapping[int, str] | None = None) -> None: ...
 
 
 class TurnIndexer:
-    def __init__(self, store: ConversationStore, index: Index, *,
-                 linger_s: float = LINGER_S) -> None:
+    """The ``index`` and ``index-sweep`` job handlers over one store and one index."""
+
+    def __init__(self, store: ConversationStore, index: Index, *, max_batch: int = MAX_BATCH) -> None:
         self.store = store
         self.index = index
-        self.linger_s = linger_s
-        self._flushing = threading.Event()
-        self._queue: queue.Queue[object] = queue.Queue()
-        self._worker = threading.Thread(target=self._run, name="lastmile-index", daemon=True)
-        self._worker.start()
+        self.max_batch = max_batch
 
-    def _index(self, messages: Sequence[StoredMessage]) -> bool:
-        try:
-            self.index.add(messages)
+    def _index(self, messages: Sequence[StoredMessage], previous: Mapping[int, str]) -> None:
+        if messages:
+            self.index.add(messages, previous_user=previous)
             self.store.mark_indexed(m.id for m in messages)
-        except Exception:  # retried by catch_up; a turn never fails for this
-            log.exception("indexing %d message(s) failed; will retry at next start",
-                          len(messages))
-            return False
-        return True
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            items = [item]
-            while len(items) < MAX_BATCH and items[-1] is not _STOP:
-                try:
-                    wait = 0 if self._flushing.is_set() else self.linger_s
-                    items.append(self._queue.get(timeout=wait) if wait else self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            batch = [m for it in items if it is not _STOP for m in cast("Sequence[StoredMessage]", it)]
-            if batch:
-                self._index(batch)
-            for _ in items:
-                self._queue.task_done()
-            if any(it is _STOP for it in items):
-                return
+    def __call__(self, jobs: Sequence[Job]) -> None:
+        """Index the messages of a batch of ``index`` jobs (gone or superseded ones are
+        skipped; an index failure raises, so the queue retries the batch)."""
+        ids = [int(job.payload["message_id"]) for job in jobs if "message_id" in job.payload]
+        messages, previous = self.store.for_indexing(ids)
+        self._index(messages, previous)
 
-    def submit(self, messages: Sequence[StoredMessage]) -> None:
-        """Queue messages for indexing and return at once."""
-        self._queue.put(list(messages))
+    def sweep(self, job: Job | None = None) -> int:
+        """Index every stored message that is not yet indexed; returns how many."""
+        done = 0
+        while batch := self.store.unindexed(limit=SWEEP_BATCH):
+            messages, previous = self.store.for_indexing(m.id for m in batch)
+            self._index(messages, previous)
+            done += len(batch)
+            if len(batch) < SWEEP_BATCH:
+                break
+        if done:
+            log.info("indexed %d message(s) that had no index job", done)
+        return done
 
-    def catch_up(self) -> None:
-        """Index everything stored but not yet indexed (after a crash or outage)."""
-        while (batch := self.store.unindexed(limit=MAX_BATCH)) and self._index(batch):
-            pass
+    catch_up = sweep  # the earlier name (it ran in Assistant.__init__)
 
-    def flush(self) -> None:
-        """Block until everything submitted so far is indexed (tests, shutdown)."""
-        self._flushing.set()
-        try:
-            self._queue.join()
-        finally:
-            self._flushing.clear()
+    def queue_sweep(self, jobs: JobQueue) -> None:
+        """Ask any worker to sweep (once: deduplicated while queued)."""
+        jobs.enqueue(SWEEP_JOB, {}, dedupe_key=SWEEP_JOB)
 
-    def close(self) -> None:
-        if self._worker.is_alive():
-            self._flushing.set()
-            self._queue.put(_STOP)
-            self._worker.join()
+    def register(self, workers: Workers, *, linger_s: float = 0.0) -> None:
+        """Run both handlers on ``workers``' index lane."""
+        workers.register_batch(INDEX_JOB, self, max_batch=self.max_batch, linger_s=linger_s)
+        workers.register(SWEEP_JOB, self.sweep, lane="index")

@@ -1,16 +1,22 @@
 """Durable background jobs: an outbox table in the conversation database.
 
-Why a table and not a thread queue: fact extraction and summaries call a model, and
-models go down. Work kept in the database waits out an outage (backoff with jitter),
-survives a crash or restart, and can be shared by several worker processes. On
-PostgreSQL workers claim with ``SELECT ... FOR UPDATE SKIP LOCKED`` (no two workers
-get the same job, nobody waits on another's lock); elsewhere (SQLite) one atomic
-``UPDATE ... WHERE status = 'queued'`` claims, which the database serialises.
+Why a table and not a thread queue: indexing, fact extraction and summaries outlive a
+turn, and models and vector stores go down. Work kept in the database waits out an
+outage (backoff with jitter), survives a crash or restart, and is shared by every worker
+process on the database. On PostgreSQL workers claim with ``SELECT ... FOR UPDATE SKIP
+LOCKED`` (no two workers get the same job, nobody waits on another's lock); elsewhere
+(SQLite) one atomic ``UPDATE ... WHERE status = 'queued'`` claims, which the database
+serialises. Follow-up work of a message is written in the message's own transaction
+(``add``, used by ``memory.outbox``), so an acknowledged message cannot lose it.
 
-Delivery is at-least-once: a worker that dies mid-job leaves a ``running`` row whose
-lock expires after ``lock_timeout_s``; the next claim puts it back in the queue (an
-attempt is counted at claim time, so a job that keeps crashing its process still ends
-``dead``). Handlers must therefore be idempotent.
+Leases, not long locks: a claim holds a job for ``lease_s`` (``LASTMILE_JOB_LEASE_S``,
+30 s) from ``locked_at``, which the holder's heartbeat renews (``renew``, run by
+``memory.workers``). A worker that dies stops renewing; any live process requeues the
+job once the lease ran out (``reclaim_stale``, also run before claims), so delivery is
+at-least-once and handlers are idempotent. An attempt is counted at claim time, so a
+job that keeps crashing its process still ends ``dead``. Leases compare this host's
+clock with the others': keep replicas' clocks in sync (NTP), and the lease far above
+any skew. Every process on one database must use the same lease length.
 
 Statuses: ``queued`` (waiting, maybe until ``run_after``), ``running``, ``done``,
 ``failed`` (given up for good: ``fail(permanent=True)``, or replaced by a newer queued
@@ -21,20 +27,18 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, exists, func, select, update
+from sqlalchemy import Engine, and_, case, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from assistant.errors import RateLimited, RuntimeFailure
+from assistant.errors import RateLimited
 from memory.db import rowcount
 from memory.models import Job as JobRow
 from memory.models import aware as _aware
@@ -42,14 +46,14 @@ from memory.models import utcnow
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
+    from memory.workers import JobWorker, Workers
 
-__all__ = ["Handler", "Job", "JobQueue", "JobWorker", "open_jobs"]
+__all__ = ["Handler", "Job", "JobQueue", "JobWorker", "Workers", "open_jobs"]
 
 log = logging.getLogger(__name__)
 STATUSES = ("queued", "running", "done", "failed", "dead")
 MAX_ERROR_CHARS = 4000
-
-
+DEFAULT_LEASE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Job:
     max_attempts: int
     run_after: datetime
     locked_by: str | None
-    locked_at: datetime | None
+    locked_at: datetime | None  # the claim, or the holder's last heartbeat
     last_error: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -85,17 +89,21 @@ class JobQueue:
     """Enqueue, claim, complete and fail jobs in the ``jobs`` table of ``engine``."""
 
     def __init__(self, engine: Engine, *, max_attempts: int = 12, backoff_initial_s: float = 2.0,
-                 backoff_max_s: float = 600.0, lock_timeout_s: float = 600.0,
-                 reclaim_every_s: float | None = None) -> None:
-        """``reclaim_every_s``: how often ``claim`` looks for expired locks (default a
-        quarter of the lock timeout, at most 30 s)."""
-        if max_attempts < 1 or backoff_initial_s < 0 or backoff_max_s < 0 or lock_timeout_s <= 0:
+                 backoff_max_s: float = 600.0, lease_s: float | None = None,
+                 lock_timeout_s: float | None = None, reclaim_every_s: float | None = None) -> None:
+        """``lease_s``: how long a claim holds a job without a heartbeat (``lock_timeout_s``
+        is its old name); ``reclaim_every_s``: how often ``claim`` looks for expired
+        leases (default half the lease, at most 15 s)."""
+        lease = lease_s if lease_s is not None else lock_timeout_s
+        lease = DEFAULT_LEASE_S if lease is None else lease
+        if max_attempts < 1 or backoff_initial_s < 0 or backoff_max_s < 0 or lease <= 0:
             raise ValueError("JobQueue needs max_attempts >= 1, non-negative backoff and a "
-                             "positive lock timeout")
+                             "positive lease")
         self.engine = engine
         self.max_attempts = max_attempts
-        self.lock_timeout = timedelta(seconds=lock_timeout_s)
-        self.reclaim_every_s = (min(30.0, lock_timeout_s / 4) if reclaim_every_s is None
+        self.lease_s = float(lease)
+        self.lease = self.lock_timeout = timedelta(seconds=lease)
+        self.reclaim_every_s = (min(15.0, lease / 2) if reclaim_every_s is None
                                 else reclaim_every_s)
         self._next_reclaim = 0.0
         # Exponential backoff with jitter, computed by tenacity's own wait strategy.
@@ -111,36 +119,40 @@ class JobQueue:
                 max_attempts: int | None = None) -> int:
         """Store a job and return its id. While a *queued* job with the same
         ``dedupe_key`` exists, that job's id is returned and nothing is added."""
-        if not isinstance(kind, str) or not kind.strip() or len(kind) > 64:
-            raise ValueError(f"job kind must be a non-empty string of at most 64 chars, got {kind!r:.80}")
-        if not isinstance(payload, Mapping):
-            raise TypeError(f"job payload must be a JSON object (a mapping), got {type(payload).__name__}")
-        try:
-            json.dumps(dict(payload))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"job payload must be JSON-serialisable: {exc}") from exc
-        if dedupe_key is not None and (not dedupe_key or len(dedupe_key) > 200):
-            raise ValueError("dedupe_key must be a non-empty string of at most 200 chars")
-        now = utcnow()
         for _ in range(3):
             if dedupe_key is not None and (found := self._queued_with(dedupe_key)) is not None:
                 return found
             try:
                 with self._sessions() as db, db.begin():
-                    row = JobRow(kind=kind, payload=dict(payload), user_id=user_id,
-                                 dedupe_key=dedupe_key, status="queued", attempts=0,
-                                 max_attempts=max_attempts or self.max_attempts,
-                                 run_after=now + timedelta(seconds=max(0.0, delay_s)),
-                                 created_at=now, updated_at=now)
-                    db.add(row)
-                    db.flush()
-                    job_id = row.id
+                    job_id = self.add(db, kind, payload, user_id=user_id, dedupe_key=dedupe_key,
+                                      delay_s=delay_s, max_attempts=max_attempts)
             except IntegrityError:
                 continue  # a concurrent enqueue won the dedupe race: return its id
-            for listener in list(self._listeners):
-                listener(kind)
+            self.notify(kind)
             return job_id
         raise RuntimeError(f"could not enqueue {kind!r} with dedupe key {dedupe_key!r}")
+
+    def add(self, db: Session, kind: str, payload: Mapping[str, Any], *,
+            user_id: str | None = None, dedupe_key: str | None = None, delay_s: float = 0.0,
+            max_attempts: int | None = None) -> int:
+        """Add a job inside the caller's transaction ``db`` (it commits or rolls back
+        with whatever else ``db`` writes: the outbox). No dedupe lookup: a key that is
+        already queued raises ``IntegrityError`` at flush. Call ``notify(kind)`` after
+        the commit to wake this process's workers."""
+        _check_job(kind, payload, dedupe_key)
+        now = utcnow()
+        row = JobRow(kind=kind, payload=dict(payload), user_id=user_id, dedupe_key=dedupe_key,
+                     status="queued", attempts=0, max_attempts=max_attempts or self.max_attempts,
+                     run_after=now + timedelta(seconds=max(0.0, delay_s)),
+                     created_at=now, updated_at=now)
+        db.add(row)
+        db.flush()
+        return row.id
+
+    def notify(self, kind: str) -> None:
+        """Tell this process's listeners (its workers) that a ``kind`` job was committed."""
+        for listener in list(self._listeners):
+            listener(kind)
 
     def _queued_with(self, dedupe_key: str) -> int | None:
         with self._sessions() as db:
@@ -152,9 +164,21 @@ class JobQueue:
         self._listeners.append(listener)
 
     # -- consuming ---------------------------------------------------------------------
-    def claim(self, worker_id: str, kinds: Collection[str] | None = None, limit: int = 1) -> list[Job]:
+    def next_due(self, kinds: Collection[str] | None = None) -> datetime | None:
+        """When the earliest queued job of ``kinds`` is due (None: nothing queued). One
+        read on the claim index: what an idle worker polls, never a write lock."""
+        stmt = select(func.min(JobRow.run_after)).where(JobRow.status == "queued")
+        if kinds is not None:
+            stmt = stmt.where(JobRow.kind.in_(list(kinds)))
+        with self._sessions() as db:
+            return _aware(db.scalar(stmt))
+
+    def claim(self, worker_id: str, kinds: Collection[str] | None = None, limit: int = 1, *,
+              check_first: bool = True) -> list[Job]:
         """Take up to ``limit`` due jobs (oldest due first) for ``worker_id``; each
-        claim counts as an attempt. Expired locks are reclaimed first."""
+        claim counts as an attempt. Expired leases are reclaimed first. ``check_first``
+        reads before writing (an idle poll never takes a write lock); a caller that
+        just saw a due job (``next_due``) skips that read."""
         if kinds is not None and not kinds:
             return []
         if time.monotonic() >= self._next_reclaim:
@@ -165,9 +189,10 @@ class JobQueue:
         if kinds is not None:
             due.append(JobRow.kind.in_(list(kinds)))
         pick = select(JobRow.id).where(*due).order_by(JobRow.run_after, JobRow.id).limit(limit)
-        with self._sessions() as db:  # a read first: an idle poll never takes a write lock
-            if db.scalar(pick.limit(1)) is None:
-                return []
+        if check_first:
+            with self._sessions() as db:
+                if db.scalar(pick.limit(1)) is None:
+                    return []
         claimed = {"status": "running", "locked_by": worker_id, "locked_at": now,
                    "attempts": JobRow.attempts + 1, "updated_at": now}
         with self._sessions() as db, db.begin():
@@ -202,8 +227,55 @@ class JobQueue:
         """Mark done. False when the claim had expired (another worker may rerun it)."""
         ok = self._release(job, status="done", finished_at=utcnow(), last_error=None)
         if not ok:
-            log.warning("job %d (%s) finished after its lock expired", job.id, job.kind)
+            log.warning("job %d (%s) finished after its lease expired", job.id, job.kind)
         return ok
+
+    def complete_many(self, jobs: Collection[Job]) -> int:
+        """Mark a batch done in one statement; returns how many were still held."""
+        held = _held(jobs)
+        if not held:
+            return 0
+        now = utcnow()
+        with self._sessions() as db, db.begin():
+            done = sum(rowcount(db.execute(
+                update(JobRow).where(JobRow.id.in_(ids), JobRow.status == "running",
+                                     JobRow.locked_by == owner)
+                .values(status="done", finished_at=now, last_error=None, locked_by=None,
+                        locked_at=None, updated_at=now)
+                .execution_options(synchronize_session=False))) for owner, ids in held.items())
+        if done < len(jobs):
+            log.warning("%d of %d job(s) finished after their lease expired", len(jobs) - done,
+                        len(jobs))
+        return done
+
+    def renew(self, worker_id: str, job_ids: Collection[int]) -> int:
+        """The heartbeat: extend ``worker_id``'s leases on ``job_ids``; returns how many
+        it still held (fewer: a lease had expired and another worker took the job)."""
+        if not job_ids:
+            return 0
+        now = utcnow()
+        with self._sessions() as db, db.begin():
+            return rowcount(db.execute(
+                update(JobRow).where(JobRow.id.in_(list(job_ids)), JobRow.status == "running",
+                                     JobRow.locked_by == worker_id)
+                .values(locked_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)))
+
+    def release(self, jobs: Collection[Job], reason: str = "released by a stopping worker") -> int:
+        """Give held jobs back to the queue, due now, the attempt not counted (a worker
+        stopping before it finished them): any live worker takes them at once."""
+        held = _held(jobs)
+        if not held:
+            return 0
+        now = utcnow()
+        with self._sessions() as db, db.begin():
+            return sum(rowcount(db.execute(
+                update(JobRow).where(JobRow.id.in_(ids), JobRow.status == "running",
+                                     JobRow.locked_by == owner)
+                .values(status="queued", run_after=now, locked_by=None, locked_at=None,
+                        attempts=case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0),
+                        last_error=reason, updated_at=now)
+                .execution_options(synchronize_session=False))) for owner, ids in held.items())
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -240,13 +312,14 @@ class JobQueue:
         return status
 
     def reclaim_stale(self) -> int:
-        """Requeue ``running`` jobs whose lock is older than the timeout (their worker
-        died); those out of attempts become ``dead``. Returns how many were touched."""
+        """Requeue ``running`` jobs whose lease ran out (their worker died or hung past
+        its heartbeat); those out of attempts become ``dead``. Returns how many were
+        touched."""
         now = utcnow()
-        stale = [JobRow.status == "running", JobRow.locked_at < now - self.lock_timeout]
+        stale = [JobRow.status == "running", JobRow.locked_at < now - self.lease]
         twin = aliased(JobRow)
         has_queued_twin = exists().where(twin.dedupe_key == JobRow.dedupe_key, twin.status == "queued")
-        note = "lock expired: the worker stopped before finishing"
+        note = "lease expired: the worker stopped before finishing"
         try:
             with self._sessions() as db, db.begin():
                 merged = rowcount(db.execute(update(JobRow).where(*stale, JobRow.dedupe_key.is_not(None),
@@ -279,12 +352,12 @@ class JobQueue:
 
     def pending(self, kinds: Collection[str] | None = None, *, include_delayed: bool = False) -> int:
         """Jobs still to do: queued and due (or any queued with ``include_delayed``) plus
-        running ones whose lock is live."""
+        running ones whose lease is live."""
         now = utcnow()
         queued = [JobRow.status == "queued"]
         if not include_delayed:
             queued.append(JobRow.run_after <= now)
-        running = and_(JobRow.status == "running", JobRow.locked_at >= now - self.lock_timeout)
+        running = and_(JobRow.status == "running", JobRow.locked_at >= now - self.lease)
         stmt = select(func.count(JobRow.id)).where(and_(*queued) | running)
         if kinds is not None:
             stmt = stmt.where(JobRow.kind.in_(list(kinds)))
@@ -318,122 +391,70 @@ class JobQueue:
         with self._sessions() as db, db.begin():
             return rowcount(db.execute(stmt.execution_options(synchronize_session=False)))
 
+    def expedite(self, kinds: Collection[str], within_s: float) -> int:
+        """Make queued jobs of ``kinds`` due within ``within_s`` due now (a flush need
+        not wait out the indexing linger; retry backoffs stay as they are)."""
+        now = utcnow()
+        stmt = (update(JobRow).where(JobRow.status == "queued", JobRow.kind.in_(list(kinds)),
+                                     JobRow.run_after > now,
+                                     JobRow.run_after <= now + timedelta(seconds=within_s))
+                .values(run_after=now))
+        with self._sessions() as db, db.begin():
+            return rowcount(db.execute(stmt.execution_options(synchronize_session=False)))
+
+    def purge_done(self, older_than_s: float) -> int:
+        """Delete ``done`` jobs finished more than ``older_than_s`` ago (every turn leaves
+        a few; failed and dead ones stay for an operator)."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with self._sessions() as db, db.begin():
+            return rowcount(db.execute(delete(JobRow).where(JobRow.status == "done",
+                                                            JobRow.finished_at < cutoff)
+                                       .execution_options(synchronize_session=False)))
+
+
+def _check_job(kind: str, payload: Mapping[str, Any], dedupe_key: str | None) -> None:
+    if not isinstance(kind, str) or not kind.strip() or len(kind) > 64:
+        raise ValueError(f"job kind must be a non-empty string of at most 64 chars, got {kind!r:.80}")
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"job payload must be a JSON object (a mapping), got {type(payload).__name__}")
+    try:
+        json.dumps(dict(payload))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"job payload must be JSON-serialisable: {exc}") from exc
+    if dedupe_key is not None and (not dedupe_key or len(dedupe_key) > 200):
+        raise ValueError("dedupe_key must be a non-empty string of at most 200 chars")
+
+
+def _held(jobs: Collection[Job]) -> dict[str, list[int]]:
+    """Job ids per holder (a batch normally has one)."""
+    held: dict[str, list[int]] = {}
+    for job in jobs:
+        if job.locked_by is not None:
+            held.setdefault(job.locked_by, []).append(job.id)
+    return held
+
 
 Handler = Callable[[Job], object]
 
 
-def open_jobs(engine: Engine | None, settings: Settings) -> tuple[JobQueue | None, JobWorker | None]:
-    """The queue and a (not yet started) worker over the store's database, configured
-    from ``LASTMILE_JOB_*``; ``(None, None)`` for a store without a SQL engine."""
+def open_jobs(engine: Engine | None, settings: Settings) -> tuple[JobQueue | None, Workers | None]:
+    """The queue and this process's (not yet started) workers over the store's
+    database, configured from ``LASTMILE_JOB_*``; ``(None, None)`` without a SQL engine."""
     if engine is None:
         return None, None
+    from memory.workers import Workers
+
     queue = JobQueue(engine, max_attempts=settings.job_max_attempts,
                      backoff_initial_s=settings.job_backoff_initial_s,
-                     backoff_max_s=settings.job_backoff_max_s,
-                     lock_timeout_s=settings.job_lock_timeout_s)
-    return queue, JobWorker(queue, poll_s=settings.job_poll_s)
+                     backoff_max_s=settings.job_backoff_max_s, lease_s=settings.job_lease_s)
+    return queue, Workers(queue, poll_s=settings.job_poll_s,
+                          keep_done_s=settings.job_keep_done_days * 86_400)
 
 
-class JobWorker:
-    """A background thread that runs the handlers registered for job kinds.
+def __getattr__(name: str) -> Any:
+    # The workers live in memory/workers.py (they import this module); the old path stays.
+    if name in ("JobWorker", "Workers"):
+        from memory import workers
 
-    It claims only kinds it has a handler for, so processes with different handlers
-    can share one table. A handler that raises is retried later (with backoff) — a
-    ``RuntimeFailure`` (outage) is logged briefly, anything else with its traceback —
-    and the worker itself never dies of a handler's error.
-    """
-
-    def __init__(self, queue: JobQueue, handlers: Mapping[str, Handler] | None = None, *,
-                 worker_id: str | None = None, poll_s: float = 1.0, batch: int = 1) -> None:
-        self.queue = queue
-        self.handlers: dict[str, Handler] = dict(handlers or {})
-        self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:10]}"
-        self.poll_s = poll_s
-        self.batch = batch
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        queue.on_enqueue(self._on_enqueue)
-
-    def register(self, kind: str, handler: Handler) -> None:
-        """Handle ``kind`` from now on. The thread starts lazily: here when such jobs
-        are already waiting (left by an earlier process), else at the first enqueue."""
-        self.handlers[kind] = handler
-        if self.queue.pending([kind], include_delayed=True):
-            self.start()
-        self._wake.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> JobWorker:
-        """Start the thread (idempotent)."""
-        with self._lock:
-            if not self.running and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name=f"lastmile-{self.worker_id}",
-                                                daemon=True)
-                self._thread.start()
-        return self
-
-    def _on_enqueue(self, kind: str) -> None:
-        if kind in self.handlers:
-            self.start()
-            self._wake.set()
-
-    def run_once(self) -> int:
-        """Claim and run up to ``batch`` due jobs in this thread; returns how many ran."""
-        jobs = self.queue.claim(self.worker_id, list(self.handlers), self.batch)
-        for job in jobs:
-            self._execute(job)
-        return len(jobs)
-
-    def _execute(self, job: Job) -> None:
-        handler = self.handlers.get(job.kind)
-        try:
-            if handler is None:
-                raise LookupError(f"no handler for job kind {job.kind!r}")
-            handler(job)
-        except RuntimeFailure as exc:
-            status = self.queue.fail(job, exc)
-            log.warning("job %d (%s) attempt %d failed (%s), now %s: %s", job.id, job.kind,
-                        job.attempts, type(exc).__name__, status, exc)
-        except Exception as exc:
-            status = self.queue.fail(job, exc)
-            log.exception("job %d (%s) attempt %d raised, now %s", job.id, job.kind,
-                          job.attempts, status)
-        else:
-            self.queue.complete(job)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ran = self.run_once() if self.handlers else 0
-            except Exception:
-                log.exception("job worker %s could not claim jobs", self.worker_id)
-                ran = 0
-            if not ran:
-                self._wake.wait(self.poll_s)
-                self._wake.clear()
-
-    def flush(self, timeout: float = 30.0, *, include_delayed: bool = False) -> bool:
-        """Block until no job of this worker's kinds is due or running (delayed retries
-        count too with ``include_delayed``). Starts the worker if needed; False on timeout."""
-        deadline = time.monotonic() + timeout
-        kinds = list(self.handlers)
-        while True:
-            if not kinds or self.queue.pending(kinds, include_delayed=include_delayed) == 0:
-                return True
-            if time.monotonic() >= deadline or self._stop.is_set():
-                return False
-            self.start()
-            self._wake.set()
-            time.sleep(0.02)
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop after the job in hand (unfinished work stays queued for next time)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        return getattr(workers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -114,10 +114,15 @@ class Conversation(Base):
 
 
 class Message(Base):
-    """One stored message. ``status`` is ok / incomplete (stream broke) / error."""
+    """One stored message. ``status`` is ok / incomplete (stream broke) / error.
+    ``reply_state`` (user messages of the turn loop, migration 0015): pending /
+    answered / interrupted (no reply came); NULL when no turn answers it."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_id_id", "conversation_id", "id"),)
+    __table_args__ = (Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+                      Index("ix_messages_reply_pending", "reply_state",
+                            sqlite_where=text("reply_state = 'pending'"),
+                            postgresql_where=text("reply_state = 'pending'")))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
@@ -136,6 +141,7 @@ class Message(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reply_state: Mapped[str | None] = mapped_column(String(16))
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from memory.memblock import approx_tokens, render_block
@@ -64,7 +64,8 @@ class TurnMemory:
         self.retriever = retriever
         self.k = k
 
-    def add(self, messages: Sequence[StoredMessage]) -> None:
+    def add(self, messages: Sequence[StoredMessage], *,
+            previous_user: Mapping[int, str] | None = None) -> None:
         """Index stored messages (idempotent on message id); called off the critical path.
 
         Only turns ``memory.worth.worth_indexing`` keeps become memories (a reply echoing
@@ -80,7 +81,8 @@ class TurnMemory:
                 continue
             if message.role == "user":
                 previous[key] = message.content
-            if not worth_indexing(message.role, message.content, previous.get(key)):
+            asked = previous.get(key) or (previous_user or {}).get(message.id)
+            if not worth_indexing(message.role, message.content, asked):
                 continue
             known = self.retriever.seq_of(message.user_id, f"msg-{message.id}")
             if known is not None:  # re-indexed (catch-up, an edit): keep its place

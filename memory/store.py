@@ -1,8 +1,15 @@
 """The SQL conversation store: sessions, messages and provider calls for one user at a time.
 
 Every method takes ``user_id`` and filters by it; a session is addressed by the user's
-own key, so nothing here can return another user's rows. Methods return frozen
+own key, so nothing here can return another user's rows (the indexing bookkeeping at the
+end serves the background workers, which act for every user). Methods return frozen
 dataclasses, never ORM objects, so callers can't lazily touch a closed session.
+
+The write path is the outbox's choke point: with an ``outbox`` (``memory.outbox``),
+every message is committed in one transaction with its follow-up jobs (index entry,
+facts), so a message that was acknowledged cannot lose them, whoever wrote it. A turn's
+user message is written ``pending``; storing its reply (``reply_to=``) marks it
+``answered`` or ``interrupted`` in the same transaction.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -23,13 +31,16 @@ from memory.generations import bump, message_sources
 from memory.models import Conversation, Feedback, Message, ProviderCall, User, utcnow
 from memory.models import aware as _aware
 
+if TYPE_CHECKING:
+    from memory.outbox import Outbox
+
 __all__ = ["ConversationStore", "SessionInfo", "StoredMessage"]
 
 _T = TypeVar("_T")
 DEFAULT_TITLE = "New chat"
 MAX_ID = 128
-
-
+PENDING, ANSWERED, INTERRUPTED = "pending", "answered", "interrupted"
+REPLY_STATES = (PENDING, ANSWERED, INTERRUPTED)
 
 
 def _check_id(kind: str, value: object) -> None:
@@ -72,7 +83,7 @@ def _message(row: Message, key: str) -> StoredMessage:
         status=row.status, created_at=_aware(row.created_at), provider=row.provider,
         token_count=row.token_count, prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens, latency_ms=row.latency_ms, error=row.error,
-        finish_reason=row.finish_reason, context=row.context,
+        finish_reason=row.finish_reason, context=row.context, reply_state=row.reply_state,
     )
 
 
@@ -84,8 +95,10 @@ def _session(row: Conversation, count: int = 0) -> SessionInfo:
 class ConversationStore:
     """Durable, per-user conversation history over any SQLAlchemy engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, outbox: Outbox | None = None) -> None:
         self.engine = engine
+        #: Follow-up jobs written with every message (set by ``assistant.wiring``).
+        self.outbox = outbox
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _db(self) -> Session:
@@ -162,25 +175,50 @@ class ConversationStore:
         return self._commit_with_retry(work)
 
     # messages -----------------------------------------------------------------
-    def add_message(self, user_id: str, key: str, role: str, content: str,
-                    **fields: Any) -> StoredMessage:
-        """Append a message (creating the session on first use) and commit it."""
+    def add_message(self, user_id: str, key: str, role: str, content: str, *,
+                    reply_to: int | None = None, **fields: Any) -> StoredMessage:
+        """Append a message (creating the session on first use) and commit it, with its
+        follow-up jobs from the outbox in the same transaction.
+
+        ``reply_state="pending"`` (a turn's user message) marks the session's earlier
+        pending messages ``interrupted``: their turn ended without a reply (a reply
+        that still arrives marks its message answered again). ``reply_to``: the id of the
+        user message this reply answers — ``answered`` for an ``ok`` reply, else
+        ``interrupted``."""
         _check_text("message content", content)
         fields.setdefault("status", "ok")
+        if fields.get("reply_state") not in (None, *REPLY_STATES):
+            raise ValueError(f"reply_state must be one of {REPLY_STATES}, got {fields['reply_state']!r}")
+        outbox = self.outbox
+        kinds: list[str] = []
 
         def work(db: Session) -> StoredMessage:
             conv = self._conversation(db, user_id, key, create=True)
             now = utcnow()
+            if role == "user" and fields.get("reply_state") == PENDING:
+                db.execute(update(Message).where(Message.conversation_id == conv.id,
+                                                 Message.reply_state == PENDING)
+                           .values(reply_state=INTERRUPTED))
             row = Message(conversation_id=conv.id, user_id=user_id, role=role, content=content,
                           created_at=now, **fields)
             db.add(row)
             conv.updated_at = now
             if role == "user" and conv.title == DEFAULT_TITLE:
                 conv.title = " ".join(content.split())[:60] or DEFAULT_TITLE
+            if reply_to is not None:
+                state = ANSWERED if fields["status"] == "ok" else INTERRUPTED
+                db.execute(update(Message).where(Message.id == reply_to, Message.role == "user",
+                                                 Message.conversation_id == conv.id)
+                           .values(reply_state=state))
             db.flush()
-            return _message(row, key)
+            stored = _message(row, key)
+            kinds[:] = outbox.write(db, stored) if outbox is not None else []
+            return stored
 
-        return self._commit_with_retry(work)
+        stored = self._commit_with_retry(work)
+        if outbox is not None and kinds:
+            outbox.notify(kinds)
+        return stored
 
     def add_tool_call(self, user_id: str, key: str, tool_calls: list[dict], content: str = "",
                       **fields: Any) -> StoredMessage:
@@ -260,6 +298,36 @@ class ConversationStore:
                 bump(db, user_id, added=message_sources(live))
             db.execute(update(Message).where(Message.id.in_(ids)).values(indexed_at=utcnow()))
 
+    def for_indexing(self, ids: Iterable[int]) -> tuple[list[StoredMessage], dict[int, str]]:
+        """The live (``ok``) messages among ``ids`` (gone or superseded ones are left
+        out), and for each reply the text of the user message it answers (so an echo of
+        it is not indexed when the two arrive in different batches)."""
+        wanted = list(ids)
+        if not wanted:
+            return [], {}
+        with self._db() as db:
+            rows = list(db.execute(select(Message, Conversation.key).join(Conversation)
+                                   .where(Message.id.in_(wanted), Message.status == "ok")
+                                   .order_by(Message.id)))
+            asked: dict[int, str] = {}
+            for row, _key in rows:
+                if row.role == "assistant":
+                    text = db.scalar(select(Message.content).where(
+                        Message.conversation_id == row.conversation_id, Message.role == "user",
+                        Message.id < row.id).order_by(Message.id.desc()).limit(1))
+                    if text is not None:
+                        asked[row.id] = text
+            return [_message(row, key) for row, key in rows], asked
+
+    def interrupt_stale(self, older_than_s: float) -> int:
+        """Mark turns still ``pending`` after ``older_than_s`` seconds ``interrupted``: the
+        process answering them died (any live process runs this; one small index read)."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with self._db() as db, db.begin():
+            return rowcount(db.execute(update(Message).where(Message.reply_state == PENDING,
+                                                             Message.created_at < cutoff)
+                                       .values(reply_state=INTERRUPTED)))
+
     # the user's own edits ------------------------------------------------------------
     def delete_session(self, user_id: str, key: str) -> list[int]:
         """Delete a session and its messages; returns their ids (to drop from indexes).
@@ -290,6 +358,20 @@ class ConversationStore:
             return rowcount(result)
 
         return self._commit_with_retry(work) if ids else 0
+
+    def set_reply_state(self, user_id: str, key: str, message_id: int, state: str) -> int:
+        """Re-mark one user message of this user's session (``pending`` again when it is
+        answered anew: a regenerate)."""
+        if state not in REPLY_STATES:
+            raise ValueError(f"reply_state must be one of {REPLY_STATES}, got {state!r}")
+
+        def work(db: Session) -> int:
+            conv = self._conversation(db, user_id, key, create=False)
+            return rowcount(db.execute(update(Message).where(
+                Message.conversation_id == conv.id, Message.id == message_id,
+                Message.role == "user").values(reply_state=state)))
+
+        return self._commit_with_retry(work)
 
     def set_feedback(self, user_id: str, message_id: int, value: int, note: str | None = None) -> None:
         """Like (+1), dislike (-1) or clear (0) one of this user's replies."""

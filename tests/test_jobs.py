@@ -163,7 +163,7 @@ def test_stale_lock_is_reclaimed(engine) -> None:  # type: ignore[no-untyped-def
                          .values(locked_at=utcnow() - timedelta(seconds=31)))
     queue.reclaim_stale()
     stored = queue.get(poison)
-    assert stored is not None and stored.status == "dead" and "lock expired" in (stored.last_error or "")
+    assert stored is not None and stored.status == "dead" and "lease expired" in (stored.last_error or "")
 
 
 def test_worker_survives_restart(database_url: str) -> None:

@@ -75,11 +75,13 @@ def test_failure_mid_stream_keeps_user_message_and_marks_partial_reply(bot: Assi
     assert reply.error and "cut off" in reply.error
     history = bot.history("s")
     assert [(m.role, m.status) for m in history] == [("user", "ok"), ("assistant", "incomplete")]
-    # The broken reply is never fed back to the model on the next turn.
+    # The broken reply is never fed back to the model on the next turn, nor its user
+    # message as if unanswered (issue 12: the turn is marked interrupted).
+    assert bot.sessions.history("s")[0].interrupted
     model.enqueue("fine now")
     assert bot.chat("again", session_id="s").ok
     sent = [m.content for m in model.requests[-1].messages]
-    assert "one two " not in sent and sent[-2:] == ["tell me", "again"]
+    assert "one two " not in sent and "tell me" not in sent and sent[-1] == "again"
 
 
 def test_provider_down_gives_clear_error_and_history_stays_consistent(bot: Assistant,

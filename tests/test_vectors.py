@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from chromadb.api.shared_system_client import SharedSystemClient
 
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.errors import VectorStoreUnavailable
-from memory.store import StoredMessage
-from chromadb.api.shared_system_client import SharedSystemClient
-
 from memory.recall import TurnMemory
 from memory.retrieval import HybridRetriever
+from memory.store import StoredMessage
 from memory.vectors import open_chroma
 
 
@@ -65,11 +64,8 @@ def test_unreachable_server_is_one_clear_error(tmp_path) -> None:
 
 
 def turn_index(bot: Assistant):  # type: ignore[no-untyped-def]
-    """The turn indexer's index among the assistant's recorders."""
-    from memory.indexer import TurnIndexer
-
-    recorders = getattr(bot.recorder, "recorders", [bot.recorder])
-    return next(r for r in recorders if isinstance(r, TurnIndexer)).index
+    """The turn memory the assistant's index jobs fill (under the facts layer)."""
+    return getattr(bot.memory, "turns", bot.memory)
 
 
 def test_assistant_indexes_turns_in_server_chroma(tmp_path, chroma_server: str) -> None:

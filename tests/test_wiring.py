@@ -15,9 +15,10 @@ from assistant import Assistant, ScriptedModel, Settings, wiring
 from assistant.errors import ConfigurationError, FactNotFound, SessionNotFound
 from assistant.facts import Facts
 from assistant.sessions import Sessions
-from memory.facts_jobs import FACTS_JOB, FactRecorder, Recorders
+from memory.facts_jobs import FACTS_JOB, facts_rule
 from memory.facts_recall import LayeredRecall
-from memory.indexer import TurnIndexer
+from memory.indexer import INDEX_JOB, SWEEP_JOB
+from memory.outbox import Outbox
 from memory.recall import TurnMemory
 
 
@@ -136,10 +137,11 @@ def test_wiring_composes_recall_and_recorders_up_front(fast: Settings) -> None:
         # facts first, then the turn memory the indexer fills; one facts job per user turn
         assert isinstance(parts.memory, LayeredRecall) and isinstance(parts.memory.turns, TurnMemory)
         assert parts.memory.facts.memory is parts.facts_memory
-        assert isinstance(parts.recorder, Recorders)
-        kinds = [type(r) for r in parts.recorder.recorders]
-        assert kinds == [TurnIndexer, FactRecorder]
-        assert parts.worker is not None and {FACTS_JOB, "summary"} <= set(parts.worker.handlers)
+        # the store's outbox writes an index and a facts job with each user message
+        assert isinstance(parts.recorder, Outbox) and parts.store.outbox is parts.recorder
+        assert facts_rule in parts.recorder.rules and len(parts.recorder.rules) == 2
+        assert parts.worker is not None and {FACTS_JOB, "summary", INDEX_JOB, SWEEP_JOB} <= set(
+            parts.worker.handlers)
         assert parts.chat.injected and parts.chat.built is not None
         assert parts.review is not None and parts.summaries is not None
     finally:
@@ -148,7 +150,8 @@ def test_wiring_composes_recall_and_recorders_up_front(fast: Settings) -> None:
     plain = wiring.build(fast.model_copy(update={"facts_enabled": False, "index_turns": False}),
                          model=ScriptedModel())
     try:
-        assert plain.memory is None and plain.recorder is None and plain.facts_memory is None
+        assert plain.memory is None and plain.facts_memory is None
+        assert isinstance(plain.recorder, Outbox) and plain.recorder.rules == []
     finally:
         for owned in plain.owned:
             owned.close()
@@ -163,8 +166,7 @@ def test_an_embedders_recall_is_layered_under_the_facts(fast: Settings) -> None:
     with Assistant(fast.model_copy(update={"index_turns": False}), model=ScriptedModel(),
                    memory=mine) as bot:
         assert isinstance(bot.memory, LayeredRecall) and bot.memory.turns is mine
-        assert isinstance(bot.recorder, Recorders)
-        assert [type(r) for r in bot.recorder.recorders] == [FactRecorder]
+        assert isinstance(bot.recorder, Outbox) and bot.recorder.rules == [facts_rule]
         assert bot.sessions.memory is bot.memory  # a deleted session leaves the same recall
 
 

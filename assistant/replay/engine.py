@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import SystemMessage
 from sqlalchemy import Engine, MetaData, Table, func, inspect, select
@@ -190,6 +190,8 @@ def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], us
     items: list[dict[str, Any]] = []
     skipped = 0
     recorder, bot.recorder = bot.recorder, None
+    store = cast(Any, bot.store)  # its outbox writes index/facts jobs with each message
+    outbox, store.outbox = getattr(store, "outbox", None), None
     try:
         for n, probe in enumerate(probes):
             if not all(r in ids for r in probe.evidence):
@@ -211,7 +213,7 @@ def _ask_probes(bot: Assistant, probes: Sequence[Probe], ids: dict[str, int], us
                           "recall": len(evidence & shown) / len(evidence),
                           "memory_tokens": int(context.get("memory_tokens") or 0)})
     finally:
-        bot.recorder = recorder
+        bot.recorder, store.outbox = recorder, outbox
     by_cat: dict[str, list[float]] = {}
     for item in items:
         by_cat.setdefault(item["category"], []).append(item["recall"])
