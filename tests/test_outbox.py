@@ -245,3 +245,19 @@ def test_indexing_latency_is_bounded_under_a_steady_stream(tmp_path: Path, datab
             time.sleep(0.05)
         print(f"indexing lag, a turn every 50 ms for 3 s: max {max(lags):.2f} s, "
               f"{during} of {i} indexed during the stream")
+
+
+def test_the_chat_view_marks_an_interrupted_turn_without_touching_its_text() -> None:
+    from datetime import UTC, datetime
+
+    from assistant.records import StoredMessage
+    from ui.views import INTERRUPTED_MARK, chat_view
+
+    now = datetime.now(UTC)
+    history = [StoredMessage(1, "s", "u", "user", "hello?", "ok", now, reply_state="interrupted"),
+               StoredMessage(2, "s", "u", "user", "again", "ok", now, reply_state="answered"),
+               StoredMessage(3, "s", "u", "assistant", "Hi.", "ok", now, provider="p")]
+    shown = chat_view(history)[0]
+    assert shown[0]["content"].startswith("hello?") and INTERRUPTED_MARK in shown[0]["content"]
+    assert INTERRUPTED_MARK not in shown[1]["content"]
+    assert history[0].content == "hello?"

@@ -190,6 +190,10 @@ def _badges(msg: StoredMessage) -> list[str]:
     return badges
 
 
+#: Shown under a user message whose reply never came (``StoredMessage.interrupted``).
+INTERRUPTED_MARK = "⚠ interrupted — no reply"
+
+
 def chat_messages(history: Iterable[StoredMessage]) -> list[dict[str, str]]:
     """Stored messages as Gradio chat messages (oldest first)."""
     return chat_view(history)[0]
@@ -214,7 +218,10 @@ def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None 
             continue
         if msg.role == "user":
             turn = msg.id
-            out.append({"role": "user", "content": msg.content})
+            # A turn whose reply never came (issue 12): marked here, never in the stored text.
+            mark = (f'\n\n<span class="lm-interrupted">{INTERRUPTED_MARK}</span>'
+                    if msg.interrupted else "")
+            out.append({"role": "user", "content": msg.content + mark})
         elif msg.role == "assistant" and (msg.content or msg.status != "ok"):
             tokens = (msg.prompt_tokens or 0) + (msg.completion_tokens or 0)
             out.append({"role": "assistant", "content": assistant_content(
