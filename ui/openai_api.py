@@ -31,8 +31,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
-from assistant.errors import InputRejected, LastmileError
+from assistant.errors import InputRejected, LastmileError, StorageError
 from assistant.orchestrator import Assistant
 from assistant.reply import Reply, Restart
 from guardrails import GuardContext
@@ -295,6 +296,11 @@ def openai_router(bot: Assistant, accounts: Accounts | None = None, *, require_k
             return await run_in_threadpool(run, request, raw, stored)
         except _APIError as exc:
             return exc.response()
+        except (StorageError, DBAPIError):  # the database is unreachable: refuse, say what was kept
+            log.warning("chat completion refused: database unavailable", exc_info=True)
+            kept = "the message is kept" if stored else "nothing was stored"
+            return _APIError(503, f"The database is unreachable right now; {kept}. Try again "
+                                  "shortly.", kind="server_error", code="database_unavailable").response()
         except Exception:  # the turn is stored as failed; the client gets OpenAI's shape
             log.exception("chat completion failed")
             return _internal(bool(stored)).response()
