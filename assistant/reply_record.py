@@ -2,9 +2,10 @@
 
 One typed record instead of a dict whose keys the orchestrator wrote and the UI read
 back by name: the context report (what went into the prompt), the citations and
-confidence of its grounding, every sentence's verdict (``checks``), stage and guard timings, the notice shown with it, and its
-review state. ``from_dict`` accepts every row written before (missing keys are
-defaults, unknown keys are kept), so no migration is needed.
+confidence of its grounding, every sentence's verdict (``checks``), stage and guard
+timings, the notice shown with it, and its review state. ``from_dict`` accepts every
+row written before (missing keys are defaults, unknown keys are kept), so no migration
+is needed for the record's shape (0016 only moved old markers out of reply text).
 """
 
 from __future__ import annotations

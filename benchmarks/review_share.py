@@ -27,7 +27,8 @@ TURNS = [
     ("And in Japan?", "Outside the EU the per diem is 45 EUR [1].", True),
     ("What is 2 + 2?", "The answer is: 4.", False),
     ("Which class for a 4-hour flight?", "Economy class is booked for flights under 6 hours [1].", False),
-    ("Can I fly business to New York (8 hours)?", "Business class is allowed for flights under 6 hours [1].", True),
+    ("Can I fly business to New York (8 hours)?",
+     "Business class is allowed for flights under 6 hours [1].", True),
     ("ok", "Great. Would you like me to check anything else?", False),
     ("How much for a hotel?", "Hotels are reimbursed up to 120 EUR per night [1].", False),
     ("What's the rental car policy?", "Rental cars must be compact models booked through Sixt, "

@@ -92,9 +92,9 @@ def restating_ids(engine: Engine, user_id: str, *, exclude: Iterable[int] = ()) 
     for words, says, sources in _fingerprints(engine, user_id):
         like = and_(*(Message.content.ilike(f"%{w}%") for w in sorted(words)))
         with engine.connect() as conn:
-            rows: list[Any] = conn.execute(select(Message.id, Message.content).where(
+            found_rows: Sequence[Any] = conn.execute(select(Message.id, Message.content).where(
                 Message.user_id == user_id, or_(like))).all()
-        rows = [r for r in rows if r.id not in skip and words <= _prefixes(r.content)]
+        rows = [r for r in found_rows if r.id not in skip and words <= _prefixes(r.content)]
         direct = {r.id for r in rows if says & _prefixes(r.content)}
         rest = [r for r in rows if r.id not in direct]
         sims = _cosines([r.content for r in rest], sources)

@@ -32,7 +32,7 @@ def test_a_restatement_in_a_later_session_never_reaches_a_prompt(tmp_path: Path)
         # Later, the assistant says it again (a stale source, a model's guess): stored, indexed.
         bot.chat("What should I order at the seafood restaurant tonight?", session_id="s2")
         bot.flush()
-        restated = [m for m in bot.sessions.history("s2") if m.role == "assistant"][0]
+        restated = next(m for m in bot.sessions.history("s2") if m.role == "assistant")
         assert restated.content == RESTATED
         # The turn memory does find it for the next question: only suppression keeps it out.
         hits = bot.memory.turns.retriever.search("default", "seafood dinner ideas shellfish", k=10)
@@ -60,4 +60,4 @@ def test_unrelated_mentions_are_not_suppressed(tmp_path: Path) -> None:
         ids = restating_ids(bot.store.engine, "default")
         kept = [m for m in bot.sessions.history("s2")]
         assert kept and not ids & {m.id for m in kept}
-        assert [m.id for m in bot.sessions.history("s1") if m.role == "user"][0] in ids
+        assert next(m.id for m in bot.sessions.history("s1") if m.role == "user") in ids

@@ -15,13 +15,13 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from ui_support import BOT, SELECTED, send, shot
+
 from assistant import Assistant, ScriptedModel, Settings
 from memory.corpus import Corpus
 from memory.db import open_engine
 from memory.vectors import open_chroma
 from ui.verdicts import NOT_VERIFIED
-
-from ui_support import BOT, SELECTED, send, shot  # noqa: E402
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")

@@ -61,7 +61,7 @@ def test_annotated_turns_leave_no_marker_in_store_or_prompt(grounded) -> None:
     assert len(stored) == 5 and all(_no_marker(m.content) for m in stored)
     record = ReplyRecord.from_dict(stored[0].context)
     assert record.checks is not None  # the verdicts are in the record instead
-    assert [c.verdict for c in record.checks][0] == "unsupported"
+    assert next(c.verdict for c in record.checks) == "unsupported"
     assert ReplyRecord.from_dict(record.to_dict()).checks == record.checks
 
 

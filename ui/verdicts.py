@@ -91,7 +91,7 @@ def annotated_html(text: str, checks: Iterable[Any]) -> str:
     for check in checks:
         shown = display_verdict(check)
         span = _span(text, str(_get(check, "text") or ""), cursor) if shown else None
-        if span is None:
+        if span is None or shown is None:
             continue
         pieces.append(_escape(text[cursor:span[0]]))
         why = _get(check, "reason") or _get(check, "reasons")
