@@ -65,9 +65,9 @@ def upgrade() -> None:
             content=text, context=context, token_count=None, indexed_at=None))
     reviews = sa.table("review_items", sa.column("id", sa.Integer), sa.column("content", sa.Text))
     like = sa.or_(*(reviews.c.content.like(f"%{m.strip()}%") for m in MARKERS))
-    for row in bind.execute(sa.select(reviews.c.id, reviews.c.content).where(like)).all():
-        bind.execute(sa.update(reviews).where(reviews.c.id == row.id).values(
-            content=strip_markers(row.content or "")[0]))
+    for item in bind.execute(sa.select(reviews.c.id, reviews.c.content).where(like)).all():
+        bind.execute(sa.update(reviews).where(reviews.c.id == item.id).values(
+            content=strip_markers(item.content or "")[0]))
 
 
 def downgrade() -> None:
