@@ -222,6 +222,7 @@ def check_binding(claim: str, source_units: list[Unit]) -> Binding | None:
         return None
     for rival in _rivals(best, source_units):
         for term in sorted(missing & rival.terms, key=lambda t: (t not in rival.values, t)):
-            if term in rival.values or term in rival.lead - best.plain:
+            subject = rival.sentence == best.sentence and term in rival.lead - best.plain
+            if term in rival.values or subject:
                 return Binding(term, best, rival)
     return None
