@@ -240,7 +240,7 @@ def test_dense_matrix_is_per_user(tmp_path: Path) -> None:
 def test_dense_matrix_loads_lazily_appends_on_add_and_reloads_on_refresh(tmp_path: Path) -> None:
     r = HybridRetriever(open_chroma(tmp_path / "c"), collection="mem")
     r.add("ann", _items("a", TEXTS[:3]))
-    assert not r.dense.loaded("ann")  # writing alone does not load vectors
+    assert r.dense.loaded("ann")  # first use loads items and vectors in one read (issue 12)
     assert r.search("ann", "kitten", k=1, config=DENSE)[0].item.source_id == "a0"
     assert r.dense.loaded("ann")
     r.add("ann", [MemoryItem("new", "I bought a saxophone yesterday")])  # appended in memory
