@@ -7,7 +7,6 @@ under ``LASTMILE_REQUIRE_POSTGRES=1``, like every PostgreSQL test)."""
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
