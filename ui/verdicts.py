@@ -43,6 +43,7 @@ def display_verdict(check: Any) -> str | None:
     verdict = str(_get(check, "verdict") or "")
     if verdict == "uncited" and not _get(check, "claim", True):
         return None
+    verdict = str(_get(check, "status") or "") or verdict  # the checker's calibrated verdict
     return _DISPLAY.get(verdict, "not_checkable")
 
 
