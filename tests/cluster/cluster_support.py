@@ -48,10 +48,10 @@ class Env:
         self.cluster, self.url = cluster, url
         self.engine = create_engine(url)
 
-    def replica(self, name: str, **env: str) -> Node:
+    def replica(self, name: str, *, delay: float = DELAY_S, **env: str) -> Node:
         prompts = self.cluster.workdir / f"{name}.prompts.jsonl"
         proc = self.cluster.start_replica(name, env={
-            "LASTMILE_PROVIDERS": f"scripted:log={prompts};delay={DELAY_S}", **env})
+            "LASTMILE_PROVIDERS": f"scripted:log={prompts};delay={delay}", **env})
         return Node(proc, prompts)
 
     def api_key(self, user_id: str) -> str:

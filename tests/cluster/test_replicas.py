@@ -151,11 +151,11 @@ def _done(env: Env, nonces: list[str]) -> tuple[int, int]:
 
 def test_c_kill_9_mid_burst_loses_no_follow_up_work(cluster_env: Env, pair) -> None:
     _, b = pair
-    victim = cluster_env.replica("c-victim")
+    victim = cluster_env.replica("c-victim", delay=0.0)  # full speed: the indexer is behind
     key = cluster_env.api_key(f"u-c-{_nonce()}")
     stop, acked, failed = threading.Event(), [], []
     threads = [threading.Thread(target=_burst, args=(victim, key, f"c{t}", stop, acked, failed))
-               for t in range(3)]
+               for t in range(6)]
     for t in threads:
         t.start()
     time.sleep(4)
@@ -188,7 +188,10 @@ def test_d_sigterm_mid_burst_finishes_in_flight_turns_and_exits_0(cluster_env: E
     assert code == 0, out[-2000:]
     assert "Segmentation fault" not in out and "Traceback" not in out, out[-2000:]
     assert not failed, f"in-flight turns failed at SIGTERM: {failed}"
-    running = cluster_env.sql("SELECT id, kind, locked_by FROM jobs WHERE status = 'running'")
+    # B keeps working meanwhile: only the stopped replica's claims must be gone. Worker
+    # ids name their process (host-pid-random).
+    running = cluster_env.sql("SELECT id, kind, locked_by FROM jobs WHERE status = 'running' "
+                              "AND locked_by LIKE :mine", mine=f"%-{victim.proc.pid}-%")
     assert not running, f"jobs left running after a graceful stop: {running}"
 
 
