@@ -132,8 +132,8 @@ def _burst(node: Node, key: str, session_prefix: str, stop: threading.Event,
         try:
             _say(node, key, f"note {nonce}: I work as a carpenter", f"{session_prefix}-{i % 3}")
             acked.append(nonce)
-        except (APIConnectionError, APIStatusError):
-            failed.append(nonce)
+        except (APIConnectionError, APIStatusError) as exc:
+            failed.append(f"{nonce}: {type(exc).__name__}: {str(exc)[:160]}")
             return
         i += 1
 
