@@ -60,7 +60,8 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
         values.add(f"#t{int(h)}:{m}")
     low = _TIME.sub(" ", low)
     for val, _hedged in numbers(low):
-        values.add(f"#{val:g}")
+        if not (1000 <= val <= 2100 and val == int(val)):  # a year dates, it is not a bound value
+            values.add(f"#{val:g}")
     for tok in re.findall(r"[a-z][a-z_\-]*", low):
         if tok in _LO:
             values.add("<")
