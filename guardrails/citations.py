@@ -239,6 +239,16 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
     return CitationReport(items)
 
 
+def _flat(text: str) -> str:
+    return " ".join(re.findall(r"[^\W_]+", text.lower()))
+
+
+def _verbatim(claim: str, cited: Sequence[str]) -> bool:
+    """True when the claim's words, in order, are a whole stretch of one cited text."""
+    flat = _flat(claim)
+    return len(flat.split()) >= 3 and any(f" {flat} " in f" {_flat(t)} " for t in cited)
+
+
 def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, threshold: float,
            known: set[str], leads: Mapping[str, str], srcs: Mapping[str, str]) -> None:
     """One batched encode for all claims and candidate windows of the answer."""
@@ -269,7 +279,10 @@ def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, thr
         item.parts = decompose(item.text)
         owned = [(c, u) for c in item.cited for u in units(srcs[c])]
         pool = [u for _, u in owned]
-        wrong = [(p, b) for p in item.parts if (b := check_binding(p, pool)) is not None]
+        # A claim that says what one cited sentence says, word for word, binds its values
+        # exactly as the source does: there is no rival qualifier to mistake.
+        wrong = [] if _verbatim(item.text, [srcs[c] for c in item.cited]) else [
+            (p, b) for p in item.parts if (b := check_binding(p, pool)) is not None]
         if not wrong and all(bound_unit(p, pool) for p in item.parts):
             # Every part's values sit together in one clause of the source: the frame
             # check is more specific than the role heuristic, whose swaps it explains.

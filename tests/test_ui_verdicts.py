@@ -67,9 +67,9 @@ def _run(live_server, page, tmp_path: Path, answers: list[str]):  # type: ignore
 def _check(page, answer_start: str, shown: str) -> None:  # type: ignore[no-untyped-def]
     reply = page.locator(BOT).last
     expect(reply.locator(".lm-provider")).to_have_text("scripted")
-    claim = reply.locator(f".lm-claim[data-verdict={shown}]")
+    claim = reply.locator(f".lm-claim.lm-v-{shown}")
     expect(claim).to_contain_text(answer_start)
-    expect(reply.locator(f".lm-vbadge[data-verdict={shown}]")).to_be_visible()
+    expect(reply.locator(f".lm-vbadge.lm-v-{shown}")).to_be_visible()
     panel = page.locator("#lm-citations details.lm-cite:has(summary:has-text('Travel policy'))")
     expect(panel).to_have_attribute("data-shown", shown)
     panel.locator("summary").click()
@@ -77,7 +77,7 @@ def _check(page, answer_start: str, shown: str) -> None:  # type: ignore[no-unty
 
 
 def _colour(page, shown: str) -> str:  # type: ignore[no-untyped-def]
-    return page.locator(BOT).last.locator(f".lm-vbadge[data-verdict={shown}]").evaluate(
+    return page.locator(BOT).last.locator(f".lm-vbadge.lm-v-{shown}").evaluate(
         "e => getComputedStyle(e).color")
 
 

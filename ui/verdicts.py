@@ -86,7 +86,7 @@ def safe_markdown(text: str) -> str:
 
 
 def annotated_html(text: str, checks: Iterable[Any]) -> str:
-    """``text`` escaped, each checked claim wrapped in ``span.lm-claim[data-verdict]``
+    """``text`` escaped, each checked claim wrapped in ``span.lm-claim.lm-v-<verdict>``
     followed by its badge; a sentence that cannot be located is left plain."""
     pieces, cursor = [], 0
     for check in checks:
@@ -96,9 +96,14 @@ def annotated_html(text: str, checks: Iterable[Any]) -> str:
             continue
         pieces.append(_escape(text[cursor:span[0]]))
         why = _get(check, "reason") or _get(check, "reasons")
+        if isinstance(why, (list, tuple)):
+            why = ", ".join(str(w) for w in why)
         title = f' title="{html.escape(str(why))}"' if why else ""
-        pieces.append(f'<span class="lm-claim" data-verdict="{shown}">{_escape(text[span[0]:span[1]])}'
-                      f'</span> <span class="lm-vbadge" data-verdict="{shown}"{title}>{LABELS[shown]}</span>')
+        # The verdict rides in a class too: the chat's HTML sanitizer drops data- attributes.
+        pieces.append(f'<span class="lm-claim lm-v-{shown}" data-verdict="{shown}">'
+                      f'{_escape(text[span[0]:span[1]])}</span> '
+                      f'<span class="lm-vbadge lm-v-{shown}" data-verdict="{shown}"{title}>'
+                      f'{LABELS[shown]}</span>')
         cursor = span[1]
     pieces.append(_escape(text[cursor:]))
     return "".join(pieces)

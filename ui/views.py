@@ -101,17 +101,17 @@ CSS = """
 .lm-stat b { font-size: 1.3rem; }
 .lm-stat span { font-size: .75rem; color: var(--body-text-color-subdued); }
 .lm-sidebar-title { font-weight: 700; font-size: 1.1rem; }
-.lm-claim[data-verdict=supported] { border-bottom: 2px solid #15803d; }
-.lm-claim[data-verdict=partly] { border-bottom: 2px dashed #b45309; }
-.lm-claim[data-verdict=not_supported] { background: rgba(185, 28, 28, .10);
+.lm-claim.lm-v-supported { border-bottom: 2px solid #15803d; }
+.lm-claim.lm-v-partly { border-bottom: 2px dashed #b45309; }
+.lm-claim.lm-v-not_supported { background: rgba(185, 28, 28, .10);
   border-bottom: 2px solid #b91c1c; }
-.lm-claim[data-verdict=not_checkable] { border-bottom: 1px dotted var(--body-text-color-subdued); }
+.lm-claim.lm-v-not_checkable { border-bottom: 1px dotted var(--body-text-color-subdued); }
 .lm-vbadge { font-size: .72rem; padding: 0 .35rem; border-radius: 999px; white-space: nowrap; }
-.lm-vbadge[data-verdict=supported], .lm-cite[data-shown=supported] .lm-verdict { color: #15803d; }
-.lm-vbadge[data-verdict=partly], .lm-cite[data-shown=partly] .lm-verdict { color: #b45309; }
-.lm-vbadge[data-verdict=not_supported], .lm-cite[data-shown=not_supported] .lm-verdict
+.lm-vbadge.lm-v-supported, .lm-cite[data-shown=supported] .lm-verdict { color: #15803d; }
+.lm-vbadge.lm-v-partly, .lm-cite[data-shown=partly] .lm-verdict { color: #b45309; }
+.lm-vbadge.lm-v-not_supported, .lm-cite[data-shown=not_supported] .lm-verdict
   { color: #b91c1c; font-weight: 600; }
-.lm-vbadge[data-verdict=not_checkable] { color: var(--body-text-color-subdued); }
+.lm-vbadge.lm-v-not_checkable { color: var(--body-text-color-subdued); }
 .lm-unverified { color: #b45309; font-weight: 600; }
 mark.lm-evidence { background: rgba(250, 204, 21, .45); padding: 0 .1rem; }
 footer { display: none !important; }
