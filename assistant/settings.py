@@ -100,9 +100,6 @@ class Settings(BaseSettings):
     index_turns: bool = Field(True, description="Index every turn in Chroma for later recall.")
     host: str = Field("127.0.0.1", description="`lastmile serve` bind address.")
     port: int = Field(7860, ge=1, le=65535, description="`lastmile serve` port.")
-    serve_workers: bool = Field(
-        True, description="`lastmile serve` also runs the background job workers; off: a pure "
-                          "request handler (run `lastmile worker` beside it).")
     shutdown_grace_s: float = Field(
         30.0, gt=0, le=3600, description="On SIGTERM, how long `serve` lets in-flight turns and "
                                          "`worker` the job in hand finish before stopping.")
@@ -210,7 +207,8 @@ class Settings(BaseSettings):
                                       "jobs (another replica's; this process's wake it at once).")
     job_workers: bool = Field(
         True, description="Run the background job workers in this process, from the start "
-                          "(off: jobs this process queues run in other processes).")
+                          "(off: `lastmile serve` is a pure request handler; jobs it queues run "
+                          "in `lastmile worker` or other replicas). `lastmile worker` forces it on.")
     job_keep_done_days: float = Field(
         7.0, ge=0, le=3650, description="Finished (done) jobs older than this are deleted.")
     index_linger_s: float = Field(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from assistant.cli.common import console, load_settings
-from assistant.cli.lifecycle import StopSignal, stop_assistant, stop_workers
+from assistant.cli.lifecycle import StopSignal, stop_assistant
 from assistant.errors import InputRejected
 
 __all__ = ["cmd_chat", "cmd_serve", "register"]
@@ -41,8 +41,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     StopSignal().install()
     # The docs as a shared corpus (ingested in the background): cited answers at once.
     bot = Assistant(settings, documents=sample_corpus(settings, console, background=True))
-    if not settings.serve_workers:
-        stop_workers(bot, settings.shutdown_grace_s)  # a pure request handler: `lastmile worker` runs jobs
     notice = None
     try:
         label = bot.model.label

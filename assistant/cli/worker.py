@@ -22,7 +22,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from assistant.orchestrator import Assistant
 
     stop = StopSignal().install()  # before the build: a SIGTERM during start-up still stops cleanly
-    settings = load_settings()
+    settings = load_settings().model_copy(update={"job_workers": True})  # what it is for
     bot = Assistant(settings)
     try:
         if bot.worker is None:

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"chroma      {cluster.start_chroma()}", flush=True)
         replicas = [cluster.start_replica(f"replica-{i + 1}", wait=False,
-                                          env={"LASTMILE_SERVE_WORKERS": "false"})
+                                          env={"LASTMILE_JOB_WORKERS": "false"})
                     for i in range(args.replicas)]
         worker = cluster.start_worker("worker-1")
         for proc in replicas:
