@@ -74,15 +74,16 @@ def test_assistant_indexes_turns_in_server_chroma(tmp_path, chroma_server: str) 
         bot.chat("I'm learning to play the cello", session_id="music", user_id="zoe")
         bot.flush()
         hits = turn_index(bot).retriever.search("zoe", "musical instrument", k=2)  # type: ignore[union-attr]
+        indexed = turn_index(bot).retriever.count("zoe")  # type: ignore[union-attr]
     assert hits[0].item.text == "User: I'm learning to play the cello"
-    assert {h.item.speaker for h in hits} == {"User", "Assistant"}
+    assert indexed == 2  # the reply too (shown as the hit's neighbour turn, issue 17)
     assert not (tmp_path / "d" / "chroma").exists()  # server mode stores nothing locally
 
 
 def test_turns_missed_by_the_index_are_caught_up_on_start(tmp_path) -> None:
     settings = Settings(data_dir=tmp_path / "d")
     with Assistant(settings.model_copy(update={"index_turns": False}),
-                   model=ScriptedModel(["answer while index was off"])) as bot:
+                   model=ScriptedModel(["Rivers carry sediment to the sea."])) as bot:
         bot.chat("question while index was off", session_id="s")
     with Assistant(settings, model=ScriptedModel()) as bot:
         bot.flush()
