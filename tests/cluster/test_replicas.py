@@ -180,7 +180,8 @@ def test_d_sigterm_mid_burst_finishes_in_flight_turns_and_exits_0(cluster_env: E
     for t in threads:
         t.start()
     time.sleep(3)
-    stop.set()  # the threads' current turns are in flight while the signal lands
+    stop.set()  # no thread sends another turn; the turns already sent are in flight ...
+    time.sleep(0.1)  # ... and reach the server (a request sent after SIGTERM may be refused)
     code = victim.proc.stop(signal.SIGTERM, timeout=90)
     for t in threads:
         t.join(60)
