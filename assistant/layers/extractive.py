@@ -26,7 +26,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 
 from assistant.extractive_answer import AnswerPlan, plan_answer
-from assistant.layers.resilience import close_quietly
+from assistant.layers.resilience import stream_closing
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, ModelWrapper, Usage, walk
 
 __all__ = ["ADD_PROMPT", "ExtractiveModel", "wrap"]
@@ -61,7 +61,7 @@ class ExtractiveModel(ModelWrapper):
             except Exception:
                 log.warning("extractive planning failed; the model answers alone", exc_info=True)
         if plan.action == "model":
-            yield from self._stream(self.inner, request)
+            yield from stream_closing(self.inner, request)
             return
         yield ModelChunk(text=plan.text, provider=self.label)
         usage = Usage(0, 0)
@@ -82,21 +82,13 @@ class ExtractiveModel(ModelWrapper):
         parts: list[str] = []
         usage = Usage(0, 0)
         try:
-            for chunk in self._stream(self.inner, follow):
+            for chunk in stream_closing(self.inner, follow):
                 parts.append(chunk.text)
                 usage = chunk.usage or usage
         except Exception as exc:  # noqa: BLE001 - the quote already answers; the addition is optional
             log.info("the model's addition failed (%s); the quote stands alone", exc)
             return "", usage
         return supported_addition("".join(parts), plan, question, snippets), usage
-
-    @staticmethod
-    def _stream(model: ChatModel, request: ModelRequest) -> Iterator[ModelChunk]:
-        iterator = iter(model.request(request))
-        try:
-            yield from iterator
-        finally:
-            close_quietly(iterator)
 
 
 def supported_addition(text: str, plan: AnswerPlan, question: str,

@@ -38,7 +38,8 @@ from assistant.errors import (
 )
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, ModelWrapper
 
-__all__ = ["BreakerModel", "CircuitBreaker", "RetryPolicy", "RetryingModel", "close_quietly"]
+__all__ = ["BreakerModel", "CircuitBreaker", "RetryPolicy", "RetryingModel", "close_quietly",
+           "stream_closing"]
 
 log = logging.getLogger(__name__)
 #: Request metadata a half-open probe carries: the retry layer then makes one attempt.
@@ -51,6 +52,16 @@ def close_quietly(iterator: object) -> None:
     close = getattr(iterator, "close", None)
     if close is not None:
         close()
+
+
+def stream_closing(model: ChatModel, request: ModelRequest) -> Iterator[ModelChunk]:
+    """``model``'s stream for ``request``, closed however the reader stops (a layer that
+    answers from a fallback or cuts a stream short must not leak the inner one)."""
+    iterator = iter(model.request(request))
+    try:
+        yield from iterator
+    finally:
+        close_quietly(iterator)
 
 
 def __getattr__(name: str) -> Any:

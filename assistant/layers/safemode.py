@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from assistant.errors import LastmileError, ProviderError, RemoteCallsDisabled
-from assistant.layers.resilience import close_quietly
+from assistant.layers.resilience import stream_closing
 from assistant.providers.base import (
     ChatModel,
     ModelChunk,
@@ -96,11 +96,11 @@ class SafeModeModel(ModelWrapper):
             return
         chat = request.metadata.get("purpose", "chat") == "chat"
         if not (self.on_outage and chat):
-            yield from self._stream(self.inner, request)
+            yield from stream_closing(self.inner, request)
             return
         sent: list[str] = []
         try:
-            for chunk in self._stream(self.inner, request):
+            for chunk in stream_closing(self.inner, request):
                 sent.append(chunk.text)
                 yield chunk
         except ProviderError as exc:
@@ -114,7 +114,7 @@ class SafeModeModel(ModelWrapper):
             notice = f"{SWITCHED_OFF}; answering from the local model ({self.local.label})."
             sent: list[str] = []
             try:
-                for chunk in self._stream(self.local, request):
+                for chunk in stream_closing(self.local, request):
                     sent.append(chunk.text)
                     yield replace(chunk, provider=self.local.label, notice=notice,
                                   safe_mode="local")
@@ -146,11 +146,3 @@ class SafeModeModel(ModelWrapper):
             if piece:
                 yield replace(tag, text=piece)
         yield replace(tag, usage=Usage(0, 0), finish_reason="stop")
-
-    @staticmethod
-    def _stream(model: ChatModel, request: ModelRequest) -> Iterator[ModelChunk]:
-        iterator = iter(model.request(request))
-        try:
-            yield from iterator
-        finally:
-            close_quietly(iterator)
