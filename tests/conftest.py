@@ -9,6 +9,7 @@ after it. Without a server they skip with the reason — unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +37,27 @@ REQUIRE_PG = os.environ.get("LASTMILE_REQUIRE_POSTGRES") == "1"
 def _no_network() -> Iterator[None]:
     with loopback_only():
         yield
+
+
+@pytest.fixture(autouse=True)
+def _close_assistants(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Assistant a test builds is closed after it: its always-on job workers (issue
+    12) would otherwise keep polling, and holding database connections, for the rest of
+    the run. Assistants of module- or session-scoped fixtures are built before this runs."""
+    from assistant.orchestrator import Assistant
+
+    built: list[Any] = []
+    original = Assistant.__init__
+
+    def tracking_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Assistant, "__init__", tracking_init)
+    yield
+    for bot in reversed(built):
+        with contextlib.suppress(Exception):  # a test may have closed or broken it on purpose
+            bot.close()
 
 
 @pytest.fixture(autouse=True)

@@ -66,6 +66,8 @@ def ask(rig: Any, user: str, text: str, session: str) -> str:
 def body_for(rig: Any, question: str) -> str:
     """The chat request body (as JSON text) whose last user message is ``question``."""
     for request in rig.provider.requests:
+        if isinstance(request.body, dict) and "response_format" in request.body:
+            continue  # a background facts extraction of the same message, not the chat turn
         messages = request.body.get("messages", []) if isinstance(request.body, dict) else []
         users = [m for m in messages if m.get("role") == "user"]
         if users and question in json.dumps(users[-1]):

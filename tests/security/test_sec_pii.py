@@ -125,7 +125,8 @@ def test_recalled_turns_and_facts_leave_redacted(rig: Any) -> None:
     rig.api("alice").chat.completions.create(model="lastmile", messages=[
         {"role": "user", "content": "For the record, what card and email did I give you?"}],
         extra_body={"metadata": {"session_id": "later"}})
-    chat = [r.body for r in rig.provider.requests if "For the record, what card" in json.dumps(r.body)]
+    chat = [r.body for r in rig.provider.requests if "For the record, what card" in json.dumps(r.body)
+            and "response_format" not in r.body]  # not the background facts extraction
     assert chat and "[CARD]" in json.dumps(chat[0]) and "[EMAIL]" in json.dumps(chat[0])
     assert_nothing_leaked(rig)
 
