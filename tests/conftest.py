@@ -26,6 +26,10 @@ import pytest
 from assistant.testing import loopback_only
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Each test process its own Gradio upload cache: two xdist workers uploading the same
+# bytes would otherwise share (and clean up) one content-hashed folder under /tmp/gradio.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+os.environ.setdefault("GRADIO_TEMP_DIR", f"/tmp/gradio-{_WORKER}-{os.getpid()}")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 PG_ADMIN_URL = os.environ.get("LASTMILE_TEST_POSTGRES_URL",

@@ -85,7 +85,7 @@ def test_grounded_answer_shows_sources_with_verdicts(live_server, page, ui_setti
     send(page, "How do I ride tram 28 and the Cacilhas ferry in Lisbon?")
     reply = page.locator(BOT).last
     expect(reply.locator(".lm-provider")).to_have_text("scripted")
-    expect(reply.locator(".lm-claim[data-verdict=not_supported]")).to_contain_text(
+    expect(reply.locator(".lm-claim.lm-v-not_supported")).to_contain_text(
         "The Cacilhas ferry leaves from Belém")  # the wrong sentence, marked beside the text
     expect(reply).not_to_contain_text(LABELS["unsupported"].strip())
     ids = source_ids(model.requests[-1].messages)

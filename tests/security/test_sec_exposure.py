@@ -143,10 +143,14 @@ def test_forgetting_drops_the_users_cached_replies(make_rig: Callable[..., Any])
 
 def _temp_files(since: float, besides: Path) -> list[Path]:
     """Files under the temp folder (Gradio's cache included) written since ``since``,
-    except under ``besides`` (the test's own folder: the deployment's database is there)."""
+    except under ``besides`` (the test's own folder: the deployment's database is there)
+    and this run's other test folders (tests running beside it on other xdist workers keep
+    their deployments' databases there)."""
+    runs = [p for p in besides.parents if p.name.startswith("pytest-") and
+            p.parent.name.startswith("pytest-of-")]
     found = []
     for root, _dirs, files in os.walk(tempfile.gettempdir()):
-        if Path(root).is_relative_to(besides):
+        if Path(root).is_relative_to(besides) or any(Path(root).is_relative_to(r) for r in runs):
             continue
         for name in files:
             path = Path(root) / name

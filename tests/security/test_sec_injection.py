@@ -164,7 +164,9 @@ def test_a_poisoned_fact_is_withheld_from_recall(rig: Any, audit_log: Path) -> N
     from memory.facts_extract import Candidate
 
     bot = rig.bot
-    source = bot.store.add_message("alice", "facts-0", "user", "my nickname is set")
+    # (not a fact statement itself: its own facts job, run at once by the always-on
+    # worker, must not supersede the planted fact)
+    source = bot.store.add_message("alice", "facts-0", "user", "an imported note")
     facts = bot.facts_memory
     guards, facts.guards = facts.guards, GuardChain()  # stored before any guard existed
     try:
