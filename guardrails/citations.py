@@ -131,7 +131,13 @@ def _status(s: CitedSentence) -> str:
         return "supported"
     if not s.claim or any(r.startswith("not_checkable") for r in s.reasons):
         return "not_checkable"
-    if s.verdict == "unsupported" and any(r.startswith(("partial", "part:")) for r in s.reasons):
+    # Partly: some atomic parts are missing or wrongly bound, and nothing contradicts the
+    # claim as a whole (a wrong entity, number or negation makes all of it not supported).
+    per_part = ("partial", "part:", "binding:") + (  # a role swap a wrong binding explains
+        ("role:",) if any(r.startswith("binding:") for r in s.reasons) else ())
+    whole = [r for r in s.reasons if not r.startswith(per_part)]
+    if s.verdict == "unsupported" and not whole and any(
+            r.startswith(("partial", "part:")) for r in s.reasons):
         return "partial"
     return "not_supported"
 
