@@ -101,6 +101,11 @@ def open_engine(url: str, *, run_migrations: bool = True) -> Engine:
     """
     parsed = make_url(url)
     kwargs: dict = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "postgresql":
+        # Few idle connections per process: every replica and worker now runs job threads
+        # on its engine, and PostgreSQL's default 100 slots are shared by all of them;
+        # bursts (concurrent turns) still open up to 10 more, returned when done.
+        kwargs.update(pool_size=2, max_overflow=10)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
