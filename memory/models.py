@@ -33,9 +33,11 @@ __all__ = [
     "BudgetCounter",
     "CacheEntry",
     "CacheLookup",
+    "CanaryRun",
     "Chunk",
     "ControlFlag",
     "Conversation",
+    "DriftReport",
     "Fact",
     "Feedback",
     "Job",
@@ -499,3 +501,31 @@ class MemoryChange(Base):
     generation: Mapped[int] = mapped_column(BigInteger)
     source_id: Mapped[str] = mapped_column(String(200))
     op: Mapped[str] = mapped_column(String(8))  # "add" | "drop"
+
+
+class DriftReport(Base):
+    """One drift check (issue 15): PSI per signal between a recent and a baseline window;
+    ``level`` is ok / warn (some PSI ≥ 0.1) / alert (some PSI ≥ 0.25)."""
+
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    level: Mapped[str] = mapped_column(String(8))
+    recent_turns: Mapped[int] = mapped_column(Integer)
+    baseline_turns: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict | None] = mapped_column(JSON)
+
+
+class CanaryRun(Base):
+    """One run of the golden suite inside ``serve`` (issue 15): the canary history."""
+
+    __tablename__ = "canary_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    suite: Mapped[str] = mapped_column(String(200))
+    passed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    results: Mapped[dict | None] = mapped_column(JSON)
