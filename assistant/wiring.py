@@ -12,6 +12,8 @@ of is a change here, and nothing reaches into an ``Assistant`` from outside to r
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -32,6 +34,7 @@ from memory.indexer import TurnIndexer
 from memory.jobs import JobQueue, open_jobs
 from memory.outbox import Outbox, index_rule
 from memory.review import ReviewQueue
+from memory.runtime_settings import RuntimeSettings
 from memory.workers import Workers
 
 if TYPE_CHECKING:
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from memory.ledger import Ledger
     from memory.store import ConversationStore
 
-__all__ = ["LazyModel", "Parts", "build"]
+__all__ = ["LazyModel", "Parts", "Tunables", "build"]
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +52,61 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
+class Tunables:
+    """The settings in force: the environment's, with an admin's run-time overrides
+    (``memory.runtime_settings``, the Settings tab) laid over them, re-read like the budget
+    caps. The chat model follows ``providers`` and ``local_model_path`` (``LazyModel``),
+    the citation guard the policy; the rest is read from ``current()`` per turn."""
+
+    def __init__(self, base: Settings, runtime: RuntimeSettings) -> None:
+        self.base, self.runtime = base, runtime
+        self.guard: CitationGuard | None = None
+        self._policy = base.citation_policy  # the guard's own, when no admin overrides it
+
+    def follow(self, guard: CitationGuard) -> None:
+        self.guard, self._policy = guard, guard.policy
+
+    def current(self) -> Settings:
+        settings = self.runtime.apply(self.base)
+        if self.guard is not None:  # every turn reads one value, so a plain assignment will do
+            overridden = settings is not self.base and "citation_policy" in self.runtime.overrides()
+            self.guard.policy = settings.citation_policy if overridden else self._policy
+        return settings
+
+
 class LazyModel:
     """The chat model, built on first use so a UI can start and explain a missing model
     file instead of crashing. One instance is shared by the turn loop, fact extraction
-    and the summariser, so the chain (and its breakers) is built once."""
+    and the summariser, so the chain (and its breakers) is built once per configuration:
+    when an admin changes the chain or the model file, the next use builds (or takes
+    back) that one."""
 
     def __init__(self, settings: Settings, model: ChatModel | None = None, *,
-                 ledger: Ledger | None = None, budget: Budget | None = None) -> None:
+                 ledger: Ledger | None = None, budget: Budget | None = None,
+                 current: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
         #: An embedder's own model (``Assistant(model=...)``): background work leaves it alone.
         self.injected = model is not None
         self.ledger, self.budget = ledger, budget
         self._model = model
+        self._current = current or (lambda: self.settings)
+        self._chains: dict[tuple[str, str], ChatModel] = {}
+        self._lock = threading.Lock()
 
     @property
     def model(self) -> ChatModel:
-        if self._model is None:
-            self._model = build_model(self.settings, self.ledger, self.budget)
-        return self._model
+        if self.injected and self._model is not None:
+            return self._model
+        settings = self._current()
+        key = (",".join(settings.provider_specs), str(settings.local_model_path or ""))
+        with self._lock:
+            model = self._chains.get(key)
+            if model is None:
+                model = self._chains[key] = build_model(settings, self.ledger, self.budget)
+                if self._model is not None:
+                    log.warning("chat model now %s (runtime settings)", model.label)
+            self._model = model
+        return model
 
     @property
     def built(self) -> ChatModel | None:
@@ -93,6 +133,7 @@ class Parts:
     citation_guard: CitationGuard
     review: ReviewQueue | None
     summaries: SessionSummaries | None
+    tunables: Tunables
     owned: list[Closeable] = field(default_factory=list)
 
     @property
@@ -121,8 +162,10 @@ def build(settings: Settings, *, model: ChatModel | None = None,
         memory = turns if memory is None else memory
     # The cost ledger and spend caps live in the store's database (none without one).
     ledger, budget = open_accounting(engine, settings)
+    # What an admin changed at run time, laid over ``settings`` (the Settings tab).
+    tunables = Tunables(settings, RuntimeSettings(engine, refresh_s=settings.control_refresh_s))
     chat = LazyModel(settings, _embedder_model(model, settings, ledger, budget),
-                     ledger=ledger, budget=budget)
+                     ledger=ledger, budget=budget, current=tunables.current)
     # Durable background jobs (indexing, facts, summaries) in the same database, run by
     # this process's workers (LASTMILE_JOB_WORKERS) or any other's. The outbox writes a
     # message's follow-up jobs in the message's own transaction (memory/outbox.py).
@@ -157,13 +200,14 @@ def build(settings: Settings, *, model: ChatModel | None = None,
     recorder = recorder if recorder is not None else outbox
     if documents is None and built_store:
         documents = grounding.default_documents(settings, engine)
+    citations = grounding.citation_guard(chain, settings)
+    tunables.follow(citations)
     parts = Parts(
         settings=settings, store=store, chat=chat, memory=memory, recorder=recorder,
         ledger=ledger, budget=budget, jobs=jobs, worker=worker, guards=chain,
-        facts_memory=facts_memory, documents=documents,
-        citation_guard=grounding.citation_guard(chain, settings),
+        facts_memory=facts_memory, documents=documents, citation_guard=citations,
         review=ReviewQueue(engine) if engine is not None else None,
-        summaries=_summaries(settings, engine, chat, worker), owned=owned)
+        summaries=_summaries(settings, engine, chat, worker), tunables=tunables, owned=owned)
     if worker is not None and settings.job_workers:
         worker.start()  # always on: a job another replica queued runs here within a poll
     return parts
