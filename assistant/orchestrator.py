@@ -105,10 +105,25 @@ class Assistant:
         self.guards, self.citation_guard = parts.guards, parts.citation_guard
         self.documents, self.review, self.summaries = parts.documents, parts.review, parts.summaries
         self.facts_memory = parts.facts_memory
+        #: Run-time overrides an admin sets (the Settings tab), read by ``settings``.
+        self.tunables, self.runtime = parts.tunables, parts.tunables.runtime
         # What a person does besides talking, as sub-objects; the turn loop is handed in.
         self.sessions = Sessions(cast(SessionStore, self.store), self.memory,
                                  stream=self.stream, redo=self._redo)
         self.facts = Facts(self.facts_memory)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force: the environment's, with what an admin changed at run
+        time (``bot.runtime``: the Settings tab, for every process on the database) over them."""
+        tunables = self.__dict__.get("tunables")
+        return tunables.current() if tunables is not None else self.__dict__["_base_settings"]
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._base_settings = value
+        if "tunables" in self.__dict__:
+            self.tunables.base = value
 
     @property
     def model(self) -> ChatModel:
