@@ -362,6 +362,38 @@ class Settings(BaseSettings):
         5, ge=1, description="Wrong passwords per client address or per account before each "
                              "further try must wait (doubling from 1 s, at most 15 min).")
 
+    # --- issue 15 (part A): traces and metrics -----------------------------------------
+    otel_endpoint: str | None = Field(
+        None, description="Base URL of an OTLP/HTTP receiver (http://host:4318): turn, provider "
+                          "and job spans go there. Unset (and no OTEL_EXPORTER_OTLP_*): no tracing.")
+    otel_exporter_endpoint: str | None = Field(
+        None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                            "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="The standard OpenTelemetry variables; either one turns tracing on too.")
+    otel_capture_content: bool = Field(
+        False, description="Put the user's message and the reply text on turn spans (off: "
+                           "spans carry ids, counts and timings only).")
+    metrics_labels: str = Field(
+        "", pattern=r"^\s*((user_id|destination)\s*(,\s*(user_id|destination)\s*)*)?$",
+        description="Extra labels on the turn and token metrics, comma-separated from "
+                    "user_id, destination; default none (no user ids on /metrics).")
+
+    # --- issue 15 (part B): drift alarms and canaries ----------------------------------
+    drift_every_s: float = Field(
+        3600.0, ge=0, le=30 * 86_400,
+        description="How often a job worker checks drift (0: never). Only runs when both "
+                    "windows hold drift_min_turns turns.")
+    drift_recent_hours: float = Field(
+        24.0, gt=0, le=24 * 90, description="The recent window a drift check compares (hours).")
+    drift_baseline_days: float = Field(
+        7.0, gt=0, le=365, description="The baseline window just before the recent one (days).")
+    drift_min_turns: int = Field(
+        50, ge=5, le=1_000_000, description="Turns each drift window needs before a check runs.")
+    canary_suite: Path | None = Field(
+        None, description="Eval suite (YAML/JSONL) that job workers run as a canary; unset: no canary.")
+    canary_every_s: float = Field(
+        3600.0, ge=60, le=30 * 86_400, description="How often the canary suite runs.")
+
     @field_validator("auth_trusted_proxies")
     @classmethod
     def _valid_cidrs(cls, value: str) -> str:

@@ -4,7 +4,8 @@ Start-up failures (database or Chroma unreachable, model missing) print one line
 naming what failed and how to fix it, and exit non-zero — no tracebacks for
 operators. This module only builds the parser; each command group lives in its own
 module here (``run``: serve, chat; ``worker``; ``users``; ``control``: admin, cache; ``usage``;
-``ingest``; ``review``; ``replay``; ``bench``; ``doctor``) and registers its verbs.
+``ingest``; ``review``; ``replay``; ``bench``; ``doctor``; ``eval``; ``shadow``) and registers
+its verbs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,20 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from assistant.cli import bench, control, doctor, ingest, replay, review, run, usage, users, worker
+from assistant.cli import (
+    bench,
+    control,
+    doctor,
+    ingest,
+    replay,
+    review,
+    run,
+    shadow,
+    usage,
+    users,
+    worker,
+)
+from assistant.cli import eval as eval_cmd
 from assistant.cli.common import console, load_settings
 from assistant.errors import ConfigurationError, LastmileError
 from assistant.settings import quiet_third_parties
@@ -26,7 +40,7 @@ __all__ = ["build_parser", "main"]
 _settings = load_settings  # the name command modules outside this package used before the split
 
 #: Command groups in the order ``lastmile --help`` lists them.
-GROUPS = (run, worker, bench, doctor, usage, users, control, replay, ingest, review)
+GROUPS = (run, worker, bench, doctor, usage, users, control, replay, ingest, review, eval_cmd, shadow)
 
 
 def build_parser() -> argparse.ArgumentParser:
