@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from assistant import grounding
+from assistant import grounding, telemetry
 from assistant.errors import LastmileError
 from assistant.extract import extract as extract_structured
 from assistant.layers.ledger import LedgerModel, open_accounting
@@ -149,6 +149,7 @@ def build(settings: Settings, *, model: ChatModel | None = None,
     """Every part from ``settings``; a part passed in is used as given (tests and
     embedders swap the model, store, recorder, recall, guards or documents)."""
     owned: list[Closeable] = []
+    telemetry.configure(settings)  # traces (once per process) and the metrics' label set
     built_store = store is None  # a store we build ourselves may bring its corpus
     if store is None:
         from memory.db import open_engine
@@ -182,6 +183,10 @@ def build(settings: Settings, *, model: ChatModel | None = None,
     if worker is not None and hasattr(store, "interrupt_stale"):
         after = settings.turn_interrupted_after_s
         worker.every(min(60.0, after / 4), lambda: store.interrupt_stale(after))
+    if worker is not None and engine is not None:
+        from assistant.ops.schedule import schedule  # drift checks and canaries (issue 15)
+
+        schedule(worker, engine, settings, budget)
     chain = GuardChain(guards if guards is not None else default_pipeline(
         max_chars=settings.max_message_chars, pii_modes=settings.pii_mode,
         pii_always=settings.pii_always, injection_input=settings.injection_input,

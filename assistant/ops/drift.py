@@ -132,7 +132,7 @@ def topic_labels(base: Sequence[str], recent: Sequence[str], *, encode: Callable
     ``new`` (a topic the baseline did not have)."""
     vb = np.asarray(encode(list(base)), dtype=np.float32)
     vr = np.asarray(encode(list(recent)), dtype=np.float32)
-    k = max(2, min(k, len(vb) // 10))
+    k = max(2, min(k, min(len(vb), len(vr)) // 25))  # few items: few clusters (PSI noise)
     rng = np.random.default_rng(seed)
     centres = vb[rng.choice(len(vb), size=k, replace=False)]
     for _ in range(20):

@@ -36,8 +36,10 @@ def psi(base: Sequence[float], recent: Sequence[float]) -> float:
     return round(float(np.sum((r - b) * np.log(r / b))), 4)
 
 
-def psi_numeric(base: Sequence[float], recent: Sequence[float], bins: int = 10) -> float:
-    """PSI of a numeric signal, binned at the baseline's quantiles."""
+def psi_numeric(base: Sequence[float], recent: Sequence[float], bins: int | None = None) -> float:
+    """PSI of a numeric signal, binned at the baseline's quantiles: deciles once each
+    window has 250 items, fewer below (PSI's sampling noise grows with bins / items)."""
+    bins = bins or max(2, min(10, min(len(base), len(recent)) // 25))
     edges = np.unique(np.quantile(np.asarray(base, dtype=float), np.linspace(0, 1, bins + 1)[1:-1]))
     b = np.bincount(np.searchsorted(edges, base, side="right"), minlength=len(edges) + 1)
     r = np.bincount(np.searchsorted(edges, recent, side="right"), minlength=len(edges) + 1)
