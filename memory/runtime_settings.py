@@ -49,6 +49,8 @@ def check_value(name: str, value: Any) -> Any:
         raise ValueError(f"{name} cannot be changed at run time (only {', '.join(TUNABLE)})")
     if isinstance(value, str):
         value = value.strip()
+    if name == "local_model_path" and value == "":
+        value = None  # the embedded default
     try:
         clean = _adapter(name).validate_python(value)
     except ValidationError as exc:

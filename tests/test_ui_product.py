@@ -22,7 +22,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 expect = sync_api.expect
 expect.set_options(timeout=20_000)  # the box is shared; the page may take a while
 
-TABS = ["Chat", "Memory", "Documents", "Review", "Dashboard"]
+TABS = ["Chat", "Memory", "Documents", "Review", "Dashboard", "Settings"]
 
 
 @pytest.fixture

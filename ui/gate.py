@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from memory.accounts import Accounts, valid_user_id
 from memory.signin import SignInSessions
 
-__all__ = ["COOKIE", "AuthGate", "ProxyTrust", "SignedIn", "signed_in_user", "viewer_id"]
+__all__ = ["COOKIE", "AuthGate", "ProxyTrust", "SignedIn", "signed_in", "signed_in_user", "viewer_id"]
 
 #: The sign-in cookie (HttpOnly, SameSite=Lax); its value is the session token.
 COOKIE = "lastmile_session"
@@ -136,6 +136,12 @@ async def signed_in_user(request: Request) -> str | None:
     """Gradio's ``auth_dependency``: the user the gate already let in for this request."""
     viewer = request.scope.get("state", {}).get(_STATE)
     return viewer.user_id if isinstance(viewer, SignedIn) else None
+
+
+def signed_in(scope: Scope) -> SignedIn | None:
+    """Who the gate let in for this ASGI scope, with their role (None: auth=none)."""
+    viewer = scope.get("state", {}).get(_STATE)
+    return viewer if isinstance(viewer, SignedIn) else None
 
 
 def viewer_id(scope: Scope) -> str | None:

@@ -29,6 +29,7 @@ from ui.health import health_router  # noqa: E402
 from ui.http_guards import EventCheck, install_http_guards  # noqa: E402
 from ui.login import login_router  # noqa: E402
 from ui.openai_api import openai_router  # noqa: E402
+from ui.settings_api import settings_router  # noqa: E402
 
 __all__ = ["create_server", "serve", "uvicorn_options"]
 
@@ -62,6 +63,7 @@ def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
     if settings.auth == "password" and accounts is not None:
         sessions = SignInSessions(accounts.engine, timedelta(hours=settings.session_ttl_hours))
         app.include_router(login_router(settings, accounts, sessions))
+    app.include_router(settings_router(bot))  # /admin/settings: admins only (403 otherwise)
     blocks = build_app(bot, user_id=settings.default_user, notice=notice)
     app.add_middleware(EventCheck, known=lambda index: index in blocks.fns, viewer=viewer_id)
     app.add_middleware(AuthGate, resolver=Resolver(settings, accounts, sessions),

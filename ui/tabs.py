@@ -1,5 +1,5 @@
 """The tabs beside Chat, each gated by a role: Memory (user), Documents (user),
-Review (reviewer) and Dashboard (admin)."""
+Review (reviewer), Dashboard (admin) and Settings (admin)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ def build_tabs(bot: Assistant, identity: Identity, session: gr.State) -> list[tu
     from ui.documents_tab import build_documents
     from ui.memory_tab import build_memory
     from ui.review_tab import build_review
+    from ui.settings_tab import build_settings
 
     return [("user", build_memory(bot, identity, session)),
             ("user", build_documents(bot, identity)),
             ("reviewer", build_review(bot, identity)),
-            ("admin", build_dashboard(bot, identity))]
+            ("admin", build_dashboard(bot, identity)),
+            ("admin", build_settings(bot, identity))]
