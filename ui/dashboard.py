@@ -1,8 +1,10 @@
 """The figures behind the admin dashboard, as plain data frames.
 
 Kept apart from the Gradio layout so each figure can be tested against a real
-database: latency per stage per turn, tokens and cost over time, provider health and
-breaker state, fallback rate, cache hit rate, groundedness, review-queue size.
+database: latency per stage per turn (or per time bucket once there are many), tokens and cost
+per day, provider health and breaker state, fallback rate, cache hit rate,
+groundedness, review-queue size, drift checks and canary runs. Axes are numbers or
+times, never strings (a string axis sorts 1, 10, 11, 2).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from sqlalchemy import Engine, func, select
 
 from assistant.providers.base import walk
 from assistant.reply_record import ReplyRecord
-from memory.models import Message, ProviderCall
+from memory.models import CanaryRun, DriftReport, Message, ProviderCall
 
-__all__ = ["breaker_states", "fallback_rate", "groundedness", "latency_frame", "spend_frame",
+__all__ = ["breaker_states", "canary_frame", "daily", "drift_frame", "fallback_rate", "groundedness",
+           "latency_frame", "latency_series", "latest_drift", "paid_calls", "spend_frame",
            "summary_numbers"]
 
 STAGES = ("guards", "context", "model", "verification", "storage")
@@ -104,3 +107,91 @@ def summary_numbers(engine: Engine) -> dict[str, Any]:
         spend = conn.scalar(select(func.coalesce(func.sum(ProviderCall.cost_usd), 0.0)))
     return {"turns": int(turns or 0), "failed_replies": int(failed or 0),
             "spend_usd": float(spend or 0.0), "fallback_rate": fallback_rate(engine)}
+
+
+# --- issue 16: axes that read at a glance; issue 15: drift and canaries ------------------
+
+#: Up to this many turns the latency plot shows one bar group per turn; beyond, time buckets.
+PER_TURN_MAX = 60
+_BUCKETS_S = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86_400, 7 * 86_400)
+
+
+def _bucket_s(span_s: float, buckets: int) -> int:
+    """The smallest round bucket (1 min … 1 week) that keeps the plot at ``buckets`` bars."""
+    return next((b for b in _BUCKETS_S if span_s / b <= buckets), _BUCKETS_S[-1])
+
+
+def _naive_utc(values: Any) -> pd.Series:
+    return pd.to_datetime(pd.Series(values), utc=True).dt.tz_localize(None)
+
+
+def latency_series(engine: Engine, *, limit: int = 1000, buckets: int = 40) -> tuple[pd.DataFrame, str]:
+    """The latency plot's frame and its x column: ``turn`` (1, 2, 3 … as numbers, never
+    strings) for up to ``PER_TURN_MAX`` replies; else ``time`` — the mean ms per stage
+    per time bucket (sized so at most ``buckets`` bars show), with ``turns`` per bucket."""
+    frame = latency_frame(engine, limit=limit)
+    if frame.empty or frame["turn"].max() <= PER_TURN_MAX:
+        return frame.astype({"turn": "int64", "ms": "float64"}), "turn"
+    with engine.connect() as conn:
+        stamps = dict(conn.execute(select(Message.id, Message.created_at)
+                                   .where(Message.id.in_(frame["message"].unique().tolist()))).all())
+    frame["time"] = _naive_utc(frame["message"].map(stamps))
+    span = (frame["time"].max() - frame["time"].min()).total_seconds()
+    size = _bucket_s(span, buckets)
+    frame["time"] = frame["time"].dt.floor(f"{size}s")
+    out = (frame.groupby(["time", "stage"], as_index=False)
+           .agg(ms=("ms", "mean"), turns=("message", "nunique")).sort_values(["time", "stage"]))
+    out["ms"] = out["ms"].round(1)
+    return out.reset_index(drop=True), "time"
+
+
+def daily(frame: pd.DataFrame) -> pd.DataFrame:
+    """A per-day frame with ``day`` as dates (a time axis), sorted."""
+    out = frame.copy()
+    out["day"] = pd.to_datetime(out["day"], format="%Y-%m-%d")
+    return out.sort_values("day").reset_index(drop=True)
+
+
+def paid_calls(engine: Engine) -> int:
+    """Provider calls that cost anything (a local or scripted model costs nothing)."""
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(ProviderCall)
+                               .where(ProviderCall.cost_usd > 0)) or 0)
+
+
+def drift_frame(engine: Engine, *, limit: int = 200) -> pd.DataFrame:
+    """PSI per signal per drift check (oldest first): the drift panel's plot."""
+    stmt = (select(DriftReport.created_at, DriftReport.metrics)
+            .order_by(DriftReport.created_at.desc()).limit(limit))
+    with engine.connect() as conn:
+        rows = [{"time": at, "signal": name, "psi": float(m["psi"])}
+                for at, metrics in conn.execute(stmt) for name, m in (metrics or {}).items()
+                if isinstance(m, dict) and m.get("psi") is not None]
+    frame = pd.DataFrame(rows, columns=["time", "signal", "psi"])
+    frame["time"] = _naive_utc(frame["time"])  # a time axis, even empty
+    return frame.sort_values(["time", "signal"]).reset_index(drop=True)
+
+
+def latest_drift(engine: Engine) -> dict[str, Any] | None:
+    """The newest drift check: when, its level, and each signal's figures."""
+    with engine.connect() as conn:
+        row = conn.execute(select(DriftReport.created_at, DriftReport.level, DriftReport.recent_turns,
+                                  DriftReport.baseline_turns, DriftReport.metrics)
+                           .order_by(DriftReport.created_at.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return {"at": row.created_at, "level": row.level, "recent_turns": row.recent_turns,
+            "baseline_turns": row.baseline_turns, "metrics": dict(row.metrics or {})}
+
+
+def canary_frame(engine: Engine, *, limit: int = 200) -> pd.DataFrame:
+    """Canary runs (oldest first): time, suite, passed, failed, pass rate, duration."""
+    stmt = (select(CanaryRun.created_at, CanaryRun.suite, CanaryRun.passed, CanaryRun.failed,
+                   CanaryRun.duration_ms).order_by(CanaryRun.created_at.desc()).limit(limit))
+    with engine.connect() as conn:
+        rows = [{"time": at, "suite": suite, "passed": int(p), "failed": int(f),
+                 "pass_rate": round(p / (p + f), 4) if p + f else 0.0, "duration_s": round(ms / 1000, 1)}
+                for at, suite, p, f, ms in conn.execute(stmt)]
+    frame = pd.DataFrame(rows, columns=["time", "suite", "passed", "failed", "pass_rate", "duration_s"])
+    frame["time"] = _naive_utc(frame["time"])  # a time axis, even empty
+    return frame.sort_values("time").reset_index(drop=True)

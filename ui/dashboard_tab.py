@@ -1,5 +1,8 @@
 """The Dashboard tab (admin): plots of latency per stage, spend and tokens over time,
-provider health, cache and groundedness, plus the operator's controls.
+provider health, cache and groundedness, drift checks and canary runs, plus the
+operator's controls. Each panel says why it is empty when it is (no paid calls yet, no
+breakers in a local-only chain, no drift check yet), so an empty plot never reads as
+a broken one.
 
 It refreshes on a timer while open. Every handler re-checks the admin role on the
 server, so hiding the tab is never the only protection.
@@ -63,6 +66,72 @@ def _model(bot: Assistant) -> Any:
         return None
 
 
+def _latency(engine: Any) -> tuple[dict[str, Any], str]:
+    frame, x = dashboard.latency_series(engine)
+    if x == "turn":
+        title, note = "Latency per stage per turn (ms)", ""
+        if frame.empty:
+            note = "No replies yet: each reply's time per stage appears here, one bar per turn."
+    else:
+        turns = int(frame.groupby("time")["turns"].max().sum())
+        title = f"Mean latency per stage (ms) over time, {turns} turns"
+        note = (f"{turns} turns: each bar is the mean of the turns in its time bucket "
+                f"(one bar per turn up to {dashboard.PER_TURN_MAX} turns).")
+    return gr.update(value=frame, x=x, title=title, x_title="turn" if x == "turn" else "time (UTC)"), note
+
+
+def _costs(engine: Any) -> tuple[pd.DataFrame, str]:
+    frame = dashboard.daily(dashboard.spend_frame(engine, by="user"))
+    if dashboard.paid_calls(engine) == 0:
+        return frame, ("No paid calls yet: every reply so far came from a model that costs "
+                       "nothing here (local or scripted). Remote providers' spend shows per day.")
+    return frame, ""
+
+
+def _health_note(frame: pd.DataFrame, bot: Assistant) -> str:
+    if not frame.empty:
+        return ""
+    chain = ", ".join(bot.settings.provider_specs)
+    return (f"No circuit breakers in this chain ({chain}): breakers guard remote providers "
+            "(OpenAI, Anthropic), and a local or scripted model has none. Put a remote provider "
+            "in LASTMILE_PROVIDERS to see its health here.")
+
+
+def _drift(engine: Any, bot: Assistant) -> tuple[str, pd.DataFrame]:
+    latest = dashboard.latest_drift(engine)
+    frame = dashboard.drift_frame(engine)
+    if latest is None:
+        s = bot.settings
+        when = (f"every {s.drift_every_s / 3600:g} h" if s.drift_every_s
+                else "never (LASTMILE_DRIFT_EVERY_S=0)")
+        return (f"**Drift:** no check yet. A job worker checks {when}, once the last "
+                f"{s.drift_recent_hours:g} h and the {s.drift_baseline_days:g} days before each hold "
+                f"{s.drift_min_turns} turns (PSI ≥ 0.1: warn, ≥ 0.25: alert)."), frame
+    rows = "".join(f"| {html.escape(name)} | {_fmt(m.get('psi'))} | {m.get('level', '')} | "
+                   f"{_fmt(m.get('baseline'))} | {_fmt(m.get('recent'))} |\n"
+                   for name, m in sorted(latest["metrics"].items()))
+    head = (f"**Drift: {latest['level']}** (checked {latest['at']:%Y-%m-%d %H:%M} UTC; "
+            f"{latest['recent_turns']} recent vs {latest['baseline_turns']} baseline turns)\n\n"
+            "| signal | PSI | level | baseline | recent |\n|---|---|---|---|---|\n")
+    return head + rows, frame
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _canaries(engine: Any, bot: Assistant) -> tuple[pd.DataFrame, str]:
+    frame = dashboard.canary_frame(engine)
+    if not frame.empty:
+        last = frame.iloc[-1]
+        return frame, (f"Last canary run: {last['passed']} passed, {last['failed']} failed "
+                       f"({last['time']:%Y-%m-%d %H:%M} UTC).")
+    if bot.settings.canary_suite is None:
+        return frame, ("No canary runs: set LASTMILE_CANARY_SUITE to a suite file (see `lastmile "
+                       "eval`) and the job workers run it every LASTMILE_CANARY_EVERY_S seconds.")
+    return frame, "No canary run yet: the first one starts within a minute of a job worker starting."
+
+
 def snapshot(bot: Assistant) -> tuple[Any, ...]:
     """Every figure on the tab, in layout order."""
     engine = cast("ConversationStore", bot.store).engine  # the app's store
@@ -74,13 +143,20 @@ def snapshot(bot: Assistant) -> tuple[Any, ...]:
              "cache hit rate": f"{cache.get('hit_rate', 0):.0%}" if cache else "off",
              "review queue": _review_size(bot) if _review_size(bot) is not None else "off"}
     kill = _kill_switch(bot, engine)
-    latency = dashboard.latency_frame(engine)
-    latency["turn"] = latency["turn"].astype(str)
+    latency, latency_note = _latency(engine)
+    costs, cost_note = _costs(engine)
+    health = dashboard.breaker_states(_model(bot))
+    grounded = dashboard.groundedness(engine)
+    grounded_note = "" if not grounded.empty else (
+        "No grounded replies yet: a reply is scored when it answers from documents "
+        "(share of its claims its cited sources support).")
+    drift_text, drift = _drift(engine, bot)
+    canaries, canary_note = _canaries(engine, bot)
     caps = bot.budget.caps_usd() if bot.budget is not None else {"user": None, "global": None}
-    return (_numbers_html(shown), latency, dashboard.spend_frame(engine, by="user"),
-            dashboard.spend_frame(engine, by="purpose"), dashboard.breaker_states(_model(bot)),
-            dashboard.groundedness(engine), kill, caps["user"], caps["global"],
-            _spend_today(bot))
+    return (_numbers_html(shown), latency, latency_note, costs, cost_note,
+            dashboard.daily(dashboard.spend_frame(engine, by="purpose")), health,
+            _health_note(health, bot), grounded, grounded_note, drift_text, drift, canaries,
+            canary_note, kill, caps["user"], caps["global"], _spend_today(bot))
 
 
 def _spend_today(bot: Assistant) -> pd.DataFrame:
@@ -94,21 +170,48 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
     with gr.Tab("Dashboard", id="dashboard", visible=False, elem_id="lm-tab-dashboard") as tab:
         numbers = gr.HTML(elem_id="lm-stats")
         with gr.Row():
-            latency = gr.BarPlot(pd.DataFrame(columns=["turn", "stage", "ms"]), x="turn", y="ms",
-                                 color="stage", title="Latency per stage per turn (ms)",
-                                 elem_id="lm-plot-latency")
-            health = gr.Dataframe(pd.DataFrame(columns=["provider", "state", "failures", "last_error"]),
-                                  label="Providers and circuit breakers", interactive=False,
-                                  elem_id="lm-health")
+            with gr.Column():
+                latency = gr.BarPlot(pd.DataFrame({"turn": pd.Series(dtype="int64"), "stage": [],
+                                                   "ms": pd.Series(dtype="float64")}),
+                                     x="turn", y="ms", color="stage", x_title="turn",
+                                     title="Latency per stage per turn (ms)", elem_id="lm-plot-latency")
+                latency_note = gr.Markdown(elem_id="lm-note-latency")
+            with gr.Column():
+                health = gr.Dataframe(pd.DataFrame(columns=["provider", "state", "failures", "last_error"]),
+                                      label="Providers and circuit breakers", interactive=False,
+                                      elem_id="lm-health")
+                health_note = gr.Markdown(elem_id="lm-note-health")
         with gr.Row():
-            cost = gr.LinePlot(pd.DataFrame(columns=["day", "user", "cost_usd"]), x="day", y="cost_usd",
-                               color="user", title="Cost per day by user (USD)", elem_id="lm-plot-cost")
-            tokens = gr.BarPlot(pd.DataFrame(columns=["day", "purpose", "tokens"]), x="day",
-                                y="tokens", color="purpose", title="Tokens per day by purpose",
+            with gr.Column():
+                cost = gr.LinePlot(pd.DataFrame({"day": pd.Series(dtype="datetime64[ns]"), "user": [],
+                                                 "cost_usd": pd.Series(dtype="float64")}),
+                                   x="day", y="cost_usd", color="user", title="Cost per day by user (USD)",
+                                   elem_id="lm-plot-cost")
+                cost_note = gr.Markdown(elem_id="lm-note-cost")
+            tokens = gr.BarPlot(pd.DataFrame({"day": pd.Series(dtype="datetime64[ns]"), "purpose": [],
+                                              "tokens": pd.Series(dtype="int64")}),
+                                x="day", y="tokens", color="purpose", title="Tokens per day by purpose",
                                 elem_id="lm-plot-tokens")
         with gr.Row():
-            grounded = gr.BarPlot(pd.DataFrame(columns=["score", "replies"]), x="score", y="replies",
-                                  title="Groundedness of cited replies", elem_id="lm-plot-grounded")
+            with gr.Column():
+                grounded = gr.BarPlot(pd.DataFrame({"score": pd.Series(dtype="float64"),
+                                                    "replies": pd.Series(dtype="int64")}),
+                                      x="score", y="replies", title="Groundedness of cited replies",
+                                      elem_id="lm-plot-grounded")
+                grounded_note = gr.Markdown(elem_id="lm-note-grounded")
+            with gr.Column():
+                drift_text = gr.Markdown(elem_id="lm-drift")
+                drift = gr.LinePlot(pd.DataFrame({"time": pd.Series(dtype="datetime64[ns]"), "signal": [],
+                                                  "psi": pd.Series(dtype="float64")}),
+                                    x="time", y="psi", color="signal", title="Drift: PSI per signal",
+                                    elem_id="lm-plot-drift")
+        with gr.Row():
+            with gr.Column():
+                canaries = gr.LinePlot(pd.DataFrame({"time": pd.Series(dtype="datetime64[ns]"),
+                                                     "pass_rate": pd.Series(dtype="float64")}),
+                                       x="time", y="pass_rate", title="Canary runs: share of turns passing",
+                                       y_lim=[0, 1], elem_id="lm-plot-canary")
+                canary_note = gr.Markdown(elem_id="lm-note-canary")
             with gr.Column():
                 gr.Markdown("### Controls")
                 kill = gr.Checkbox(label="Kill switch: stop every remote model call now "
@@ -127,8 +230,9 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
                                      elem_id="lm-spend-today")
                 refresh = gr.Button("Refresh", size="sm", elem_id="lm-dash-refresh")
         timer = gr.Timer(15)
-        outputs = [numbers, latency, cost, tokens, health, grounded, kill, user_cap, global_cap,
-                   spend]
+        outputs = [numbers, latency, latency_note, cost, cost_note, tokens, health, health_note,
+                   grounded, grounded_note, drift_text, drift, canaries, canary_note, kill, user_cap,
+                   global_cap, spend]
 
         def on_refresh(request: gr.Request) -> tuple[Any, ...]:
             identity.require(request, "admin")
