@@ -29,6 +29,7 @@ cancelled)::
         ├── InputRejected           a guardrail refused the input (message is user-facing)
         │   └── EgressBlocked       a ``block`` PII kind was bound for a remote provider: not sent
         ├── SessionNotFound         no such session for this user
+        ├── TurnStopped             the user pressed Stop: the partial reply is kept, marked stopped
         ├── FactNotFound            no such fact for this user (others' facts are invisible)
         ├── BudgetExceeded          a spend cap refused a paid call before it was made
         ├── DocumentRejected        ingest: a file is unreadable, encrypted, binary, empty or too big
@@ -67,6 +68,7 @@ __all__ = [
     "SessionNotFound",
     "StorageError",
     "StreamInterrupted",
+    "TurnStopped",
     "UnknownProvider",
     "VectorStoreUnavailable",
 ]
@@ -234,6 +236,13 @@ class SessionNotFound(ControlSignal):
     """No session with that id exists for this user (other users' sessions are invisible)."""
 
     user_message = "That conversation does not exist."
+
+
+class TurnStopped(ControlSignal):
+    """The person stopped the reply (``ReplyStream.stop``): generation ends at the next
+    chunk and what was written so far is stored, marked stopped. Not a failure."""
+
+    user_message = "You stopped this reply."
 
 
 class DocumentRejected(ControlSignal):

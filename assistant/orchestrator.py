@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -24,14 +25,14 @@ from pydantic import BaseModel
 from assistant import grounding, wiring
 from assistant.context import ContextReport
 from assistant.deprecation import Moved
-from assistant.errors import LastmileError, StreamInterrupted
+from assistant.errors import LastmileError, StreamInterrupted, TurnStopped
 from assistant.facts import Facts
 from assistant.layers.consume import consume
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage
 from assistant.providers.base import approx_message_tokens, first_leaf
 from assistant.records import StoredMessage
-from assistant.reply import AsyncReplyStream, Reply, ReplyStream
+from assistant.reply import STOPPED, AsyncReplyStream, Reply, ReplyStream
 from assistant.safemode import RETRIEVAL_LABEL
 from assistant.sessions import Sessions, SessionStore
 from assistant.settings import Settings
@@ -111,6 +112,9 @@ class Assistant:
         self.sessions = Sessions(cast(SessionStore, self.store), self.memory,
                                  stream=self.stream, redo=self._redo)
         self.facts = Facts(self.facts_memory)
+        from assistant.chats import ChatExtras  # search, export, versions, scopes (issue 16)
+
+        self.chats = ChatExtras(cast(SessionStore, self.store), self.sessions)
 
     @property
     def settings(self) -> Settings:
@@ -155,7 +159,8 @@ class Assistant:
         model cannot be loaded at all.
         """
         ctx = GuardContext(user_id=user_id, session_id=session_id,
-                           destination=self._destination(), cache=cache)
+                           destination=self._destination(), cache=cache,
+                           collections=self._scope(user_id, session_id))
         with timed(ctx, "guards"):
             clean = self.guards.before_input(ctx, text)
         try:
@@ -171,11 +176,20 @@ class Assistant:
         """Answer a stored user message again (``bot.sessions.regenerate``): a new answer
         is wanted, so never the cached one."""
         ctx = GuardContext(user_id=user_id, session_id=session_id,
-                           destination=self._destination(), cache=False)
+                           destination=self._destination(), cache=False,
+                           seed=secrets.randbelow(2**31),  # a new answer: a new seed
+                           collections=self._scope(user_id, session_id))
         mark = getattr(self.store, "set_reply_state", None)
         if mark is not None:  # answered anew: pending again (an interrupted one is in the prompt)
             mark(user_id, session_id, message.id, "pending")
         return ReplyStream(self._turn(ctx, message))
+
+    def _scope(self, user_id: str, session_id: str) -> tuple[str, ...] | None:
+        """The document collections this chat may use (None: the default scope)."""
+        try:
+            return self.chats.scope(session_id, user_id=user_id)
+        except LastmileError:
+            return None
 
     def chat(self, text: str, *, session_id: str, user_id: str = "default",
              cache: bool = True) -> Reply:
@@ -236,7 +250,7 @@ class Assistant:
                 messages, report = self._context(ctx, model, user_msg.content)
             request = ModelRequest(
                 messages, max_tokens=self.settings.max_reply_tokens,
-                temperature=self.settings.temperature,
+                temperature=self.settings.temperature, seed=ctx.seed,
                 metadata={"purpose": "chat", "user_id": ctx.user_id,
                           "session_id": ctx.session_id, "turn_id": user_msg.id,
                           "cache": ctx.cache, "snippets": ctx.snippets})
@@ -246,6 +260,8 @@ class Assistant:
                     out.first_token_ms = (time.perf_counter() - started) * 1000
                 yield piece
             yield from grounding.reask_once(self.citation_guard, model, request, ctx, out)
+        except TurnStopped as exc:  # the person pressed Stop: keep what was written
+            out.status, out.error, out.user_error = "incomplete", STOPPED, exc.user_message
         except LastmileError as exc:
             out.fail(exc)
             log.warning("turn failed at the model (%s): %s", out.provider, exc)

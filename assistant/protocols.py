@@ -86,7 +86,8 @@ class Grounding:
 
 class Documents(Protocol):
     """Finds this user's document chunks that bear on ``query``, within ``token_budget``
-    tokens (as measured by ``count_tokens``). Must never return another user's chunks."""
+    tokens (as measured by ``count_tokens``). Must never return another user's chunks.
+    One with ``scoped = True`` also takes ``collections=`` and ``chat=`` (a chat's scope)."""
 
     def retrieve(self, user_id: str, query: str, *, token_budget: int,
                  count_tokens: Callable[[str], int]) -> Grounding: ...

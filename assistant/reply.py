@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
@@ -10,7 +11,11 @@ from dataclasses import dataclass
 from assistant.providers.base import Usage
 from assistant.records import ContextReport
 
-__all__ = ["AsyncReplyStream", "Citation", "Reply", "ReplyStream", "Restart", "SentenceCheck"]
+__all__ = ["STOPPED", "AsyncReplyStream", "Citation", "Reply", "ReplyStream", "Restart",
+           "SentenceCheck"]
+
+#: ``messages.error`` of a reply the person stopped: status ``incomplete``, partial kept.
+STOPPED = "stopped by the user"
 
 
 class Restart(str):
@@ -117,14 +122,43 @@ class Reply:
 
 
 class ReplyStream:
-    """Iterate for text chunks; afterwards ``.reply`` holds the stored ``Reply``."""
+    """Iterate for text chunks; afterwards ``.reply`` holds the stored ``Reply``.
+
+    ``stop()`` may come from another thread (a Stop button): the turn ends before its
+    next chunk and stores what it has, marked stopped. Stopping twice, or after the end,
+    does nothing."""
 
     def __init__(self, generator: Generator[str, None, Reply]) -> None:
         self._generator = generator
+        self._stopped = threading.Event()
         self.reply: Reply | None = None
 
+    def stop(self) -> None:
+        """Ask the turn to end at its next chunk, keeping the partial reply."""
+        self._stopped.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
     def __iter__(self) -> Iterator[str]:
-        self.reply = yield from self._generator
+        from assistant.errors import TurnStopped
+
+        generator = self._generator
+        while True:
+            try:
+                # A turn not yet started runs to its first chunk, so it has a turn to end.
+                started = inspect.getgeneratorstate(generator) != inspect.GEN_CREATED
+                chunk = (generator.throw(TurnStopped(STOPPED))
+                         if self._stopped.is_set() and started else next(generator))
+            except StopIteration as done:
+                self.reply = done.value
+                return
+            try:
+                yield chunk
+            except GeneratorExit:  # closed early (a page that left): the turn ends too
+                generator.close()
+                raise
 
     def text(self) -> str:
         """Drain the stream and return the full text (handy in scripts)."""

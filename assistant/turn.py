@@ -58,6 +58,10 @@ class TurnState:
     destination: Destination = "local"
     #: False skips the reply cache for this turn (e.g. "regenerate").
     cache: bool = True
+    #: The sampling seed for this turn's model call (a regenerate draws a fresh one).
+    seed: int | None = None
+    #: Which document collections this chat may draw on (None: all the user may read).
+    collections: tuple[str, ...] | None = None
     #: History imported through ``/v1`` (stored, never answered here).
     imported: bool = False
     # -- context -------------------------------------------------------------------

@@ -128,8 +128,11 @@ def turn_context(assistant: Any, ctx: Any, model: Any,
 
     def documents_block(budget: int) -> str:
         assert documents is not None  # the block is offered only then
+        # A chat's scope (issue 16) reaches a Documents that takes one; others see all.
+        scope = ({"collections": ctx.collections, "chat": ctx.session_id}
+                 if getattr(documents, "scoped", False) else {})
         grounding = documents.retrieve(ctx.user_id, query, token_budget=budget,
-                                       count_tokens=count_text)
+                                       count_tokens=count_text, **scope)
         found = list(grounding.sources)
         sources = assistant.guards.after_retrieval(ctx, list(found)) if found else []
         text = grounding.text if sources == found else render_sources(

@@ -13,7 +13,7 @@ sources block at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from assistant.protocols import Grounding, Scanner, SourceRef
+from memory.chats import in_scope
 from memory.db import exclusive
 from memory.embedding_function import MiniLMEmbeddingFunction, for_chroma
 from memory.ingest import IngestReport, ingest_files, prune_source
@@ -87,6 +88,9 @@ class Hit:
 
 class Corpus:
     """Ingest and retrieve documents; SQL rows are the truth, Chroma holds the vectors."""
+
+    #: ``retrieve`` takes a chat's scope (``collections=``, ``chat=``; see ``turn_context``).
+    scoped = True
 
     def __init__(self, engine: Engine, client: ClientAPI, *, k: int = 4, min_similarity: float = 0.3,
                  candidates: int = 30, max_file_bytes: int = 20_000_000, chunk_chars: int = 900,
@@ -204,8 +208,11 @@ class Corpus:
                     self.lexical.add(scope, ((f"chunk-{i}", t) for i, t in rows))
                     self._signatures[scope] = sig
 
-    def search(self, user_id: str, query: str, k: int | None = None) -> list[Hit]:
-        """Best chunks for ``query`` among this user's and the shared collections."""
+    def search(self, user_id: str, query: str, k: int | None = None, *,
+               collections: Sequence[str] | None = None, chat: str | None = None) -> list[Hit]:
+        """Best chunks for ``query`` among this user's and the shared collections, within
+        a chat's scope (``memory.chats.in_scope``: ``collections`` when chosen, else all
+        but the files attached in chats other than ``chat``)."""
         k = self.k if k is None else k
         scopes = [owner_for(user_id), SHARED]
         if not query.strip() or k <= 0:
@@ -237,7 +244,19 @@ class Corpus:
         keep = [cid for cid in fused if dense.get(cid, -1.0) >= self.min_similarity
                 or (cid in lexical_ids and dense.get(cid, -1.0) >= self.min_similarity - 0.1)]
         keep.sort(key=lambda cid: -fused[cid])
+        keep = self._in_scope(keep, collections, chat)
         return self._hits(keep[:k], scopes, fused, dense)
+
+    def _in_scope(self, ids: list[str], collections: Sequence[str] | None,
+                  chat: str | None) -> list[str]:
+        if not ids:
+            return ids
+        numeric = {int(cid.split("-", 1)[1]): cid for cid in ids}
+        with self._sessions() as db:
+            allowed = {numeric[i] for i, name in db.execute(
+                select(Chunk.id, Chunk.collection).where(Chunk.id.in_(list(numeric))))
+                if in_scope(name, collections, chat)}
+        return [cid for cid in ids if cid in allowed]
 
     def _hits(self, ids: list[str], scopes: list[str], fused: dict[str, float],
               dense: dict[str, float]) -> list[Hit]:
@@ -258,12 +277,14 @@ class Corpus:
         return hits
 
     def retrieve(self, user_id: str, query: str, *, token_budget: int,
-                 count_tokens: Callable[[str], int]) -> Grounding:
-        """The ``Documents`` protocol: numbered sources within ``token_budget`` tokens."""
+                 count_tokens: Callable[[str], int], collections: Sequence[str] | None = None,
+                 chat: str | None = None) -> Grounding:
+        """The ``Documents`` protocol: numbered sources within ``token_budget`` tokens,
+        from the collections the chat may use (see ``search``)."""
         if token_budget <= 0:
             return Grounding()
         refs: list[SourceRef] = []
-        for hit in self.search(user_id, query):
+        for hit in self.search(user_id, query, collections=collections, chat=chat):
             marked = hit.injection_score is not None and hit.injection_score >= self.injection_threshold
             ref = SourceRef(id=str(len(refs) + 1), chunk_id=f"chunk-{hit.chunk_id}", title=hit.title,
                             path=_display_path(hit.path), text=hit.text, page=hit.page,

@@ -111,6 +111,8 @@ class Conversation(Base):
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The document collections this chat may use (migration 0018); NULL: the default.
+    collections: Mapped[list | None] = mapped_column(JSON)
 
     messages: Mapped[list[Message]] = relationship(back_populates="conversation")
 

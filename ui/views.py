@@ -8,9 +8,11 @@ are the stable hooks the browser tests (and any theming) rely on.
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from assistant.reply import STOPPED
 from assistant.reply_record import ReplyRecord
 from memory.store import SessionInfo, StoredMessage
 from ui.verdicts import (
@@ -40,6 +42,7 @@ INCOMPLETE_CLASS = "lm-incomplete"
 STORED_STATUS_NOTE = {
     "incomplete": "This reply was cut off before it finished.",
     "error": "The model could not answer this message.",
+    "stopped": "You stopped this reply; the text so far is kept.",
 }
 
 #: Shown in the reply bubble until the first chunk arrives (a local model may take a while).
@@ -170,7 +173,7 @@ def assistant_content(text: str, provider: str | None, status: str = "ok",
     if status == "ok" and finish_reason == "length":
         parts.append(f'<span class="{TRUNCATED_CLASS}">· stopped at the reply length limit</span>')
     if status not in ("ok", "pending_review"):
-        label = "Incomplete" if status == "incomplete" else "No reply"
+        label = {"incomplete": "Incomplete", "stopped": "Stopped"}.get(status, "No reply")
         sentence = note or STORED_STATUS_NOTE.get(status, "")
         parts.append(f'<span class="{INCOMPLETE_CLASS}" data-status="{html.escape(status)}">'
                      f"⚠ {label} · {html.escape(sentence)}</span>")
@@ -213,19 +216,22 @@ def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None 
     ids: list[list[Any]] = []
     liked: list[str | None] = []
     turn: int | None = None
-    for msg in history:
-        if msg.status == "superseded":
-            continue
+    live = [m for m in history if m.status != "superseded"]
+    # A stopped reply leaves its message "interrupted" (issue 12's machinery), yet it came.
+    replied = {prev.id for prev, nxt in itertools.pairwise(live)
+               if prev.role == "user" and nxt.role == "assistant" and nxt.content}
+    for msg in live:
         if msg.role == "user":
             turn = msg.id
             # A turn whose reply never came (issue 12): marked here, never in the stored text.
             mark = (f'\n\n<span class="lm-interrupted">{INTERRUPTED_MARK}</span>'
-                    if msg.interrupted else "")
+                    if msg.interrupted and msg.id not in replied else "")
             out.append({"role": "user", "content": msg.content + mark})
         elif msg.role == "assistant" and (msg.content or msg.status != "ok"):
             tokens = (msg.prompt_tokens or 0) + (msg.completion_tokens or 0)
+            status = "stopped" if msg.status == "incomplete" and msg.error == STOPPED else msg.status
             out.append({"role": "assistant", "content": assistant_content(
-                msg.content, msg.provider, msg.status, errors.get(msg.id),
+                msg.content, msg.provider, status, errors.get(msg.id),
                 finish_reason=msg.finish_reason,
                 latency_ms=msg.latency_ms, tokens=tokens or None,
                 cost=costs.get(turn) if turn is not None else None, badges=_badges(msg),

@@ -59,6 +59,9 @@ class ModelRequest:
     #: A JSON schema the reply must satisfy (grammar-constrained where the provider can).
     response_schema: dict[str, Any] | None = None
     stop: Sequence[str] = ()
+    #: The sampling seed where the provider takes one; a regenerate sends a fresh one so
+    #: it does not repeat the previous answer word for word. None: the provider's default.
+    seed: int | None = None
     #: Who and what the call is for (``purpose``, ``user_id``, ``session_id``, ``turn_id``):
     #: read by accounting layers, never sent to the provider.
     metadata: Mapping[str, Any] = field(default_factory=dict)

@@ -217,6 +217,8 @@ class LocalModel(ChatModel):
                                   "temperature": request.temperature, "stop": list(request.stop) or None,
                                   # Small models loop ("The users fall back to the users…").
                                   "repeat_penalty": self.repeat_penalty}
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
         if request.response_schema is not None:
             kwargs["grammar"] = grammar_for(request.response_schema)  # before taking the lock
         parts: list[str] = []

@@ -116,6 +116,8 @@ class OpenAIModel(SDKChatModel):
             "stream": True, "stream_options": {"include_usage": True}}
         if request.stop:
             params["stop"] = list(request.stop)
+        if request.seed is not None:
+            params["seed"] = request.seed
         if request.response_schema is not None:
             params["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": request.response_schema, "strict": False}}
