@@ -22,7 +22,7 @@ from typing import TypeVar, cast
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel
 
-from assistant import grounding, wiring
+from assistant import grounding, telemetry, wiring
 from assistant.context import ContextReport
 from assistant.deprecation import Moved
 from assistant.errors import LastmileError, StreamInterrupted, TurnStopped
@@ -253,7 +253,8 @@ class Assistant:
                 temperature=self.settings.temperature, seed=ctx.seed,
                 metadata={"purpose": "chat", "user_id": ctx.user_id,
                           "session_id": ctx.session_id, "turn_id": user_msg.id,
-                          "cache": ctx.cache, "snippets": ctx.snippets})
+                          "cache": ctx.cache, "snippets": ctx.snippets,
+                          telemetry.TRACE_KEY: telemetry.turn_trace(ctx)})
             model_started = time.perf_counter()
             for piece in consume(model, request, out):  # text and Restart markers
                 if piece and out.first_token_ms is None:
@@ -278,7 +279,10 @@ class Assistant:
             if model_started is not None:
                 ctx.stages_ms["model"] = round(
                     (time.perf_counter() - model_started) * 1000, 2)
-            stored = self._store_reply(ctx, user_msg, model, messages, out, report)
+            try:
+                stored = self._store_reply(ctx, user_msg, model, messages, out, report)
+            finally:  # the turn's span and metrics, from the state it ends with
+                telemetry.finish_turn(ctx, out, question=user_msg.content, answer=out.text)
         return Reply(text=out.text, provider=out.provider, session_id=ctx.session_id,
                      message_id=stored.id, user_message_id=user_msg.id,
                      usage=Usage(out.prompt_tokens, out.completion_tokens), status=out.status,
@@ -300,14 +304,15 @@ class Assistant:
         out.prompt_tokens = out.usage.prompt_tokens if out.usage else (count(messages) if messages else 0)
         with timed(ctx, "verification"):
             confidence, doubts = grounding.assess(ctx, out)
-        stored = self.store.add_message(
-            ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status, error=out.error,
-            provider=out.provider, latency_ms=out.latency_ms, prompt_tokens=out.prompt_tokens,
-            completion_tokens=out.completion_tokens, token_count=cost,
-            finish_reason=out.finish_reason, reply_to=user_msg.id,
-            context=None if report is None else grounding.reply_record(
-                ctx, report, confidence, notice=out.notice,
-                reply_reserve=self.settings.max_reply_tokens).to_dict())
+        with timed(ctx, "storage"):
+            stored = self.store.add_message(
+                ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status,
+                error=out.error, provider=out.provider, latency_ms=out.latency_ms,
+                prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+                token_count=cost, finish_reason=out.finish_reason, reply_to=user_msg.id,
+                context=None if report is None else grounding.reply_record(
+                    ctx, report, confidence, notice=out.notice,
+                    reply_reserve=self.settings.max_reply_tokens).to_dict())
         grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
                                 confidence, doubts)
         # What the user said is memory even when no model answered it (facts included); a

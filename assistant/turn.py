@@ -95,6 +95,8 @@ class TurnState:
     #: The citation guard's last verification (text, result): the re-ask and the final
     #: check of the same text share it.
     citation_cache: tuple[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: The turn's spans (``assistant.telemetry.TurnTrace``), opened at its first stage.
+    trace: Any = field(default=None, repr=False, compare=False)
     _legacy: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -106,7 +108,7 @@ class TurnState:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TurnState)
-           if f.name not in ("user_id", "session_id", "citation_cache", "_legacy")}
+           if f.name not in ("user_id", "session_id", "citation_cache", "trace", "_legacy")}
 
 
 def _default(name: str) -> Any:

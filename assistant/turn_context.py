@@ -20,6 +20,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
+from assistant import telemetry
 from assistant.context import Blocks, ContextReport, assemble_context, with_preamble
 from memory.context_split import plan_split
 from memory.sources_block import render_budgeted
@@ -153,9 +154,10 @@ def turn_context(assistant: Any, ctx: Any, model: Any,
     history = assistant.store.recent(ctx.user_id, ctx.session_id, HISTORY_SCAN)
     messages, report = assemble_context(
         settings.system_prompt, history, split=split, count=model.count_tokens,
-        blocks=Blocks(summary=summary_block if summaries else None,
-                      documents=documents_block if documents else None,
-                      memory=memory_block if assistant.memory else None))
+        blocks=Blocks(  # each block fetched in its own span under the context stage
+            summary=telemetry.traced(ctx, "summary", summary_block) if summaries else None,
+            documents=telemetry.traced(ctx, "documents", documents_block) if documents else None,
+            memory=telemetry.traced(ctx, "recall", memory_block) if assistant.memory else None))
     record, sources = seen.get("summary"), seen.get("sources", [])
     if record is not None and report.summary_tokens:
         report = dataclasses.replace(report, summary_from_id=record.from_id,

@@ -28,6 +28,10 @@ The contract for whoever runs the process (``lastmile serve``, ``lastmile worker
 - ``release()`` hands back the jobs in hand now (their threads, if still running, will
   find their claim gone and log it); ``held()`` lists them.
 - ``flush(timeout)`` waits until no job of this process's kinds is due or running.
+
+Each job (or batch) runs inside an OpenTelemetry span, ``job {kind}``, current in its
+thread, so the provider calls it makes hang below it; without a configured tracer
+provider (``assistant.telemetry``) the API's spans cost nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 
 from assistant.errors import RuntimeFailure
 from memory.jobs import Handler, Job, JobQueue
@@ -50,6 +58,23 @@ log = logging.getLogger(__name__)
 #: A handler for a batch of jobs of one kind (e.g. indexing: one embedding pass).
 BatchHandler = Callable[[Sequence[Job]], object]
 PURGE_EVERY_S = 3600.0
+_tracer = trace.get_tracer("lastmile.jobs")
+
+
+@contextmanager
+def _job_span(jobs: Sequence[Job]) -> Iterator[Span]:
+    """The span one job or batch runs in (attributes: kind, ids, attempt; no payload)."""
+    with _tracer.start_as_current_span(f"job {jobs[0].kind}", attributes={
+            "lastmile.job.kind": jobs[0].kind, "lastmile.job.count": len(jobs),
+            "lastmile.job.ids": [job.id for job in jobs],
+            "lastmile.job.attempt": max(job.attempts for job in jobs)},
+            record_exception=False, set_status_on_exception=False) as span:  # no error text
+        yield span
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    span.set_attribute("error.type", type(exc).__name__)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 class JobWorker:
@@ -162,9 +187,14 @@ class JobWorker:
         handler = self.handlers.get(job.kind)
         self._hold([job])
         try:
-            if handler is None:
-                raise LookupError(f"no handler for job kind {job.kind!r}")
-            handler(job)
+            with _job_span([job]) as span:
+                try:
+                    if handler is None:
+                        raise LookupError(f"no handler for job kind {job.kind!r}")
+                    handler(job)
+                except Exception as exc:
+                    _failed(span, exc)
+                    raise
         except RuntimeFailure as exc:
             status = self.queue.fail(job, exc)
             log.warning("job %d (%s) attempt %d failed (%s), now %s: %s", job.id, job.kind,
@@ -181,7 +211,12 @@ class JobWorker:
     def _run_batch(self, handler: BatchHandler, jobs: list[Job]) -> None:
         self._hold(jobs)
         try:
-            handler(jobs)
+            with _job_span(jobs) as span:
+                try:
+                    handler(jobs)
+                except Exception as exc:
+                    _failed(span, exc)
+                    raise
         except Exception as exc:
             quiet = isinstance(exc, RuntimeFailure)
             for job in jobs:

@@ -37,7 +37,7 @@ __all__ = ["COOKIE", "AuthGate", "ProxyTrust", "SignedIn", "signed_in", "signed_
 #: The sign-in cookie (HttpOnly, SameSite=Lax); its value is the session token.
 COOKIE = "lastmile_session"
 _STATE = "lastmile_viewer"
-_OPEN = {"/login", "/logout", "/openapi.json", "/healthz", "/readyz"}  # and /v1/…
+_OPEN = {"/login", "/logout", "/openapi.json", "/healthz", "/readyz", "/metrics"}  # and /v1/…
 
 
 @dataclass(frozen=True)

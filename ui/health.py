@@ -1,9 +1,10 @@
 """``/healthz`` (the process answers) and ``/readyz`` (it can serve a turn now).
 
 A load balancer routes by ``/readyz``: 503 while this replica cannot reach the
-database or the Chroma server (``LASTMILE_CHROMA_URL``), 200 again as soon as it can —
-nothing to restart. Both are open (no sign-in) and say only their status; what failed
-goes to this replica's log, not to whoever asks.
+database or the Chroma server (``LASTMILE_CHROMA_URL``), or has no model to answer with
+(no member of the chain usable: each one's own check fails or its circuit is open), 200
+again as soon as it can — nothing to restart. Both are open (no sign-in) and say only
+their status; what failed goes to this replica's log, not to whoever asks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from assistant.orchestrator import Assistant
+from assistant.providers.base import children, walk
 
 __all__ = ["READY_TIMEOUT_S", "health_router"]
 
@@ -35,6 +37,22 @@ def _chroma_ok(url: str) -> None:
     httpx.get(f"{url.rstrip('/')}/api/v2/heartbeat", timeout=READY_TIMEOUT_S).raise_for_status()
 
 
+def _model_ok(bot: Assistant) -> None:
+    """Some member of the chain can answer: it passes its own check (model file, key) and
+    no open circuit breaker stands in front of it."""
+    model = bot.model  # a chain that cannot be built raises here
+    blocked: set[int] = set()
+    for node in walk(model):
+        breaker = getattr(node, "breaker", None)
+        if breaker is not None and breaker.state == "open":
+            blocked.update(id(n) for n in walk(node))
+    leaves = [n for n in walk(model) if not children(n)]
+    hints = [f"{n.label}: {'circuit open' if id(n) in blocked else n.check()}" for n in leaves
+             if id(n) in blocked or n.check() is not None]
+    if len(hints) == len(leaves):
+        raise RuntimeError("no usable model: " + "; ".join(hints))
+
+
 async def _check(name: str, fn: Any, *args: Any) -> bool:
     try:
         await asyncio.wait_for(asyncio.to_thread(fn, *args), READY_TIMEOUT_S)
@@ -46,7 +64,7 @@ async def _check(name: str, fn: Any, *args: Any) -> bool:
 
 
 def health_router(bot: Assistant) -> APIRouter:
-    """The two probes for ``bot``'s database and Chroma server."""
+    """The two probes for ``bot``'s database, Chroma server and model chain."""
     router = APIRouter(include_in_schema=False)
     engine = getattr(bot.store, "engine", None)
     chroma_url = bot.settings.chroma_url
@@ -62,6 +80,7 @@ def health_router(bot: Assistant) -> APIRouter:
             checks.append(_check("database", _database_ok, engine))
         if chroma_url:
             checks.append(_check("chroma", _chroma_ok, chroma_url))
+        checks.append(_check("model", _model_ok, bot))
         ready = all(await asyncio.gather(*checks))
         return JSONResponse({"status": "ok" if ready else "unavailable"},
                             status_code=200 if ready else 503)

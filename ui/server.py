@@ -28,6 +28,7 @@ from ui.gate import AuthGate, ProxyTrust, Resolver, signed_in_user, viewer_id  #
 from ui.health import health_router  # noqa: E402
 from ui.http_guards import EventCheck, install_http_guards  # noqa: E402
 from ui.login import login_router  # noqa: E402
+from ui.metrics import metrics_router  # noqa: E402
 from ui.openai_api import openai_router  # noqa: E402
 from ui.settings_api import settings_router  # noqa: E402
 
@@ -58,6 +59,7 @@ def create_server(bot: Assistant, *, notice: str | None = None) -> FastAPI:
     sessions = None
     app = FastAPI(title="lastmile", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.include_router(health_router(bot))  # /healthz, /readyz: open, status only
+    app.include_router(metrics_router(bot))  # /metrics: open, no text and no user ids
     app.include_router(openai_router(bot, accounts, require_key=settings.auth != "none",
                                      default_user=settings.default_user))
     if settings.auth == "password" and accounts is not None:

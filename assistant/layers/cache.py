@@ -35,6 +35,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
+from assistant import metrics
 from assistant.layers.resilience import close_quietly
 from assistant.providers.base import (
     ChatModel,
@@ -135,6 +136,7 @@ class CacheModel(ModelWrapper):
             return
         if meta.get("cache") is False:
             self._safely(self.store.record, user, "none", "bypass")
+            metrics.cache_lookup("none", "bypass")
             yield from self._through(request, None)
             return
         key, context_fp, prompt = request_key(request, self.inner.label)
@@ -144,6 +146,7 @@ class CacheModel(ModelWrapper):
             hit = self._safely(self.store.similar, user, context_fp, self.inner.label, prompt,
                                threshold=self.threshold, accept=same_question)
         kind = hit.kind if hit else ("semantic" if semantic else "exact")
+        metrics.cache_lookup(kind, "hit" if hit else "miss")
         self._safely(self.store.record, user, kind, "hit" if hit else "miss",
                      hit.prompt_tokens + hit.completion_tokens if hit else 0)
         if hit is not None:

@@ -6,7 +6,8 @@ reservation is taken per attempt, just before money could be spent. Budget enfor
 lives here rather than in a separate wrapper because both need the same facts (price,
 estimate, reported usage) at the same two moments (before the call, after it), and the
 settle and the ledger row then commit in one transaction: spend and its audit trail
-never disagree.
+never disagree. The same record, once written, is the attempt's span and metrics
+(``assistant.telemetry.call_finished``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from assistant import telemetry
 from assistant.errors import BudgetExceeded, LastmileError, StreamInterrupted
 from assistant.layers.resilience import close_quietly
 from assistant.providers.base import (
@@ -66,7 +68,7 @@ class LedgerModel(ModelWrapper):
             record.cost_usd = 0.0
             self._write(record, None, 0)
             raise
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         usage: Usage | None = None
         answered_by = self.inner.label
         iterator: Iterator[ModelChunk] | None = None
@@ -94,6 +96,7 @@ class LedgerModel(ModelWrapper):
             record.latency_ms = (time.perf_counter() - started) * 1000
             record.provider = answered_by
             self._write(record, hold, self._cost(record, usage, hold))
+            telemetry.call_finished(record, meta, started_ns)
 
     def _cost(self, record: CallRecord, usage: Usage | None, hold: Hold | None) -> int:
         """Nano-USD to settle: the reported usage priced; with no usage, the reservation
