@@ -10,7 +10,8 @@ __all__ = ["SUITES", "cmd_bench", "register"]
 #: suite -> (module in ``assistant.bench`` with a ``main(argv)``, what it measures)
 SUITES = {"locomo": ("assistant.bench.locomo", "memory retrieval recall@k"),
           "faults": ("assistant.bench.faults", "the provider fault matrix"),
-          "cluster": ("assistant.bench.cluster", "replicas on PostgreSQL + Chroma under load")}
+          "cluster": ("assistant.bench.cluster", "replicas on PostgreSQL + Chroma under load"),
+          "overhead": ("assistant.bench.overhead", "turn overhead over an echo backend vs LiteLLM")}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
