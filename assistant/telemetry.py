@@ -172,7 +172,8 @@ class TurnTrace:
 
     def __init__(self, state: TurnState, tracer: Tracer) -> None:
         self._tracer = tracer
-        self.root = tracer.start_span("lastmile.turn", kind=SpanKind.SERVER, attributes={
+        # Under the current span when there is one (the web framework's request span).
+        self.root = tracer.start_span("lastmile.turn", attributes={
             "gen_ai.operation.name": "chat", "gen_ai.conversation.id": state.session_id,
             "lastmile.destination": state.destination})
         self._open: list[Span] = []
