@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         0.2, ge=0.0, le=2.0, description="Sampling temperature (low: small models ramble when hot).")
     max_message_chars: int = Field(20_000, ge=1, description="Longest user message accepted.")
     index_turns: bool = Field(True, description="Index every turn in Chroma for later recall.")
+    log_level: str = Field(
+        "WARNING", pattern="^(?i:debug|info|warning|error|critical)$",
+        description="Level of lastmile's own log lines (`-v`: at least INFO). `lastmile chat` "
+                    "writes them to <data_dir>/chat.log, never between the replies.")
+    log_level_libraries: str = Field(
+        "WARNING", pattern="^(?i:debug|info|warning|error|critical)$",
+        description="Level of third-party libraries' log lines (bm25s, httpx, chromadb ...).")
     host: str = Field("127.0.0.1", description="`lastmile serve` bind address.")
     port: int = Field(7860, ge=1, le=65535, description="`lastmile serve` port.")
     shutdown_grace_s: float = Field(

@@ -11,7 +11,6 @@ its verbs.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +31,7 @@ from assistant.cli import (
 )
 from assistant.cli import eval as eval_cmd
 from assistant.cli.common import console, load_settings
+from assistant.cli.logs import setup_logging
 from assistant.errors import ConfigurationError, LastmileError
 from assistant.settings import quiet_third_parties
 
@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_third_parties()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
+        settings = load_settings()  # a bad LASTMILE_* value is one line, below
+        setup_logging(settings.log_level, settings.log_level_libraries, verbose=args.verbose)
         return int(args.func(args))
     except LastmileError as exc:
         # One line, whatever failed: operators grep logs, and a second line gets lost.

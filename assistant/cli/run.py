@@ -1,4 +1,5 @@
-"""``lastmile serve`` and ``lastmile chat``: the two ways to run the assistant itself.
+"""``lastmile serve`` and ``lastmile chat`` (``assistant.cli.chat``): the two ways to run
+the assistant itself.
 
 ``serve`` stops gracefully on SIGTERM / Ctrl-C: no new connections, in-flight turns
 finish (up to ``LASTMILE_SHUTDOWN_GRACE_S``), then workers and models stop in the order
@@ -8,15 +9,13 @@ finish (up to ``LASTMILE_SHUTDOWN_GRACE_S``), then workers and models stop in th
 from __future__ import annotations
 
 import argparse
-import uuid
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
+from assistant.cli.chat import cmd_chat
 from assistant.cli.common import console, load_settings
 from assistant.cli.lifecycle import StopSignal, stop_assistant
-from assistant.errors import InputRejected
 
 __all__ = ["cmd_chat", "cmd_serve", "register"]
 
@@ -58,35 +57,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    from assistant.orchestrator import Assistant
-
-    bot = Assistant(load_settings())
-    session = args.session or uuid.uuid4().hex[:12]
-    out = Console()
-    out.print(f"[dim]session {session} · model {bot.model.label} · Ctrl-D to quit[/]")
-    while True:
-        try:
-            text = out.input("[bold]you>[/] ")
-        except (EOFError, KeyboardInterrupt):
-            out.print()
-            break
-        try:
-            stream = bot.stream(text, session_id=session, user_id=args.user)
-        except InputRejected as exc:
-            out.print(f"[yellow]{exc.user_message}[/]")
-            continue
-        out.print("[bold]bot>[/] ", end="")
-        for chunk in stream:
-            out.print(chunk, end="", markup=False, highlight=False)
-        reply = stream.reply
-        out.print()
-        if reply is not None and not reply.ok:
-            out.print(f"[red]{reply.error}[/]")
-    bot.close()
-    return 0
-
-
 def register(sub: Any) -> None:
     """Add ``serve`` and ``chat`` to the ``lastmile`` parser."""
     serve = sub.add_parser("serve", help="serve the Gradio chat UI")
@@ -95,7 +65,7 @@ def register(sub: Any) -> None:
     serve.add_argument("--user", default=None,
                        help="user of the single-user setup (default LASTMILE_DEFAULT_USER)")
     serve.set_defaults(func=cmd_serve)
-    chat = sub.add_parser("chat", help="chat in the terminal")
+    chat = sub.add_parser("chat", help="chat in the terminal (/help lists its commands)")
     chat.add_argument("--session", default=None, help="session id to continue")
     chat.add_argument("--user", default="default", help="user id")
     chat.set_defaults(func=cmd_chat)
