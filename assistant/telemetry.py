@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
@@ -101,14 +101,15 @@ def build_provider(endpoint: str | None, *, timeout_s: float | None = None) -> A
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "lastmile"}))  # OTEL_SERVICE_NAME wins
     provider = TracerProvider(resource=resource)
     exporter = OTLPSpanExporter(endpoint=endpoint, timeout=timeout_s)
-    provider.add_span_processor(BatchSpanProcessor(_LogOnce(exporter, endpoint or "OTLP")))
+    quiet = cast(SpanExporter, _LogOnce(exporter, endpoint or "OTLP"))  # an exporter by duck type
+    provider.add_span_processor(BatchSpanProcessor(quiet))
     return provider
 
 
