@@ -123,7 +123,7 @@ class Extras:
             shown = session_id if any(sid == session_id for _, sid in choices) else None
             return gr.Radio(choices=choices, value=shown)
 
-        search_box.input(on_search, [search_box, self.session], [sessions],
+        search_box.change(on_search, [search_box, self.session], [sessions],
                          trigger_mode="always_last", **self.quiet)
         search_box.submit(on_search, [search_box, self.session], [sessions], **self.quiet)
 

@@ -145,12 +145,14 @@ def _close_fence(text: str) -> str:
     return text + "\n```" if text.count("```") % 2 else text
 
 
-def _meta(latency_ms: float | None, tokens: int | None, cost: float | None) -> list[str]:
+def _meta(latency_ms: float | None, tokens: int | None, cost: float | None,
+          prompt_tokens: int | None = None) -> list[str]:
     parts = []
     if latency_ms:
         parts.append(f'<span class="lm-latency">{latency_ms / 1000:.1f} s</span>')
-    if tokens:
-        parts.append(f'<span class="lm-tokens">{tokens} tokens</span>')
+    if tokens:  # the reply's own tokens; what the prompt cost is in the tooltip
+        prompt = f' title="the prompt was {prompt_tokens} tokens"' if prompt_tokens else ""
+        parts.append(f'<span class="lm-tokens"{prompt}>reply {tokens} tokens</span>')
     if cost:
         parts.append(f'<span class="lm-cost">${cost:.4f}</span>')
     return parts
@@ -159,6 +161,7 @@ def _meta(latency_ms: float | None, tokens: int | None, cost: float | None) -> l
 def assistant_content(text: str, provider: str | None, status: str = "ok",
                       note: str | None = None, finish_reason: str | None = None, *,
                       latency_ms: float | None = None, tokens: int | None = None,
+                      prompt_tokens: int | None = None,
                       cost: float | None = None, badges: Iterable[str] = (),
                       checks: Sequence[Any] | None = None) -> str:
     """A finished reply: its text (each checked claim with its verdict beside it, from
@@ -166,7 +169,7 @@ def assistant_content(text: str, provider: str | None, status: str = "ok",
     problem or badge such as "pending review", or "not verified against your documents"
     when the answer claims something no shown source supports)."""
     parts = [f'<span class="{PROVIDER_CLASS}">{html.escape(provider or "unknown")}</span>',
-             *_meta(latency_ms, tokens, cost)]
+             *_meta(latency_ms, tokens, cost, prompt_tokens)]
     parts += [f'<span class="lm-badge">{html.escape(b)}</span>' for b in badges]
     if status == "ok" and text.strip() and not_verified(text, checks):
         parts.append(f'<span class="{UNVERIFIED_CLASS}">⚠ {NOT_VERIFIED}</span>')
@@ -175,7 +178,9 @@ def assistant_content(text: str, provider: str | None, status: str = "ok",
     if status not in ("ok", "pending_review"):
         label = {"incomplete": "Incomplete", "stopped": "Stopped"}.get(status, "No reply")
         sentence = note or STORED_STATUS_NOTE.get(status, "")
-        parts.append(f'<span class="{INCOMPLETE_CLASS}" data-status="{html.escape(status)}">'
+        # The status rides in a class too: Gradio's chat sanitizer drops data- attributes.
+        parts.append(f'<span class="{INCOMPLETE_CLASS} lm-status-{html.escape(status)}" '
+                     f'data-status="{html.escape(status)}">'
                      f"⚠ {label} · {html.escape(sentence)}</span>")
     shown = [c for c in checks or () if display_verdict(c)]
     body = (annotated_html(text, shown) if shown else safe_markdown(_close_fence(text))).rstrip()
@@ -228,12 +233,12 @@ def chat_view(history: Iterable[StoredMessage], feedback: dict[int, int] | None 
                     if msg.interrupted and msg.id not in replied else "")
             out.append({"role": "user", "content": msg.content + mark})
         elif msg.role == "assistant" and (msg.content or msg.status != "ok"):
-            tokens = (msg.prompt_tokens or 0) + (msg.completion_tokens or 0)
             status = "stopped" if msg.status == "incomplete" and msg.error == STOPPED else msg.status
             out.append({"role": "assistant", "content": assistant_content(
                 msg.content, msg.provider, status, errors.get(msg.id),
                 finish_reason=msg.finish_reason,
-                latency_ms=msg.latency_ms, tokens=tokens or None,
+                latency_ms=msg.latency_ms, tokens=msg.completion_tokens or None,
+                prompt_tokens=msg.prompt_tokens,
                 cost=costs.get(turn) if turn is not None else None, badges=_badges(msg),
                 checks=ReplyRecord.from_dict(msg.context).checks)})
             liked.append({1: "Like", -1: "Dislike"}.get(feedback.get(msg.id, 0)))
