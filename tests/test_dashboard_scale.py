@@ -17,7 +17,7 @@ from assistant import Assistant, ScriptedModel, Settings
 from memory.db import open_engine
 from memory.models import Conversation, Message, User, utcnow
 from ui import dashboard
-from ui.dashboard_tab import snapshot
+from ui.dashboard_tab import figures
 
 TURNS = 1000
 EXAMPLE = Path(__file__).parents[1] / "assistant" / "ops" / "suites" / "example.yaml"
@@ -63,13 +63,11 @@ def test_a_thousand_turns_plot_on_sorted_numeric_axes(settings: Settings) -> Non
     assert sorted(per_turn["turn"].unique()) == list(range(1, TURNS + 1))
     with Assistant(settings.model_copy(update={"index_turns": False, "providers": "local"}),
                    model=ScriptedModel(["hi"])) as bot:
-        values = snapshot(bot)
-    latency, note = values[1], values[2]
-    assert latency["x"] == "time" and _numeric_sorted(latency["value"]["time"])
-    assert "1000 turns" in note and "1000 turns" in latency["title"]
-    for frame, column in ((values[3], "day"), (values[5], "day"), (values[11], "time"),
-                          (values[12], "time")):
-        assert _numeric_sorted(frame[column]), column
+        shown = figures(bot)
+    assert shown["latency_time_box"]["visible"] and not shown["latency_turn_box"]["visible"]
+    assert _numeric_sorted(shown["latency_time"]["time"]) and "1000 turns" in shown["latency_note"]
+    for name, column in (("cost", "day"), ("tokens", "day"), ("drift", "time"), ("canaries", "time")):
+        assert _numeric_sorted(shown[name][column]), name
     engine.dispose()
 
 
@@ -86,9 +84,9 @@ def test_every_empty_panel_says_why(settings: Settings) -> None:
     with Assistant(settings.model_copy(update={"index_turns": False, "providers": "local"}),
                    model=ScriptedModel(["hi"])) as bot:
         bot.chat("hello", session_id="s", user_id="ann")
-        values = snapshot(bot)
-    cost_note, health, health_note, grounded_note = values[4], values[6], values[7], values[9]
-    drift_text, canary_note = values[10], values[13]
+        shown = figures(bot)
+    cost_note, health, health_note = shown["cost_note"], shown["health"], shown["health_note"]
+    grounded_note, drift_text, canary_note = shown["grounded_note"], shown["drift_text"], shown["canary_note"]
     assert "No paid calls yet" in cost_note
     assert health.empty and "No circuit breakers" in health_note and "local" in health_note
     assert "No grounded replies yet" in grounded_note
@@ -113,7 +111,7 @@ def test_canary_history_and_drift_panel_read_their_rows(settings: Settings) -> N
     psi = dashboard.drift_frame(engine)
     assert {"input_length", "latency_ms", "topic"} <= set(psi["signal"])
     with Assistant(cfg.model_copy(update={"index_turns": False}), model=ScriptedModel(["hi"])) as bot:
-        values = snapshot(bot)
-    assert "**Drift: " in values[10] and "| topic |" in values[10]
-    assert "4 passed, 0 failed" in values[13]
+        shown = figures(bot)
+    assert "**Drift: " in shown["drift_text"] and "| topic |" in shown["drift_text"]
+    assert "4 passed, 0 failed" in shown["canary_note"]
     engine.dispose()

@@ -149,6 +149,8 @@ def daily(frame: pd.DataFrame) -> pd.DataFrame:
     """A per-day frame with ``day`` as dates (a time axis), sorted."""
     out = frame.copy()
     out["day"] = pd.to_datetime(out["day"], format="%Y-%m-%d")
+    out = out.astype({c: "float64" if c == "cost_usd" else "int64" for c in ("tokens", "cost_usd")
+                      if c in out.columns})
     return out.sort_values("day").reset_index(drop=True)
 
 
@@ -167,7 +169,7 @@ def drift_frame(engine: Engine, *, limit: int = 200) -> pd.DataFrame:
         rows = [{"time": at, "signal": name, "psi": float(m["psi"])}
                 for at, metrics in conn.execute(stmt) for name, m in (metrics or {}).items()
                 if isinstance(m, dict) and m.get("psi") is not None]
-    frame = pd.DataFrame(rows, columns=["time", "signal", "psi"])
+    frame = pd.DataFrame(rows, columns=["time", "signal", "psi"]).astype({"psi": "float64"})
     frame["time"] = _naive_utc(frame["time"])  # a time axis, even empty
     return frame.sort_values(["time", "signal"]).reset_index(drop=True)
 
@@ -192,6 +194,7 @@ def canary_frame(engine: Engine, *, limit: int = 200) -> pd.DataFrame:
         rows = [{"time": at, "suite": suite, "passed": int(p), "failed": int(f),
                  "pass_rate": round(p / (p + f), 4) if p + f else 0.0, "duration_s": round(ms / 1000, 1)}
                 for at, suite, p, f, ms in conn.execute(stmt)]
-    frame = pd.DataFrame(rows, columns=["time", "suite", "passed", "failed", "pass_rate", "duration_s"])
+    frame = pd.DataFrame(rows, columns=["time", "suite", "passed", "failed", "pass_rate", "duration_s"]
+                         ).astype({"passed": "int64", "failed": "int64", "pass_rate": "float64"})
     frame["time"] = _naive_utc(frame["time"])  # a time axis, even empty
     return frame.sort_values("time").reset_index(drop=True)

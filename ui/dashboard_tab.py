@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 __all__ = ["build_dashboard"]
 
 _QUIET: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+_TEXT, _FLOAT, _INT, _TIME = "object", "float64", "int64", "datetime64[ns]"
+
+
+def _empty(**columns: str) -> pd.DataFrame:
+    """An empty frame with typed columns: a plot reads an untyped empty column as numbers
+    (a colour gradient labelled NaN)."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+
+
+_EMPTY_TURNS = _empty(turn=_INT, stage=_TEXT, ms=_FLOAT)
+_EMPTY_TIMES = _empty(time=_TIME, stage=_TEXT, ms=_FLOAT, turns=_INT)
 
 
 def _numbers_html(numbers: dict[str, Any]) -> str:
@@ -66,18 +77,21 @@ def _model(bot: Assistant) -> Any:
         return None
 
 
-def _latency(engine: Any) -> tuple[dict[str, Any], str]:
+def _latency(engine: Any) -> dict[str, Any]:
+    """Per turn (numbered) up to ``PER_TURN_MAX`` replies, else per time bucket: two plots,
+    one shown (a plot's x column is fixed, and Gradio draws no data sent in an update)."""
     frame, x = dashboard.latency_series(engine)
-    if x == "turn":
-        title, note = "Latency per stage per turn (ms)", ""
-        if frame.empty:
-            note = "No replies yet: each reply's time per stage appears here, one bar per turn."
-    else:
+    per_turn, note = x == "turn", ""
+    if per_turn and frame.empty:
+        note = "No replies yet: each reply's time per stage appears here, one bar per turn."
+    elif not per_turn:
         turns = int(frame.groupby("time")["turns"].max().sum())
-        title = f"Mean latency per stage (ms) over time, {turns} turns"
         note = (f"{turns} turns: each bar is the mean of the turns in its time bucket "
                 f"(one bar per turn up to {dashboard.PER_TURN_MAX} turns).")
-    return gr.update(value=frame, x=x, title=title, x_title="turn" if x == "turn" else "time (UTC)"), note
+    empty = {"turn": _EMPTY_TURNS, "time": _EMPTY_TIMES}
+    return {"latency": frame if per_turn else empty["turn"], "latency_time": empty["time"] if per_turn
+            else frame, "latency_turn_box": gr.update(visible=per_turn),
+            "latency_time_box": gr.update(visible=not per_turn), "latency_note": note}
 
 
 def _costs(engine: Any) -> tuple[pd.DataFrame, str]:
@@ -132,8 +146,8 @@ def _canaries(engine: Any, bot: Assistant) -> tuple[pd.DataFrame, str]:
     return frame, "No canary run yet: the first one starts within a minute of a job worker starting."
 
 
-def snapshot(bot: Assistant) -> tuple[Any, ...]:
-    """Every figure on the tab, in layout order."""
+def figures(bot: Assistant) -> dict[str, Any]:
+    """Every figure on the tab, by name (``ORDER`` lays them out)."""
     engine = cast("ConversationStore", bot.store).engine  # the app's store
     numbers = dashboard.summary_numbers(engine)
     cache = _cache(bot, engine)
@@ -143,7 +157,6 @@ def snapshot(bot: Assistant) -> tuple[Any, ...]:
              "cache hit rate": f"{cache.get('hit_rate', 0):.0%}" if cache else "off",
              "review queue": _review_size(bot) if _review_size(bot) is not None else "off"}
     kill = _kill_switch(bot, engine)
-    latency, latency_note = _latency(engine)
     costs, cost_note = _costs(engine)
     health = dashboard.breaker_states(_model(bot))
     grounded = dashboard.groundedness(engine)
@@ -153,10 +166,24 @@ def snapshot(bot: Assistant) -> tuple[Any, ...]:
     drift_text, drift = _drift(engine, bot)
     canaries, canary_note = _canaries(engine, bot)
     caps = bot.budget.caps_usd() if bot.budget is not None else {"user": None, "global": None}
-    return (_numbers_html(shown), latency, latency_note, costs, cost_note,
-            dashboard.daily(dashboard.spend_frame(engine, by="purpose")), health,
-            _health_note(health, bot), grounded, grounded_note, drift_text, drift, canaries,
-            canary_note, kill, caps["user"], caps["global"], _spend_today(bot))
+    return {"numbers": _numbers_html(shown), **_latency(engine), "cost": costs, "cost_note": cost_note,
+            "tokens": dashboard.daily(dashboard.spend_frame(engine, by="purpose")), "health": health,
+            "health_note": _health_note(health, bot), "grounded": grounded,
+            "grounded_note": grounded_note, "drift_text": drift_text, "drift": drift,
+            "canaries": canaries, "canary_note": canary_note, "kill": kill, "user_cap": caps["user"],
+            "global_cap": caps["global"], "spend": _spend_today(bot)}
+
+
+#: The tab's outputs, in the order every handler returns them.
+ORDER = ("numbers", "latency", "latency_time", "latency_turn_box", "latency_time_box", "latency_note",
+         "cost", "cost_note", "tokens", "health", "health_note", "grounded", "grounded_note",
+         "drift_text", "drift", "canaries", "canary_note", "kill", "user_cap", "global_cap", "spend")
+
+
+def snapshot(bot: Assistant) -> tuple[Any, ...]:
+    """Every figure on the tab, in ``ORDER``."""
+    values = figures(bot)
+    return tuple(values[name] for name in ORDER)
 
 
 def _spend_today(bot: Assistant) -> pd.DataFrame:
@@ -171,10 +198,14 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
         numbers = gr.HTML(elem_id="lm-stats")
         with gr.Row():
             with gr.Column():
-                latency = gr.BarPlot(pd.DataFrame({"turn": pd.Series(dtype="int64"), "stage": [],
-                                                   "ms": pd.Series(dtype="float64")}),
-                                     x="turn", y="ms", color="stage", x_title="turn",
-                                     title="Latency per stage per turn (ms)", elem_id="lm-plot-latency")
+                with gr.Column() as latency_turn_box:
+                    latency = gr.BarPlot(_EMPTY_TURNS, x="turn", y="ms", color="stage", x_title="turn",
+                                         title="Latency per stage per turn (ms)",
+                                         elem_id="lm-plot-latency")
+                with gr.Column(visible=False) as latency_time_box:
+                    latency_time = gr.BarPlot(_EMPTY_TIMES, x="time", y="ms", color="stage",
+                                              x_title="time (UTC)", title="Mean latency per stage (ms)",
+                                              elem_id="lm-plot-latency-time")
                 latency_note = gr.Markdown(elem_id="lm-note-latency")
             with gr.Column():
                 health = gr.Dataframe(pd.DataFrame(columns=["provider", "state", "failures", "last_error"]),
@@ -183,32 +214,27 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
                 health_note = gr.Markdown(elem_id="lm-note-health")
         with gr.Row():
             with gr.Column():
-                cost = gr.LinePlot(pd.DataFrame({"day": pd.Series(dtype="datetime64[ns]"), "user": [],
-                                                 "cost_usd": pd.Series(dtype="float64")}),
+                cost = gr.LinePlot(_empty(day=_TIME, user=_TEXT, cost_usd=_FLOAT),
                                    x="day", y="cost_usd", color="user", title="Cost per day by user (USD)",
                                    elem_id="lm-plot-cost")
                 cost_note = gr.Markdown(elem_id="lm-note-cost")
-            tokens = gr.BarPlot(pd.DataFrame({"day": pd.Series(dtype="datetime64[ns]"), "purpose": [],
-                                              "tokens": pd.Series(dtype="int64")}),
+            tokens = gr.BarPlot(_empty(day=_TIME, purpose=_TEXT, tokens=_INT),
                                 x="day", y="tokens", color="purpose", title="Tokens per day by purpose",
                                 elem_id="lm-plot-tokens")
         with gr.Row():
             with gr.Column():
-                grounded = gr.BarPlot(pd.DataFrame({"score": pd.Series(dtype="float64"),
-                                                    "replies": pd.Series(dtype="int64")}),
+                grounded = gr.BarPlot(_empty(score=_FLOAT, replies=_INT),
                                       x="score", y="replies", title="Groundedness of cited replies",
                                       elem_id="lm-plot-grounded")
                 grounded_note = gr.Markdown(elem_id="lm-note-grounded")
             with gr.Column():
                 drift_text = gr.Markdown(elem_id="lm-drift")
-                drift = gr.LinePlot(pd.DataFrame({"time": pd.Series(dtype="datetime64[ns]"), "signal": [],
-                                                  "psi": pd.Series(dtype="float64")}),
+                drift = gr.LinePlot(_empty(time=_TIME, signal=_TEXT, psi=_FLOAT),
                                     x="time", y="psi", color="signal", title="Drift: PSI per signal",
                                     elem_id="lm-plot-drift")
         with gr.Row():
             with gr.Column():
-                canaries = gr.LinePlot(pd.DataFrame({"time": pd.Series(dtype="datetime64[ns]"),
-                                                     "pass_rate": pd.Series(dtype="float64")}),
+                canaries = gr.LinePlot(_empty(time=_TIME, pass_rate=_FLOAT),
                                        x="time", y="pass_rate", title="Canary runs: share of turns passing",
                                        y_lim=[0, 1], elem_id="lm-plot-canary")
                 canary_note = gr.Markdown(elem_id="lm-note-canary")
@@ -230,9 +256,10 @@ def build_dashboard(bot: Assistant, identity: Identity) -> gr.Tab:
                                      elem_id="lm-spend-today")
                 refresh = gr.Button("Refresh", size="sm", elem_id="lm-dash-refresh")
         timer = gr.Timer(15)
-        outputs = [numbers, latency, latency_note, cost, cost_note, tokens, health, health_note,
-                   grounded, grounded_note, drift_text, drift, canaries, canary_note, kill, user_cap,
-                   global_cap, spend]
+        outputs = [numbers, latency, latency_time, latency_turn_box, latency_time_box, latency_note,
+                   cost, cost_note, tokens, health, health_note, grounded, grounded_note, drift_text,
+                   drift, canaries, canary_note, kill, user_cap, global_cap, spend]
+        assert len(outputs) == len(ORDER)
 
         def on_refresh(request: gr.Request) -> tuple[Any, ...]:
             identity.require(request, "admin")
