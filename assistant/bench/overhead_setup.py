@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -20,8 +21,8 @@ from typing import Any
 
 from assistant.testing.cluster import Cluster, Proc, free_port
 
-__all__ = ["BIG_SESSIONS", "Stack", "litellm_executable", "scratch_database", "seed_big_user",
-           "write_corpus"]
+__all__ = ["BIG_SESSIONS", "Stack", "drop_database", "litellm_executable", "scratch_database",
+           "seed_big_user", "seed_in_subprocess", "seeded_copy", "write_corpus"]
 
 BIG_SESSIONS = 50  # the big user's turns are spread over this many sessions
 _TOPICS = ("ferry timetables", "per-diem rates", "boiler servicing", "library hours",
@@ -29,11 +30,11 @@ _TOPICS = ("ferry timetables", "per-diem rates", "boiler servicing", "library ho
            "tram fares", "swimming pool lanes")
 
 
-def scratch_database(admin_url: str) -> str:
+def scratch_database(admin_url: str, name: str | None = None) -> str:
     """Create an empty database beside ``admin_url``'s; returns its URL."""
     from sqlalchemy import create_engine, make_url, text
 
-    name = f"lastmile_overhead_{uuid.uuid4().hex[:10]}"
+    name = name or f"lastmile_overhead_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -73,7 +74,7 @@ def write_corpus(folder: Path, n: int) -> list[Path]:
 
 
 def seed_big_user(url: str, data_dir: Path, user: str, *, turns: int, documents: int) -> float:
-    """Store ``turns`` turns (user + reply) for ``user`` over ``BIG_SESSIONS`` sessions and a
+    """Store ``turns`` messages (user, reply, ...) for ``user`` over ``BIG_SESSIONS`` sessions, a
     ``documents``-document corpus of their own, index everything, and ingest the sample
     corpus; returns the seconds it took. Runs before ``lastmile serve`` opens ``data_dir``."""
     from rich.console import Console
@@ -83,27 +84,130 @@ def seed_big_user(url: str, data_dir: Path, user: str, *, turns: int, documents:
     from assistant.providers.scripted import ScriptedModel
     from assistant.settings import Settings
     from memory.corpus import Corpus
+    from memory.indexer import SWEEP_JOB
 
     started = time.monotonic()
     settings = Settings(data_dir=data_dir, database_url=url, providers="scripted",
-                        sample_corpus=True)
+                        sample_corpus=True, job_flush_timeout_s=3600)
     corpus = sample_corpus(settings, Console(stderr=True), background=False)
     if isinstance(corpus, Corpus) and documents:
         corpus.ingest(write_corpus(data_dir / "corpus", documents), collection="notices",
                       user_id=user)
     model = ScriptedModel(fn=lambda messages: "Noted, thanks.")
     with Assistant(settings, model=model, documents=corpus) as bot:
-        store: Any = bot.store
-        for t in range(turns // 2):
-            session = f"big-{t % BIG_SESSIONS}"
-            topic = _TOPICS[t % len(_TOPICS)]
-            store.add_message(user, session, "user",
-                              f"note {t}: my {topic} question number {t} came up on day {t % 28 + 1}",
-                              token_count=16, reply_state="answered")
-            store.add_message(user, session, "assistant",
-                              f"Thanks, I noted item {t} about {topic}.", token_count=10)
+        if turns:
+            _bulk_turns(bot.store, user, turns)
+            # The workers' start-up sweep ran before the rows existed: ask for another.
+            bot.jobs.enqueue(SWEEP_JOB, {}, dedupe_key=SWEEP_JOB)
         bot.flush()
     return time.monotonic() - started
+
+
+def _bulk_turns(store: Any, user: str, turns: int) -> None:
+    """``turns`` stored messages (user, reply, ...) over ``BIG_SESSIONS`` sessions, a day
+    apart per exchange, inserted in bulk: 45 ms per ``add_message`` on a loaded box would
+    take 15 minutes for 10,000. They carry no jobs; the index sweep picks them up."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from memory.models import Conversation, Message
+
+    for s in range(BIG_SESSIONS):  # the store creates the user and session rows
+        store.add_message(user, f"big-{s}", "user", f"session {s} starts here", token_count=6,
+                          reply_state="answered")
+    with store.engine.begin() as conn:
+        conv = dict(conn.execute(select(Conversation.key, Conversation.id)
+                                 .where(Conversation.user_id == user)).all())
+        start = datetime.now(UTC) - timedelta(days=turns // 2 + 1)
+        rows = []
+        for t in range(max(0, turns - BIG_SESSIONS) // 2):
+            topic = _TOPICS[t % len(_TOPICS)]
+            when = start + timedelta(days=t // BIG_SESSIONS, minutes=t % BIG_SESSIONS)
+            base = {"conversation_id": conv[f"big-{t % BIG_SESSIONS}"], "user_id": user,
+                    "status": "ok", "created_at": when}
+            rows.append({**base, "role": "user", "token_count": 16, "reply_state": "answered",
+                         "content": f"note {t}: my {topic} question number {t} came up on day "
+                                    f"{t % 28 + 1}"})
+            rows.append({**base, "role": "assistant", "token_count": 10, "reply_state": None,
+                         "provider": "scripted", "content": f"Thanks, I noted item {t} about {topic}."})
+        for i in range(0, len(rows), 2000):
+            conn.execute(insert(Message), rows[i:i + 2000])
+
+
+def seed_in_subprocess(url: str, data_dir: Path, user: str, *, turns: int, documents: int,
+                       log: Path) -> float:
+    """``seed_big_user`` in a child process with one BLAS thread per process, as the
+    served processes run (threads oversubscribing two cores made ingest 5x slower)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "ANONYMIZED_TELEMETRY": "False"}
+    env = {k: v for k, v in env.items() if not k.startswith("LASTMILE_")}
+    with open(log, "ab") as out:
+        done = subprocess.run([sys.executable, "-m", "assistant.bench.overhead_setup", url,
+                               str(data_dir), user, str(turns), str(documents)],
+                              stdout=subprocess.PIPE, stderr=out, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"seeding failed ({done.returncode}): {log.read_text()[-1500:]}")
+    return float(done.stdout.decode().split()[-1])
+
+
+def _seed_key(turns: int, documents: int) -> str:
+    """What a seeded template depends on: its size, this code, the schema, the sample corpus."""
+    import hashlib
+
+    from assistant.grounding import sample_corpus_paths
+    from memory.db import MIGRATIONS
+
+    parts = [str(turns), str(documents), Path(__file__).read_text()]
+    parts += sorted(p.name for p in (MIGRATIONS / "versions").glob("*.py"))
+    parts += [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sample_corpus_paths()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def _database_exists(admin_url: str, name: str) -> bool:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url)
+    try:
+        with admin.connect() as conn:
+            return conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}) == 1
+    finally:
+        admin.dispose()
+
+
+def seeded_copy(admin_url: str, data_dir: Path, user: str, *, turns: int, documents: int,
+                cache: Path, log: Path) -> tuple[str, float]:
+    """A scratch database and data directory holding the seeded big user; returns the
+    database URL and the seconds seeding took (0 when reused).
+
+    Embedding 10,000 turns takes minutes on a loaded two-core box, so the seeded state is
+    kept once per key (``_seed_key``): a template database ``lastmile_overhead_tpl_<key>``
+    on the server and its data directory under ``cache``. Each run starts from a copy
+    (``CREATE DATABASE ... TEMPLATE``), so nothing a run writes leaks into the next.
+    """
+    from sqlalchemy import create_engine, make_url, text
+
+    key = _seed_key(turns, documents)
+    template = f"lastmile_overhead_tpl_{key}"
+    folder = cache / key
+    took = 0.0
+    if not (folder / "done").exists() or not _database_exists(admin_url, template):
+        shutil.rmtree(folder, ignore_errors=True)
+        drop_database(admin_url, make_url(admin_url).set(database=template).render_as_string(
+            hide_password=False))
+        url = scratch_database(admin_url, name=template)
+        took = seed_in_subprocess(url, folder / "data", user, turns=turns, documents=documents,
+                                  log=log)
+        (folder / "done").write_text(f"{turns} turns, {documents} documents, {took:.0f} s\n")
+    name = f"lastmile_overhead_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    finally:
+        admin.dispose()
+    shutil.copytree(folder / "data", data_dir)
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), took
 
 
 def litellm_executable() -> str | None:
@@ -189,3 +293,8 @@ def _wait_port(proc: Proc, port: int, timeout: float = 60.0, path: str | None = 
         time.sleep(0.2)
     raise TimeoutError(f"{proc.name} did not listen on {port} within {timeout:.0f} s: "
                        f"{proc.output()[-1500:]}")
+
+
+if __name__ == "__main__":  # the seeding child: URL DATA_DIR USER TURNS DOCUMENTS
+    _url, _dir, _user, _turns, _docs = sys.argv[1:6]
+    print(seed_big_user(_url, Path(_dir), _user, turns=int(_turns), documents=int(_docs)))
