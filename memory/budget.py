@@ -135,7 +135,7 @@ class Budget:
             conn.execute(insert(ControlFlag).values(name=name, value=value, updated_by=by,
                                                     updated_at=utcnow()))
         self._overrides = (float("-inf"), {})
-        log.warning("budget %s set to %s%s", name, value, f" by {by}" if by else "")
+        log.warning("budget %s set to %s%s", name, value, f" by user {by!r}" if by else "")
 
     def caps_usd(self) -> dict[str, float | None]:
         """The caps in force, in USD, for a dashboard."""

@@ -48,5 +48,6 @@ def test_chat_view_hides_superseded_and_carries_cost_and_badges() -> None:
     messages, ids, liked = views.chat_view(history, {3: 1}, {1: 0.0123})
     assert [m["role"] for m in messages] == ["user", "assistant"] and ids == [[1, "user"], [3, "assistant"]]
     assert "old" not in str(messages) and "1.5 s" in messages[1]["content"]
-    assert "15 tokens" in messages[1]["content"] and "$0.0123" in messages[1]["content"]
+    assert "reply 5 tokens" in messages[1]["content"] and "$0.0123" in messages[1]["content"]
+    assert "the prompt was 10 tokens" in messages[1]["content"]  # apart: the caption is the reply's
     assert "pending review" in messages[1]["content"] and liked == ["Like"]

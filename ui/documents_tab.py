@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,31 @@ def _refuse(user: str, path: str) -> str:
     return f"{Path(path).name or '(no name)'}: {NOT_RECEIVED}"
 
 
+_EXCEPTION = re.compile(r"\s*\((?:[A-Z]\w*(?:Error|Exception|Warning)\b)[^)]*\)")
+
+
+def upload_line(name: str, report: Any) -> str:
+    """One line per uploaded file for its owner: what happened, in words. The server's
+    path and any exception class stay in the logs (``report.summary()`` has them)."""
+    lines = []
+    for result in report.files:
+        detail = str(result.detail or "")
+        for prefix in (f"{result.path}: ", f"{result.path}"):
+            detail = detail.removeprefix(prefix)
+        reason = _EXCEPTION.sub("", detail).strip() or "could not be read"
+        if result.status in ("skipped", "rejected", "missing"):
+            lines.append(f"- ✗ {name}: not added — {reason}")
+        elif result.status == "unchanged":
+            lines.append(f"- ✓ {name}: already there, unchanged")
+        else:
+            chunks = f"{result.chunks} passage{'s' if result.chunks != 1 else ''}"
+            lines.append(f"- ✓ {name}: {result.status}, {chunks}")
+        if result.marked:
+            lines.append(f"  ({result.marked} of them look like instructions to the assistant: "
+                         "kept out of its prompts)")
+    return "\n".join(lines) or f"- {name}: nothing to do"
+
+
 def sources_frame(sources: list[Any]) -> pd.DataFrame:
     rows = [{"id": s.id, "collection": s.collection, "scope": "shared" if s.shared else "yours",
              "title": s.title, "path": s.path, "chunks": s.chunks,
@@ -135,7 +161,8 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
         table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True,
                              elem_id="lm-sources", label="Sources")
         with gr.Row():
-            chosen = gr.Number(label="Source id", precision=0, elem_id="lm-source-id")
+            chosen = gr.Number(label="Source id", precision=0, elem_id="lm-source-id",
+                               placeholder="click one of your sources above")
             delete = gr.Button("Delete this source", variant="stop", elem_id="lm-source-delete")
 
         def corpus() -> Any:
@@ -163,7 +190,8 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
                 kept = keep_upload(Path(bot.settings.data_dir), user, path)
                 discard_upload(path)
                 report = corpus().ingest([kept], collection=UPLOAD_COLLECTION, user_id=user)
-                lines.append(f"- {path.name}: {report.summary()}")
+                log.info("upload by %s: %s", user, report.summary())
+                lines.append(upload_line(path.name, report))
             return "\n".join(lines) or "Nothing to ingest.", sources_frame(corpus().sources(user)), None
 
         @friendly

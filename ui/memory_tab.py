@@ -54,10 +54,14 @@ def facts_frame(facts: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _sources_html(messages: list[Any]) -> str:
+def _sources_html(messages: list[Any], titles: dict[str, str] | None = None) -> str:
+    """Each source message with its date and the chat it was said in, named by the chat's
+    title (``titles``: session id → title), not its internal id."""
     if not messages:
         return "<p>No source messages (they may have been deleted).</p>"
-    items = "".join(f"<li><small>{_day(m.created_at)} · message {m.id} · {html.escape(m.session_id)}"
+    titles = titles or {}
+    items = "".join(f"<li><small>{_day(m.created_at)} · in the chat “"
+                    f"{html.escape(titles.get(m.session_id) or 'a deleted chat')}”"
                     f"</small><blockquote>{html.escape(m.content)}</blockquote></li>" for m in messages)
     return f'<ul class="lm-sources">{items}</ul>'
 
@@ -84,7 +88,8 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
         table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True,
                              elem_id="lm-facts", label="Facts")
         with gr.Row():
-            chosen = gr.Number(label="Fact id", precision=0, elem_id="lm-fact-id", scale=1)
+            chosen = gr.Number(label="Fact id", precision=0, elem_id="lm-fact-id", scale=1,
+                               placeholder="click a fact above")
             text = gr.Textbox(label="Corrected text", elem_id="lm-fact-text", scale=4)
         with gr.Row():
             save = gr.Button("Save correction", elem_id="lm-fact-save")
@@ -109,7 +114,9 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
             user = identity.require(request, "user").user_id
             row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
             fact_id = int(frame.iloc[row]["id"])
-            return fact_id, str(frame.iloc[row]["fact"]), _sources_html(bot.facts.sources(user, fact_id))
+            titles = {s.session_id: s.title for s in bot.sessions.list(user)}
+            return (fact_id, str(frame.iloc[row]["fact"]),
+                    _sources_html(bot.facts.sources(user, fact_id), titles))
 
         @friendly
         def on_save(fact_id: float | None, new_text: str, with_history: bool, session_id: str | None,

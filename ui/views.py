@@ -73,6 +73,15 @@ CSS = """
   border-radius: var(--radius-lg); padding: .6rem 1rem; }
 #lm-notice p { margin: .2rem 0; }
 #lm-sessions { max-height: 55vh; overflow-y: auto; }
+/* The rename box is a form field, not another chat in the list. */
+#lm-rename-box { flex-wrap: wrap; gap: 4px; margin-top: .5rem; padding-top: .5rem;
+  border-top: 1px solid var(--border-color-primary); }
+#lm-rename-box::before { content: "Title of this chat"; width: 100%; font-size: .75rem;
+  color: var(--body-text-color-subdued); }
+#lm-title input { font-size: .85rem; border: 1px dashed var(--border-color-primary);
+  background: transparent; box-shadow: none; }
+/* A long message scrolls inside the box instead of growing the page past the header. */
+#lm-input textarea { max-height: 30vh !important; overflow-y: auto !important; }
 #lm-sessions .wrap { flex-direction: column; gap: 2px; }
 #lm-sessions label { width: 100%; border-radius: var(--radius-md); white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; }

@@ -1,4 +1,5 @@
-"""`lastmile admin kill-switch on|off|status` and `lastmile cache stats|clear`.
+"""`lastmile admin kill-switch on|off|status`, `lastmile admin settings show|set|reset`
+and `lastmile cache stats|clear`.
 
 Both commands act on the database every server shares, so they work from any shell
 while servers run.
@@ -12,6 +13,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from assistant.cli.common import load_settings
 
@@ -38,13 +40,50 @@ def cmd_kill_switch(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     out = Console(highlight=False)
+    # "thrown by user 'default'", never "(by default)": the single user's name is "default".
+    who = f"thrown by user {status['updated_by']!r}" if status["updated_by"] else "thrown"
+    when = f" at {status['updated_at']:%Y-%m-%d %H:%M} UTC" if status["updated_at"] else ""
+    source = {"setting": "forced on by LASTMILE_KILL_SWITCH",
+              "database": f"{who}{when}, in the database every process reads"}.get(
+        status["source"], "never thrown")
     if status["kill_switch"]:
-        out.print("[red]kill switch ON[/]: remote model calls are refused; turns answer in safe mode"
-                  f" (source: {status['source']})")
+        out.print(f"[red]kill switch ON[/]: remote model calls are refused; turns answer in safe mode"
+                  f" ({escape(source)})")
     else:
         out.print("kill switch off: remote models are called normally")
     if status["source"] == "setting" and args.state == "off":
         out.print("[yellow]LASTMILE_KILL_SWITCH=1 still forces it on in processes that set it[/]")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """The Settings tab's overrides from a shell: show, set one, or back to the environment."""
+    from memory.runtime_settings import TUNABLE, RuntimeSettings
+
+    settings, engine = _engine()
+    out = Console(highlight=False)
+    try:
+        runtime = RuntimeSettings(engine, refresh_s=0)
+        if args.action == "set":
+            if not args.name or args.value is None:
+                out.print(f"[yellow]say which and to what: admin settings set NAME VALUE "
+                          f"(NAME one of {', '.join(TUNABLE)})[/]")
+                return 2
+            try:
+                runtime.set({args.name: args.value}, by=args.by)
+            except ValueError as exc:
+                out.print(f"[red]{escape(str(exc))}[/]")
+                return 2
+        elif args.action == "reset":
+            runtime.reset([args.name] if args.name else None, by=args.by)
+        overrides = runtime.overrides()
+    finally:
+        engine.dispose()
+    for name in TUNABLE:
+        value = overrides.get(name, getattr(settings, name))
+        origin = "set by an admin" if name in overrides else "environment"
+        out.print(f"{name} = {escape(repr(value if not hasattr(value, 'as_posix') else str(value)))}"
+                  f"  [dim]({origin})[/]")
     return 0
 
 
@@ -85,6 +124,13 @@ def register(sub: Any) -> None:
     kill.add_argument("state", choices=["on", "off", "status"])
     kill.add_argument("--by", default=None, help="who is throwing it (kept with the flag)")
     kill.set_defaults(func=cmd_kill_switch)
+    tune = admin_sub.add_parser("settings", help="the Settings tab's overrides for every process: "
+                                                 "show, set NAME VALUE, reset [NAME]")
+    tune.add_argument("action", choices=["show", "set", "reset"])
+    tune.add_argument("name", nargs="?", default=None)
+    tune.add_argument("value", nargs="?", default=None)
+    tune.add_argument("--by", default=None, help="who changes it (kept with the value)")
+    tune.set_defaults(func=cmd_settings)
     cache = sub.add_parser("cache", help="reply cache hit rates, or clear it")
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("--user", default=None, help="only this user")

@@ -110,8 +110,9 @@ class ControlFlags:
                 continue
         global _generation
         _generation = next(_writes)
+        # "by user 'default'", never "(by default)": the single user's name is "default".
         log.warning("kill switch %s%s", "ON: remote model calls stop" if on else "off",
-                    f" (by {by})" if by else "")
+                    f", set by user {by!r}" if by else "")
 
 
 class KillSwitchModel(ModelWrapper):
