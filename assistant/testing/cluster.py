@@ -207,12 +207,16 @@ def _stop_on_signals() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """``make cluster``: chroma + N replicas (workers off) + one worker until Ctrl-C."""
+    from assistant.settings import Settings
+
+    settings = Settings()  # the defaults come from the one settings model, like every process's
+    shared = settings.database_url if (settings.database_url or "").startswith("postgresql") else (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/lastmile")  # replicas share one server
     parser = argparse.ArgumentParser(prog="python -m assistant.testing.cluster")
-    parser.add_argument("--database-url", default=os.environ.get(
-        "LASTMILE_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/lastmile"))
+    parser.add_argument("--database-url", default=shared)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--workdir", default=".cluster")
-    parser.add_argument("--providers", default=os.environ.get("LASTMILE_PROVIDERS", "local"))
+    parser.add_argument("--providers", default=settings.providers)
     args = parser.parse_args(argv)
     ensure_database(args.database_url)
     cluster = Cluster(args.database_url, Path(args.workdir).resolve(), providers=args.providers,
