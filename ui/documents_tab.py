@@ -161,8 +161,8 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
         table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True,
                              elem_id="lm-sources", label="Sources")
         with gr.Row():
-            chosen = gr.Number(label="Source id", precision=0, elem_id="lm-source-id",
-                               placeholder="click one of your sources above")
+            chosen = gr.Textbox(label="Source id", max_lines=1, elem_id="lm-source-id",
+                                placeholder="click one of your sources above")
             delete = gr.Button("Delete this source", variant="stop", elem_id="lm-source-delete")
 
         def corpus() -> Any:
@@ -200,8 +200,11 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
             return int(frame.iloc[row]["id"])
 
         @friendly
-        def on_delete(source_id: float | None, request: gr.Request) -> tuple[Any, ...]:
+        def on_delete(picked: Any, request: gr.Request) -> tuple[Any, ...]:
+            from ui.memory_tab import picked_id
+
             user = identity.require(request, "user").user_id
+            source_id = picked_id(picked)
             if not source_id:
                 raise gr.Error("Pick one of your sources first.")
             if not corpus().delete_source(user, int(source_id)):

@@ -24,7 +24,7 @@ from assistant.orchestrator import Assistant
 from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
 
-__all__ = ["build_memory", "export_json", "facts_frame"]
+__all__ = ["build_memory", "export_json", "facts_frame", "picked_id"]
 
 COLUMNS = ["id", "fact", "status", "confidence", "since", "until", "from messages"]
 ERASED = "(forgotten: text erased)"
@@ -40,6 +40,15 @@ SAVE_JS = """(text) => {
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   return "";
 }"""
+
+
+def picked_id(value: Any) -> int | None:
+    """The row id in an id box (typed, picked, or sent by an API client), or None."""
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() and 0 < number < 2**63 else None
 
 
 def _day(value: Any) -> str:
@@ -88,8 +97,9 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
         table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True,
                              elem_id="lm-facts", label="Facts")
         with gr.Row():
-            chosen = gr.Number(label="Fact id", precision=0, elem_id="lm-fact-id", scale=1,
-                               placeholder="click a fact above")
+            # A text box, not gr.Number: that shows "0" until a fact is picked.
+            chosen = gr.Textbox(label="Fact id", max_lines=1, elem_id="lm-fact-id", scale=1,
+                                placeholder="click a fact above")
             text = gr.Textbox(label="Corrected text", elem_id="lm-fact-text", scale=4)
         with gr.Row():
             save = gr.Button("Save correction", elem_id="lm-fact-save")
@@ -119,9 +129,10 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
                     _sources_html(bot.facts.sources(user, fact_id), titles))
 
         @friendly
-        def on_save(fact_id: float | None, new_text: str, with_history: bool, session_id: str | None,
+        def on_save(picked: Any, new_text: str, with_history: bool, session_id: str | None,
                     request: gr.Request) -> tuple[Any, ...]:
             user = identity.require(request, "user").user_id
+            fact_id = picked_id(picked)
             if not fact_id or not new_text.strip():
                 raise gr.Error("Pick a fact and type its corrected text first.")
             bot.facts.edit(user, int(fact_id), new_text.strip())
@@ -129,9 +140,10 @@ def build_memory(bot: Assistant, identity: Identity, session: gr.State) -> gr.Ta
             return listing(user, with_history, session_id)
 
         @friendly
-        def on_forget(fact_id: float | None, with_history: bool, session_id: str | None,
+        def on_forget(picked: Any, with_history: bool, session_id: str | None,
                       request: gr.Request) -> tuple[Any, ...]:
             user = identity.require(request, "user").user_id
+            fact_id = picked_id(picked)
             if not fact_id:
                 raise gr.Error("Pick a fact to forget first.")
             result = bot.facts.forget(user, int(fact_id))
