@@ -115,6 +115,7 @@ def run_shadow(recorded: list[Recorded], production: Settings, *, candidate: str
             cfg = Settings.model_validate({**production.model_dump(), **update})
         except ValueError as exc:
             raise ConfigurationError(f"candidate configuration: {exc}") from None
+        _check_chain(cfg)
         out: list[ShadowTurn] = []
         with Assistant(cfg, documents=documents) as bot:
             engine = open_engine(cfg.resolved_database_url)
@@ -127,6 +128,19 @@ def run_shadow(recorded: list[Recorded], production: Settings, *, candidate: str
             finally:
                 engine.dispose()
     return out
+
+
+def _check_chain(cfg: Settings) -> None:
+    """Every provider of the candidate chain exists and builds (a typo fails here, before
+    a single turn is replayed, not as a column of failed replies)."""
+    from assistant.errors import LastmileError
+    from assistant.providers import build_provider
+
+    for spec in cfg.provider_specs:
+        try:
+            build_provider(spec, cfg)
+        except LastmileError as exc:
+            raise ConfigurationError(f"candidate {spec!r}: {exc}") from None
 
 
 def _replay(bot: Any, engine: Engine, turn: Recorded) -> ShadowTurn:
