@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from chromadb.api import ClientAPI
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import FactNotFound, VectorStoreUnavailable
@@ -401,12 +401,15 @@ class FactMemory:
 
     def _after_forget(self, user_id: str) -> None:
         """Copies elsewhere: a cached reply may quote what was just forgotten ("Enjoy
-        Porto!"), so the user's cached replies go (the next miss costs one model call);
+        Porto!"), so the user's cached replies go (the next miss costs one model call), and
+        so does every session summary folded from a suppressed message (refolded without it);
         on SQLite the write-ahead log, which still holds the old page, is folded in."""
         from memory.response_cache import ResponseCache
+        from memory.summary_store import SummaryStore
 
         try:
             ResponseCache(self.engine, ttl_s=0).purge(user_id=user_id, expired_only=False)
+            SummaryStore(self.engine).drop_covering(user_id, self.suppressed_sources(user_id))
             if self.engine.dialect.name == "sqlite":
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -432,31 +435,11 @@ class FactMemory:
                 for m, key in rows]
 
     def suppressed_sources(self, user_id: str) -> set[int]:
-        """Messages behind forgotten facts, the reply that followed each ("Porto is
-        lovely!") and any message restating them: kept out of recall too, or the turn
-        memory would repeat them."""
-        with self._sessions() as db:
-            rows = db.scalars(select(FactRow.source_ids).where(
-                FactRow.user_id == user_id,
-                or_(FactRow.status == "forgotten", FactRow.text_sha256.is_not(None))))
-            sources = {int(i) for ids in rows for i in ids or []}
-            if not sources:
-                return set()
-            replies = set()
-            for msg_id, conversation in db.execute(select(Message.id, Message.conversation_id).where(
-                    Message.id.in_(sources), Message.user_id == user_id)).all():
-                reply = db.scalar(select(Message.id).where(
-                    Message.conversation_id == conversation, Message.id > msg_id)
-                    .order_by(Message.id).limit(1))
-                if reply is not None:
-                    replies.add(reply)
-            role = dict(db.execute(select(Message.id, Message.role).where(Message.id.in_(replies))).all())
-        # ... and every other message that restates one of them, in any session, before or
-        # after the forget (memory.forgotten: value words + predicate words / MiniLM).
-        from memory.forgotten import restating_ids
+        """Messages behind forgotten facts, the reply after each and every restatement
+        (``memory.forgotten.suppressed``): kept out of recall and summaries."""
+        from memory.forgotten import suppressed
 
-        return sources | {i for i in replies if role.get(i) == "assistant"} | restating_ids(
-            self.engine, user_id)
+        return suppressed(self.engine, user_id)
 
     # -- Chroma ----------------------------------------------------------------------
     def _index(self, facts: Sequence[FactInfo]) -> None:

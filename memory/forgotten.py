@@ -10,9 +10,9 @@ its source messages (kept until the chat is deleted) by the same rules that extr
 and the fact's key names what it said (``fact_text``). A fact told again since (a valid
 fact with the same key and value) is no longer suppressed.
 
-``FactMemory.suppressed_sources`` calls ``restating_ids``: the one choke point every
-recall path (``LayeredRecall``) reads. SQL finds the candidates (``LIKE`` on the value
-words, this user only); only those are encoded.
+``suppressed`` is the one choke point: every recall path (``LayeredRecall``, through
+``FactMemory.suppressed_sources``) and every summary fold (``SummaryStore.turns``) reads it.
+SQL finds the candidates (``LIKE`` on the value words, this user only); only those are encoded.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy.orm import Session
 
 from memory.facts_extract import extract_rules, fact_text, norm_value
 from memory.models import Fact as FactRow
 from memory.models import Message
 
-__all__ = ["SIMILARITY", "restating_ids"]
+__all__ = ["SIMILARITY", "restating_ids", "suppressed"]
 
 #: MiniLM cosine to a source message that, with the value words, counts as a restatement.
 SIMILARITY = 0.45
@@ -100,3 +101,26 @@ def restating_ids(engine: Engine, user_id: str, *, exclude: Iterable[int] = ()) 
         sims = _cosines([r.content for r in rest], sources)
         found |= direct | {r.id for r, s in zip(rest, sims, strict=True) if s >= SIMILARITY}
     return found
+
+
+def suppressed(engine: Engine, user_id: str) -> set[int]:
+    """This user's messages behind forgotten facts, the assistant reply that followed each
+    ("Porto is lovely!") and any message restating them, in any session, before or after
+    the forget. Empty at the cost of one query when nothing was forgotten."""
+    with Session(engine) as db:
+        rows = db.scalars(select(FactRow.source_ids).where(
+            FactRow.user_id == user_id,
+            or_(FactRow.status == "forgotten", FactRow.text_sha256.is_not(None))))
+        sources = {int(i) for ids in rows for i in ids or []}
+        if not sources:
+            return set()
+        replies = set()
+        for msg_id, conversation in db.execute(select(Message.id, Message.conversation_id).where(
+                Message.id.in_(sources), Message.user_id == user_id)).all():
+            reply = db.scalar(select(Message.id).where(
+                Message.conversation_id == conversation, Message.id > msg_id)
+                .order_by(Message.id).limit(1))
+            if reply is not None:
+                replies.add(reply)
+        role = dict(db.execute(select(Message.id, Message.role).where(Message.id.in_(replies))).all())
+    return sources | {i for i in replies if role.get(i) == "assistant"} | restating_ids(engine, user_id)

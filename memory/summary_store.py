@@ -6,6 +6,7 @@ new version (the old ones stay, for audit and for the "show a session's summary"
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from memory.forgotten import suppressed
 from memory.models import Conversation, Message, SessionSummary
 from memory.store import StoredMessage, _message
 
@@ -79,10 +81,30 @@ class SummaryStore:
             conv = self._conversation_id(db, user_id, key)
             if conv is None:
                 return []
-            rows = db.scalars(select(Message).where(
+            rows = list(db.scalars(select(Message).where(
                 Message.conversation_id == conv, Message.user_id == user_id,
-                Message.id > after_id, Message.id <= upto_id).order_by(Message.id).limit(limit))
-            return [_message(r, key) for r in rows if r.role == "user" or r.status == "ok"]
+                Message.id > after_id, Message.id <= upto_id).order_by(Message.id).limit(limit)))
+        hidden = suppressed(self.engine, user_id) if rows else set()  # forget means gone
+        return [_message(r, key) for r in rows
+                if (r.role == "user" or r.status == "ok") and r.id not in hidden]
+
+    def drop_covering(self, user_id: str, message_ids: Collection[int]) -> int:
+        """Delete every summary version folded from one of ``message_ids`` (a forgotten
+        fact's sources and restatements); the next turn refolds the session without them."""
+        ids = {int(i) for i in message_ids}
+        if not ids:
+            return 0
+        with self._sessions() as db, db.begin():
+            where = dict(db.execute(select(Message.id, Message.conversation_id).where(
+                Message.id.in_(ids), Message.user_id == user_id)).all())
+            rows = db.scalars(select(SessionSummary).where(
+                SessionSummary.user_id == user_id,
+                SessionSummary.conversation_id.in_(set(where.values()))))
+            stale = [r for r in rows if any(c == r.conversation_id and r.from_id <= i <= r.to_id
+                                            for i, c in where.items())]
+            for row in stale:
+                db.delete(row)
+        return len(stale)
 
     def save(self, user_id: str, key: str, *, version: int, from_id: int, to_id: int, text: str,
              method: str, model: str | None, token_count: int,

@@ -61,3 +61,29 @@ def test_unrelated_mentions_are_not_suppressed(tmp_path: Path) -> None:
         kept = [m for m in bot.sessions.history("s2")]
         assert kept and not ids & {m.id for m in kept}
         assert next(m.id for m in bot.sessions.history("s1") if m.role == "user") in ids
+
+
+def test_a_forgotten_fact_leaves_the_session_summary(tmp_path: Path) -> None:
+    """Summaries are copies too: the versions folded from the fact's message go at the
+    forget, and the refold (the next turns) leaves that message out."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'f.db'}",
+                        index_turns=False, cache_mode="off", summarize_sessions=True,
+                        summary_model="extractive", context_summary_share=0.3, max_reply_tokens=30,
+                        extractive_answers="off")
+    model = ScriptedModel(fn=lambda _m: "Noted.", context_window=180)
+    with Assistant(settings, model=model) as bot:
+        bot.chat("I'm allergic to shellfish", session_id="s")
+        for i in range(14):
+            bot.chat(f"I keep {i} plants on my balcony", session_id="s")
+            bot.flush()
+        versions = bot.summaries.store.versions("default", "s")
+        assert versions and "shellfish" in versions[-1].text.lower()  # else this proves nothing
+        [fact] = bot.facts.list("default")
+        bot.facts.forget("default", fact.id)
+        assert all("shellfish" not in v.text.lower() for v in bot.summaries.store.versions("default", "s"))
+        for i in range(4):
+            bot.chat(f"I water {i} of them daily", session_id="s")
+            bot.flush()
+        refolded = bot.summaries.store.versions("default", "s")
+        assert refolded and all("shellfish" not in v.text.lower() for v in refolded)
+        assert "shellfish" not in _prompt(model.requests[-1].messages).lower()
