@@ -133,7 +133,7 @@ def test_versions_switch_and_every_regenerate_draws_a_new_seed(bot: Assistant) -
             if m.role == "assistant" and m.status != "superseded"]
     assert live == [versions.ids[0]]
     assert bot.chats.choose_version(sid, 10**9, user_id="ann").index == 1  # not a version: no-op
-    with pytest.raises(Exception, match="no session|does not exist"):
+    with pytest.raises(Exception, match=r"no session|does not exist"):
         bot.chats.choose_version(sid, versions.ids[1], user_id="bob")
 
 

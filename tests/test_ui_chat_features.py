@@ -23,15 +23,15 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from conftest import LiveServer
+from ui_support import BOT, INPUT, SELECTED, send, until
+
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.reply import STOPPED
 from memory.chats import attached_collection
 from memory.corpus import Corpus
 from memory.db import open_engine
 from memory.vectors import open_chroma
-
-from conftest import LiveServer
-from ui_support import BOT, INPUT, SELECTED, send, until
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -402,7 +402,7 @@ def message_parts(value: Any) -> tuple[str, list[Any]]:
     return ("" if value is None else str(value)), []
 
 
-def message_text(text: str, files: list[Any]) -> str:
+def message_text(text: str, files: Sequence[Any]) -> str:
     """A message that is only attachments still says something to the model."""
     if text.strip() or not files:
         return text
