@@ -4,8 +4,10 @@
 Seeds a throwaway lastmile (SQLite + Chroma in a temp dir) with demo data through the
 public API — a few chats, facts, a document, a review item and the ledger rows those
 turns write — serves the real UI on a free loopback port and photographs each tab with
-Playwright driving Debian's Chromium at 1280×800. The model is scripted: it answers
-from the numbered sources its prompt shows, citing them like a real model would.
+Playwright driving Debian's Chromium at 1280×800. The seeded chats are scripted (they
+answer from the numbered sources their prompt shows, citing them); the server then runs
+the real embedded model, and the chat screenshot is a question asked in the browser and
+answered by it (a minute or so on 2 cores), so the README shows what `make run` gives.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ __all__ = ["main", "seed", "take"]
 
 OUT = Path(__file__).resolve().parent / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-TABS = ("chat", "memory", "documents", "review", "dashboard")
+TABS = ("chat", "memory", "documents", "review", "dashboard", "settings")
+#: Asked of the real embedded model for the chat screenshot (the guide answers it).
+QUESTION = "Where does tram 28 run?"
+REPLY_TIMEOUT_MS = 600_000  # the 135M model on a busy 2-core box
 GUIDE = """# Lisbon transport guide
 
 Tram 28 runs from Martim Moniz to Campo de Ourique through Graça, Alfama and Baixa.
@@ -161,7 +166,13 @@ def take(url: str, out: Path) -> list[Path]:
 
         page.goto(url)
         expect(page.locator("#lm-sessions label.selected")).to_have_text("Riding tram 28")
-        expect(page.locator("#lm-citations details.lm-cite")).to_have_count(1)
+        page.locator("#lm-new").click()
+        expect(page.locator("#lm-chat [data-testid='bot']")).to_have_count(0)
+        page.locator("#lm-input textarea").fill(QUESTION)
+        page.keyboard.press("Enter")
+        done = page.locator("#lm-chat [data-testid='bot'] .lm-provider")
+        expect(done).to_have_count(1, timeout=REPLY_TIMEOUT_MS)  # the caption: the reply is whole
+        expect(page.locator("#lm-citations details.lm-cite").first).to_be_visible()
         page.locator("#lm-citations summary").first.click()
         snap("chat")
         page.get_by_role("tab", name="Memory").click()
@@ -183,6 +194,9 @@ def take(url: str, out: Path) -> list[Path]:
         expect(page.locator("#lm-plot-latency img, #lm-plot-latency canvas, #lm-plot-latency svg")
                .first).to_be_visible()
         snap("dashboard")
+        page.get_by_role("tab", name="Settings").click()
+        expect(page.locator("#lm-settings-status")).to_contain_text("local:")
+        snap("settings")
         browser.close()
     return saved
 
@@ -190,7 +204,11 @@ def take(url: str, out: Path) -> list[Path]:
 def main(argv: Sequence[str] = ()) -> int:
     out = Path(argv[0]) if argv else OUT
     with tempfile.TemporaryDirectory(prefix="lastmile-shots-") as tmp:
-        bot = seed(Path(tmp))
+        seeded = seed(Path(tmp))
+        settings = seeded.settings
+        seeded.close()
+        bot = Assistant(settings)  # the configured chain: the real embedded model by default
+        print(f"serving with {bot.model.label}")
         url, server, thread = _serve(bot)
         try:
             saved = take(url, out)
