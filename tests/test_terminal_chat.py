@@ -124,3 +124,37 @@ def test_slash_commands_never_reach_the_model(tmp_path: Path) -> None:
         loop.handle("/sessions")
         loop.handle("/sessions 9")
         assert "give a number" in sink.getvalue()
+
+
+def test_library_loggers_stay_at_warning_unless_asked(tmp_path: Path) -> None:
+    import logging
+
+    from assistant.cli.logs import SELF_LEVELLED, setup_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level,
+             {n: logging.getLogger(n).level for n in (*SELF_LEVELLED, "assistant", "memory")})
+    try:
+        logging.getLogger("bm25s").setLevel(logging.DEBUG)  # what bm25s does when imported
+        setup_logging("debug", to_file=tmp_path / "a.log")
+        for name in ("bm25s", "chromadb.telemetry", "assistant.turn", "memory.lexical"):
+            for level in (logging.DEBUG, logging.WARNING):
+                logging.getLogger(name).log(level, "%s at %s", name, logging.getLevelName(level))
+        setup_logging("warning", "debug", to_file=tmp_path / "b.log")
+        logging.getLogger("bm25s").debug("bm25s asked for")
+        logging.getLogger("assistant.turn").info("assistant quiet")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+    first = (tmp_path / "a.log").read_text()
+    assert "bm25s at DEBUG" not in first and "chromadb.telemetry at DEBUG" not in first
+    assert "bm25s at WARNING" in first and "chromadb.telemetry at WARNING" in first
+    assert "assistant.turn at DEBUG" in first and "memory.lexical at DEBUG" in first
+    second = (tmp_path / "b.log").read_text()
+    assert "bm25s asked for" in second and "assistant quiet" not in second
