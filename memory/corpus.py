@@ -28,7 +28,8 @@ from sqlalchemy.orm import sessionmaker
 from assistant.protocols import Grounding, Scanner, SourceRef
 from memory.chats import in_scope
 from memory.db import exclusive
-from memory.embedding_function import MiniLMEmbeddingFunction, for_chroma
+from memory.dense import embed_query
+from memory.embedding_function import for_chroma
 from memory.ingest import IngestReport, ingest_files, prune_source
 from memory.lexical import LexicalIndex
 from memory.models import Chunk, Source
@@ -220,7 +221,8 @@ class Corpus:
         self._lexical_ready(scopes)
         if not any(self._signatures.get(scope, (0, 0))[0] for scope in scopes):
             return []  # nothing this user may see: no query embedding, no Chroma call
-        qvec: Embedding = np.asarray(MiniLMEmbeddingFunction()([query])[0], dtype=np.float32)
+        # The turn's one query embedding, shared with memory and facts (``QUERY_CACHE``).
+        qvec: Embedding = embed_query(query)
         owners: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": list(scopes)}
         where: Where = {"owner": owners}
         found = self.vectors.query(query_embeddings=[qvec], n_results=self.candidates,

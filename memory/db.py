@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +23,11 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from assistant.errors import DatabaseUnavailable
 
-__all__ = ["exclusive", "migrate", "open_engine", "rowcount", "safe_url"]
+__all__ = ["IDLE_PING_S", "exclusive", "migrate", "open_engine", "rowcount", "safe_url"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}  # databases no other process can open
@@ -93,6 +94,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: A pooled connection idle longer than this is pinged before it is handed out again.
+IDLE_PING_S = 30.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check only connections that sat idle, instead of ``pool_pre_ping`` on every checkout.
+
+    Why: ``pool_pre_ping`` costs one round trip per checkout, and a turn checks out a
+    connection a few dozen times; a connection returned milliseconds ago is as alive as
+    anything a ping could tell. One that sat idle (a restarted server, a proxy's idle
+    timeout) is pinged, and a dead one is replaced before anyone sees it; one that drops
+    mid-use fails its statement, which the store retries once (``ConversationStore``).
+    """
+    def checkin(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:  # the dialect's own ping, as pool_pre_ping does it
+            alive = engine.dialect.do_ping(dbapi)
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection is gone")
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
+
+
 def open_engine(url: str, *, run_migrations: bool = True) -> Engine:
     """Connect, check the server answers, and migrate to head.
 
@@ -100,7 +132,7 @@ def open_engine(url: str, *, run_migrations: bool = True) -> Engine:
     be reached, so the CLI can print one clear line instead of a traceback.
     """
     parsed = make_url(url)
-    kwargs: dict = {"pool_pre_ping": True}
+    kwargs: dict = {}
     if parsed.get_backend_name() == "postgresql":
         # Few idle connections per process: every replica and worker now runs job threads
         # on its engine, and PostgreSQL's default 100 slots are shared by all of them;
@@ -116,6 +148,7 @@ def open_engine(url: str, *, run_migrations: bool = True) -> Engine:
         raise DatabaseUnavailable(f"cannot use database {safe_url(url)}: {exc}", url=safe_url(url)) from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    _ping_when_idle(engine)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

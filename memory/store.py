@@ -122,7 +122,9 @@ class ConversationStore:
         return row
 
     def _commit_with_retry(self, work: Callable[[Session], _T]) -> _T:
-        """Run ``work(db)`` in a transaction; one retry covers a racing session create."""
+        """Run ``work(db)`` in a transaction; one retry covers a racing session create, or
+        a pooled connection that dropped (the engine no longer pings on every checkout:
+        ``memory.db``), since nothing of a failed transaction was kept."""
         for attempt in (1, 2):
             try:
                 with self._db() as db, db.begin():
@@ -131,6 +133,8 @@ class ConversationStore:
                 if attempt == 2:
                     raise
             except OperationalError as exc:
+                if attempt == 1 and exc.connection_invalidated:
+                    continue
                 raise DatabaseUnavailable(f"database error: {exc.orig}") from exc
         raise AssertionError("unreachable")
 

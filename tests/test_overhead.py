@@ -1,0 +1,101 @@
+"""Issue 14 (a fast turn): the hot-path changes keep their promises.
+
+* No ``pool_pre_ping``: a connection killed under the pool (``pg_terminate_backend``) is
+  replaced — pinged when it sat idle, or the store's write retried once when it dropped
+  while in use; the message is stored once either way.
+* One query embedding per turn: the corpus search reads the shared query cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool
+
+import memory.db as db
+from memory.store import ConversationStore
+
+
+def _kill_pooled(engine) -> set[int]:  # type: ignore[no-untyped-def]
+    """Terminate every backend of the engine's database but the killer's own (the pool's
+    idle connections); returns their pids."""
+    _backend_pid(engine)  # at least one pooled connection
+    admin = db.create_engine(engine.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND pid <> pg_backend_pid()")).all()
+    admin.dispose()
+    assert rows and all(ok for _pid, ok in rows)
+    return {int(pid) for pid, _ok in rows}
+
+
+def _backend_pid(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.scalar(text("SELECT pg_backend_pid()")))
+
+
+@pytest.mark.postgres
+def test_engine_has_no_pre_ping(postgres_url: str) -> None:
+    engine = db.open_engine(postgres_url)
+    try:
+        assert engine.pool._pre_ping is False  # the setting under test
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_idle_connection_killed_is_replaced_before_use(postgres_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = db.open_engine(postgres_url)
+    try:
+        store = ConversationStore(engine)
+        store.add_message("u1", "s1", "user", "before the kill")
+        killed = _kill_pooled(engine)
+        monkeypatch.setattr(db, "IDLE_PING_S", 0.0)  # every pooled connection counts as idle
+        # A read (never retried) gets a live connection: the dead one was pinged first.
+        assert [m.content for m in store.history("u1", "s1")] == ["before the kill"]
+        assert _backend_pid(engine) not in killed
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_connection_dropped_in_use_is_retried_once(postgres_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = db.open_engine(postgres_url)
+    try:
+        store = ConversationStore(engine)
+        store.add_message("u2", "s1", "user", "first")
+        monkeypatch.setattr(db, "IDLE_PING_S", 3600.0)  # no ping: the write meets the dead socket
+        killed = _kill_pooled(engine)
+        store.add_message("u2", "s1", "user", "second")
+        assert _backend_pid(engine) not in killed
+        assert [m.content for m in store.history("u2", "s1")] == ["first", "second"]
+    finally:
+        engine.dispose()
+
+
+def test_corpus_search_uses_the_shared_query_embedding(tmp_path: Path) -> None:
+    """The corpus used to embed the query a second time, beside the memory's cached one."""
+    from memory.corpus import Corpus
+    from memory.dense import QUERY_CACHE
+    from memory.vectors import open_chroma
+
+    engine = db.open_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        corpus = Corpus(engine, open_chroma(tmp_path / "chroma", None), scanner=None)
+        doc = tmp_path / "ferry.txt"
+        doc.write_text("The ferry to the island leaves at 9:30 and costs 14 euros.\n")
+        corpus.ingest([doc], collection="notes", user_id="u")
+        query = "when does the island ferry leave? (query-cache probe)"
+        before = QUERY_CACHE.misses
+        assert corpus.search("u", query)
+        assert QUERY_CACHE.misses == before + 1
+        hits = QUERY_CACHE.hits
+        assert corpus.search("u", query)  # the same turn's other consumers: a cache hit
+        assert QUERY_CACHE.hits == hits + 1 and QUERY_CACHE.misses == before + 1
+    finally:
+        engine.dispose()
