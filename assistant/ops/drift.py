@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from assistant.audit import audit
 from assistant.ops import psi as P
@@ -231,15 +231,15 @@ def run_drift(engine: Engine, settings: Any, *, now: datetime | None = None,
         encode = get_encoder().encode
     check = compare(base, recent, encode=encode, in_scope=_scope_check(settings))
     with engine.begin() as conn:
-        conn.execute(DriftReport.__table__.insert().values(
+        conn.execute(insert(DriftReport).values(
             created_at=check.created_at, level=check.level, recent_turns=check.recent_turns,
             baseline_turns=check.baseline_turns, metrics=check.to_dict()))
     if check.level != "ok":
-        event = {"event": f"drift.{check.level}", "psi": check.shifted(),
+        event = {"psi": check.shifted(),
                  "recent_turns": check.recent_turns, "baseline_turns": check.baseline_turns,
                  "window": {"baseline_from": start.isoformat(), "recent_from": split.isoformat(),
                             "until": end.isoformat()}}
-        audit(event.pop("event"), **event)
+        audit(f"drift.{check.level}", **event)
         if check.level == "alert" and notify is not None:
             notify([{"event": "drift.alert", **event}])
     return check

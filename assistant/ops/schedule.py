@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from assistant.audit import audit
 from assistant.errors import ConfigurationError
@@ -97,7 +97,7 @@ def run_canary(engine: Engine, settings: Any, *, notify: Any = None) -> dict[str
     slim = [{k: r[k] for k in ("key", "passed", "failures", "latency_ms", "cost_usd", "groundedness")}
             for r in report["results"]]
     with engine.begin() as conn:
-        conn.execute(CanaryRun.__table__.insert().values(
+        conn.execute(insert(CanaryRun).values(
             created_at=utcnow(), suite=str(report["suite"])[:200], passed=report["passed"],
             failed=report["failed"], duration_ms=round((time.perf_counter() - begun) * 1000, 1),
             results={"turns": slim, "error": report.get("error")}))

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from assistant.errors import ConfigurationError
@@ -105,8 +105,8 @@ def _yaml(path: Path, raw: str) -> Suite:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else "?"
-        raise ConfigurationError(f"{path}:{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        where = f"line {mark.line + 1}" if mark is not None else "?"
+        raise ConfigurationError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path}:1: a suite is a mapping with name, cases (and model, settings)")
     data.setdefault("name", Path(path).stem)
