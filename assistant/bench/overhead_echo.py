@@ -3,8 +3,8 @@
 Why a process: the backend must not share a GIL with the load generator or with the
 server under test, or its own ~1 ms would grow with their load and blur the overhead.
 It is ``assistant.testing.FaultServer`` (OpenAI wire format, echoes the last user
-message, plain or streamed) with request recording switched off, so a long run holds no
-growing list. Prints ``port N`` once listening; stops on SIGTERM / SIGINT.
+message, plain or streamed; ``{}`` for a JSON request) with request recording switched
+off, so a long run holds no growing list. Prints ``port N`` once listening; stops on SIGTERM / SIGINT.
 
     python -m assistant.bench.overhead_echo [--port 0]
 """
@@ -17,9 +17,9 @@ import sys
 import threading
 from typing import Any
 
-from assistant.testing.faultserver import FaultServer, RecordedRequest
+from assistant.testing.faultserver import Fault, FaultServer, RecordedRequest, echo
 
-__all__ = ["EchoServer", "main"]
+__all__ = ["EchoServer", "echo_or_json", "main"]
 
 
 class _Forgetful(list[RecordedRequest]):
@@ -29,12 +29,22 @@ class _Forgetful(list[RecordedRequest]):
         return None
 
 
+def echo_or_json(request: RecordedRequest) -> Fault:
+    """The echo, except that a request for JSON (``response_format``: lastmile's facts
+    extraction) gets ``{}``, as a real model would answer: an echo there fails to parse and
+    is retried, which would bill lastmile for a backend no model behaves like."""
+    if isinstance(request.body, dict) and request.body.get("response_format"):
+        return Fault.ok("{}")
+    return echo(request)
+
+
 class EchoServer(FaultServer):
-    """``FaultServer`` answering every request with its default echo, recording none."""
+    """``FaultServer`` answering every request with ``echo_or_json``, recording none."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.requests = _Forgetful()
+        self.default = echo_or_json
 
 
 def main(argv: list[str] | None = None) -> int:
