@@ -24,7 +24,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from conftest import LiveServer
-from ui_support import BOT, INPUT, SELECTED, send, until
+from ui_support import BOT, INPUT, SELECTED, send, shot, until
 
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.reply import STOPPED
@@ -41,14 +41,14 @@ expect.set_options(timeout=20_000)  # the box is shared; the page may take a whi
 POLICY = ("# Travel policy\n\n## Per diem\n\nThe daily per diem is 45 EUR within the EU and 60 EUR "
           "outside the EU.\n")
 QUESTION = "What is the per diem outside the EU?"
-LONG = " ".join(f"w{i}" for i in range(120))
+LONG = " ".join(f"w{i}" for i in range(80))  # ~10 s at the paced rate
 
 
 class Paced(ScriptedModel):
     """Streams "long …" questions slowly (a reply to stop or queue behind); the rest fast."""
 
     def request(self, request: Any) -> Iterator[Any]:
-        self.delay_s = 0.15 if str(request.messages[-1].content).startswith("long") else 0.0
+        self.delay_s = 0.12 if str(request.messages[-1].content).startswith("long") else 0.0
         yield from super().request(request)
 
 
@@ -105,9 +105,10 @@ def test_stop_mid_reply_keeps_the_partial_marked_stopped(app, pages) -> None:
     mark = page.locator(BOT).last.locator(".lm-incomplete.lm-status-stopped")
     expect(mark).to_contain_text("Stopped")
     expect(page.locator("#lm-stop")).to_be_hidden()
+    shot(page, "chat-stopped")
     reply = bot.sessions.history(_session(bot, "stan"), user_id="stan")[-1]
     assert (reply.role, reply.status, reply.error) == ("assistant", "incomplete", STOPPED)
-    assert reply.content.startswith("w0 w1") and "w119" not in reply.content
+    assert reply.content.startswith("w0 w1") and LONG.split()[-1] not in reply.content
     expect(page.locator(BOT).last).to_contain_text(reply.content.split()[-1])  # all that was kept
     send(page, "and now?")  # the chat goes on; the stopped reply is not marked "no reply"
     expect(page.locator(BOT).last).to_contain_text("(scripted) you said: and now?")
@@ -122,6 +123,7 @@ def test_a_message_sent_during_a_reply_is_queued_then_answered(app, pages) -> No
     send(page, "second, sent meanwhile")
     queued = page.locator("#lm-chat .lm-queued")
     expect(queued).to_have_count(1)
+    shot(page, "chat-queued")
     expect(page.locator(INPUT)).to_have_value("")  # taken, not left in the box
     assert "second, sent meanwhile" not in [m.content for m in bot.sessions.history(
         _session(bot, "quinn"), user_id="quinn")]  # waits: stored once its turn starts
@@ -164,6 +166,7 @@ def test_attach_in_chat_then_a_cited_answer_and_its_export(app, pages, tmp_path)
     expect(notes.filter(has_text="Attached")).to_contain_text("travel-policy.md")
     panel = page.locator("#lm-citations details.lm-cite:has(summary:has-text('Travel policy'))")
     expect(panel).to_have_attribute("data-shown", "supported")
+    shot(page, "chat-attached")
     session = _session(bot, "ada")
     assert {s.collection for s in bot.documents.sources("ada")} == {attached_collection(session)}
     # Scoped to that chat: another chat of the same user does not draw on the file.
@@ -244,8 +247,10 @@ def test_regenerated_versions_are_kept_and_switchable(app, pages) -> None:
     expect(label).to_have_text("2 / 3")
     statuses = [m.status for m in bot.sessions.history(_session(bot, "vic"), user_id="vic")]
     assert statuses == ["ok", "superseded", "ok", "superseded"]
+    shot(page, "chat-versions")
     page.reload()  # the choice is stored, not page state
     expect(page.locator(BOT).last).to_contain_text(texts[1])
+    expect(label).to_have_text("2 / 3")
 
 
 def test_memory_notice_links_to_the_fact_and_undoes_it(app, pages) -> None:
@@ -257,6 +262,7 @@ def test_memory_notice_links_to_the_fact_and_undoes_it(app, pages) -> None:
     expect(notice).to_be_visible(timeout=30_000)
     expect(notice.locator(".lm-mem-change[data-op=learned]")).to_contain_text("Lisbon")
     [fact] = bot.facts.list("mia")
+    shot(page, "chat-memory-notice")
     page.locator("#lm-memory-open").click()
     expect(page.locator("#lm-tab-memory")).to_be_visible()
     expect(page.locator("#lm-facts")).to_contain_text(fact.text)

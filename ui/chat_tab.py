@@ -375,10 +375,10 @@ class ChatTab:
         chat.like(on_like, [ids], None, **QUIET)
         # Leaving a chat stops its reply (stored, marked stopped) so it can't stream into
         # the chat now on screen; what was queued for it is handed back as a warning.
-        new_btn.click(on_new, [session], opened, cancels=turns, **QUIET).then(*after, **QUIET)
-        sessions.input(on_switch, [sessions, session], opened, cancels=turns, **QUIET).then(
-            *after, **QUIET)
-        delete_btn.click(on_delete, [session], opened, cancels=turns, **QUIET).then(*after, **QUIET)
+        new_btn.click(on_new, [session], opened, cancels=turns, **QUIET)
+        sessions.input(on_switch, [sessions, session], opened, cancels=turns, **QUIET)
+        delete_btn.click(on_delete, [session], opened, cancels=turns, **QUIET)
+        session.change(*after, **QUIET)  # page load, new chat, switch, delete: pager and picker
         for trigger in (title_box.submit, rename_btn.click):
             trigger(on_rename, [session, title_box], [sessions, title_box], **QUIET)
         extras.wire_search(search_box, sessions)
