@@ -82,6 +82,7 @@ class Assistant:
     ``assistant.wiring``. Tests and embedders pass their own ``model``, ``store``,
     ``recorder``, ``memory``, ``guards`` or ``documents``. Besides turns it offers
     ``bot.sessions`` (``assistant.sessions``), ``bot.facts`` (``assistant.facts``),
+    ``bot.chats`` (``assistant.chats``: search, export, reply versions, collection scopes),
     ``bot.review`` (the review queue) and ``bot.summaries`` (rolling summaries).
     """
 
