@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
@@ -140,3 +141,40 @@ def test_window_pairs_each_reply_with_its_question(drift_db: Any) -> None:
     assert len(base) == len(FERRY) * 15 and {s.text for s in base} == set(FERRY)
     check = compare(base[:60], base[60:])
     assert check.level == "ok"
+
+
+def _sample(text: str, **kw: Any) -> Any:
+    from assistant.ops.drift import Sample
+
+    base = {"reply": "Here you go.", "latency_ms": 500.0, "groundedness": 1.0, "claims": 2,
+            "unsupported": 0, "fallback": False}
+    return Sample(text=text, **{**base, **kw})
+
+
+def test_rates_shift_for_scope_refusals_fallbacks_and_unsupported_sentences() -> None:
+    base = [_sample(q) for q in FERRY * 10]
+    recent = ([_sample(q, reply="I'm sorry, but I can't help with that.", fallback=True, unsupported=2,
+                       groundedness=0.0) for q in TAX * 10] + [_sample(q) for q in FERRY * 5])
+    check = compare(base, recent, in_scope=lambda text: "ferry" in text.lower() or "crossing" in text)
+    levels = {s.name: s.level for s in check.signals}
+    for name in ("out_of_scope", "refusal", "fallback", "unsupported_sentences", "groundedness"):
+        assert levels[name] == "alert", (name, check.to_dict()[name])
+    same = compare(base, [_sample(q) for q in reversed(FERRY * 10)], in_scope=lambda text: True)
+    assert same.level == "ok" and same.shifted() == {}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_drift_job_runs_on_the_workers_schedule(drift_db: Any, settings: Settings) -> None:
+    from assistant import Assistant, ScriptedModel
+
+    engine, split = drift_db
+    _store(engine, (TAX * 30)[:60], start=split + timedelta(minutes=5), latency_ms=4000, user="bob")
+    with Assistant(settings.model_copy(update={"index_turns": False}), model=ScriptedModel(["hi"])):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                level = conn.scalar(select(DriftReport.level))
+            if level is not None:
+                break
+            time.sleep(0.5)
+    assert level == "alert"
