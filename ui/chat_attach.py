@@ -11,6 +11,7 @@ the message itself is still sent without it.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from assistant.orchestrator import Assistant
 from memory.chats import attached_collection
 from ui.documents_tab import _refuse, check_upload, discard_upload, received_upload, upload_folder
 
-__all__ = ["Attached", "attach_files"]
+__all__ = ["Attached", "attach_files", "chat_folder"]
 
 
 @dataclass
@@ -38,10 +39,17 @@ class Attached:
         return "\n\n".join(lines)
 
 
+def chat_folder(data_dir: Path, user_id: str, session_id: str) -> Path:
+    """``<the user's upload folder>/chats/<sha256(session id)[:16]>``: one folder per chat,
+    inside the user's, whatever characters the session id holds."""
+    return upload_folder(data_dir, user_id) / "chats" / hashlib.sha256(
+        session_id.encode("utf-8")).hexdigest()[:16]
+
+
 def _kept(data_dir: Path, user_id: str, session_id: str, upload: Path) -> Path:
     """A stable copy under the user's upload folder, one sub-folder per chat (a file of
     the same name in another chat or in the Documents tab stays a separate source)."""
-    folder = upload_folder(data_dir, user_id) / "chats" / session_id
+    folder = chat_folder(data_dir, user_id, session_id)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / upload.name
     shutil.copyfile(upload, target)

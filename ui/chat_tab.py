@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import html
 import logging
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import gradio as gr
@@ -281,6 +283,7 @@ class ChatTab:
             user = identity.viewer(request).user_id
             self.leave(user, session_id)
             bot.sessions.delete(session_id, user_id=user)
+            drop_attachments(bot, user, session_id)
             gr.Info("Chat deleted.")
             return on_load(request)
 
@@ -407,6 +410,22 @@ def message_text(text: str, files: Sequence[Any]) -> str:
     if text.strip() or not files:
         return text
     return "Please look at the file I attached."
+
+
+def drop_attachments(bot: Assistant, user_id: str, session_id: str) -> int:
+    """A deleted chat takes the files attached in it along (their sources and chunks)."""
+    from memory.chats import attached_collection
+
+    docs: Any = bot.documents
+    if docs is None or not hasattr(docs, "sources"):
+        return 0
+    mine = [s.id for s in docs.sources(user_id)
+            if s.collection == attached_collection(session_id) and not s.shared]
+    dropped = sum(bool(docs.delete_source(user_id, source_id)) for source_id in mine)
+    from ui.chat_attach import chat_folder
+
+    shutil.rmtree(chat_folder(Path(bot.settings.data_dir), user_id, session_id), ignore_errors=True)
+    return dropped
 
 
 def with_note(messages: list[dict[str, str]], note: str) -> list[dict[str, str]]:
