@@ -269,3 +269,18 @@ def test_debian_prometheus_scrapes_the_turn_histogram(tmp_path, live_server) -> 
             proc.wait(20)
     assert after == before + 2
     assert up == 1.0
+
+
+def test_cache_hits_and_misses_are_counted(tmp_path) -> None:
+    with Assistant(_settings(tmp_path, cache_mode="exact")) as bot:
+        client = _client(bot)
+        _, before = _scrape(client)
+        first = bot.chat("what is the capital of Peru?", session_id="a")
+        again = bot.chat("what is the capital of Peru?", session_id="b")  # the same prompt
+        _, after = _scrape(client)
+    assert first.ok and again.ok and again.text == first.text
+    name = "lastmile_cache_lookups_total"
+    assert _value(after, name, kind="exact", outcome="miss") == _value(
+        before, name, kind="exact", outcome="miss") + 1
+    assert _value(after, name, kind="exact", outcome="hit") == _value(
+        before, name, kind="exact", outcome="hit") + 1
