@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from assistant.settings import Settings
 from assistant.turn import TurnState
 
 __all__ = ["TRACE_KEY", "TurnTrace", "build_provider", "call_finished", "configure", "finish_turn",
-           "step", "traced", "turn_trace", "use_provider"]
+           "step", "traced", "traces_endpoint", "turn_trace", "use_provider"]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -323,8 +322,3 @@ def _finish_turn(state: TurnState, out: TurnOutcome, question: str, answer: str)
         root.set_attribute("error.type", kind)
         root.set_status(Status(StatusCode.ERROR, kind))
     turn._end_root()
-
-
-def now_ns() -> int:
-    """Wall-clock nanoseconds, the unit span times are given in."""
-    return time.time_ns()
