@@ -47,3 +47,28 @@ def test_empty_panels_explain_themselves_and_turns_sort_as_numbers(live_server, 
     ticks = [int(t) for t in labels if t.isdigit()]
     assert ticks and ticks == sorted(ticks), labels  # numeric order along the axis
     shot(page, "dashboard-empty-states")
+
+
+def test_a_thousand_turns_plot_by_time(live_server, page, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from test_dashboard_scale import _store_turns
+
+    from memory.db import open_engine
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'k.db'}",
+                        index_turns=False, cache_mode="off", providers="local")
+    engine = open_engine(settings.resolved_database_url)
+    _store_turns(engine, 1000, span=timedelta(days=3))
+    engine.dispose()
+    bot = Assistant(settings, model=ScriptedModel(fn=lambda messages: "ok"))
+    url, _ = live_server(bot)
+    page.goto(url)
+    expect(page.locator(SELECTED)).to_have_count(1)
+    page.get_by_role("tab", name="Dashboard").click()
+    expect(page.locator("#lm-note-latency")).to_contain_text("1000 turns")
+    expect(page.locator("#lm-plot-latency")).to_be_hidden()
+    x_axis = page.locator("#lm-plot-latency-time [aria-roledescription=axis]").first
+    expect(x_axis).to_have_attribute("aria-label",
+                                     re.compile(r"X-axis titled 'time \(UTC\)' for a time scale"))
+    shot(page, "dashboard-1000-turns")
