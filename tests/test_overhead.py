@@ -99,3 +99,44 @@ def test_corpus_search_uses_the_shared_query_embedding(tmp_path: Path) -> None:
         assert QUERY_CACHE.hits == hits + 1 and QUERY_CACHE.misses == before + 1
     finally:
         engine.dispose()
+
+
+def _wait_rebuilt(index, user: str) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + 30
+    while index._rebuilding and time.monotonic() < deadline:  # the background build
+        time.sleep(0.01)
+    assert not index._rebuilding
+
+
+def test_big_lexical_index_answers_from_its_previous_build_while_rebuilding(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import memory.lexical as lexical
+
+    monkeypatch.setattr(lexical, "BACKGROUND_MIN", 50)
+    index = lexical.LexicalIndex()
+    index.add("u", [(f"m{i}", f"note {i} about the garden shed") for i in range(60)])
+    assert index.search("u", "garden", 3)  # the first build is in the foreground
+    index.add("u", [("new", "the heron waded in the pond")])
+    assert index.search("u", "heron", 3) == []  # the previous build answers meanwhile
+    _wait_rebuilt(index, "u")
+    assert [i for i, _ in index.search("u", "heron", 3)] == ["new"]
+
+
+def test_lexical_removal_and_small_indexes_are_never_answered_stale(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import memory.lexical as lexical
+
+    monkeypatch.setattr(lexical, "BACKGROUND_MIN", 50)
+    index = lexical.LexicalIndex()
+    index.add("u", [(f"m{i}", f"note {i} about the garden shed") for i in range(60)])
+    index.add("u", [("heron", "the heron waded in the pond")])
+    assert [i for i, _ in index.search("u", "heron", 3)] == ["heron"]  # no previous build yet
+    index.remove("u", ["heron"])
+    assert index.search("u", "heron", 3) == []  # gone at once, whatever is being rebuilt
+    small = lexical.LexicalIndex()
+    small.add("s", [("a", "the kettle boiled")])
+    assert small.search("s", "kettle", 1)
+    small.add("s", [("b", "the heron waded")])
+    assert [i for i, _ in small.search("s", "heron", 1)] == ["b"]  # below BACKGROUND_MIN
