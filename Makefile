@@ -14,7 +14,7 @@ PYTEST_WORKERS ?= auto
 PYTEST_XDIST := --dist loadgroup -o faulthandler_timeout=900
 export PYTHONFAULTHANDLER := 1
 
-.PHONY: setup browser run chat doctor test test-fast bench cluster screenshots clean
+.PHONY: setup browser run chat doctor test test-fast bench bench-overhead cluster screenshots clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,12 @@ test: setup browser   ## set up, check the layers' import contracts, run the who
 test-fast: setup      ## skip the real model and browser tests
 	$(BIN)/lint-imports
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
+
+# LiteLLM's pins conflict with ours (huggingface-hub, certifi): it gets a virtualenv of its own.
+bench-overhead: setup ## lastmile vs a LiteLLM proxy on one echo backend (docs/benchmarks.md)
+	@test -x .venv-litellm/bin/litellm || { $(PYTHON) -m venv .venv-litellm \
+	  && .venv-litellm/bin/python -m pip install -q 'litellm[proxy]>=1.108'; }
+	$(BIN)/lastmile bench overhead --against litellm --stream
 
 bench: setup          ## print the benchmark figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/embeddings.py

@@ -140,3 +140,35 @@ def test_lexical_removal_and_small_indexes_are_never_answered_stale(
     assert small.search("s", "kettle", 1)
     small.add("s", [("b", "the heron waded")])
     assert [i for i, _ in small.search("s", "heron", 1)] == ["b"]  # below BACKGROUND_MIN
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_bench_overhead_smoke(postgres_url: str, tmp_path: Path) -> None:
+    """The benchmark command end to end, CI-sized: real echo backend, real `lastmile serve`
+    on a scratch PostgreSQL database, both scenarios; it prints the table, 0 errors."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PG_ADMIN_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LASTMILE_")}
+    env.update({"OPENBLAS_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    lastmile = str(Path(sys.executable).parent / "lastmile")
+    done = subprocess.run(
+        [lastmile, "bench", "overhead", "--concurrency", "1,4", "--requests", "6",
+         "--burst-requests", "8", "--warmup", "2", "--big-turns", "120", "--documents", "3",
+         "--stream", "--postgres-url", PG_ADMIN_URL, "--cache", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=1500, env=env, cwd=tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, (out[-3000:], done.stderr[-3000:])
+    assert "Turn overhead vs LiteLLM" in out
+    rows = [line for line in out.splitlines() if "lastmile /v1" in line]
+    assert len(rows) == 4, out  # fresh and big, at c=1 and c=4
+    for line in rows:
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        assert cells[4] == "0", line  # the errors column
+        assert float(cells[5]) > 0  # a measured p50
+    assert "first turn of the big user on a fresh process" in out
+    assert "target c=4 >= 50 turns/s" in out  # the bars are checked and printed

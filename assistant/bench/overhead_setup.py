@@ -151,17 +151,16 @@ def seed_in_subprocess(url: str, data_dir: Path, user: str, *, turns: int, docum
     return float(done.stdout.decode().split()[-1])
 
 
+#: Bump when the seeded data changes shape (texts, sessions, corpus), to reseed caches.
+SEED_VERSION = 1
+
+
 def _seed_key(turns: int, documents: int) -> str:
-    """What a seeded template depends on: its size, this code, the schema, the sample corpus."""
+    """What a seeded template depends on. Not the schema (``lastmile serve`` migrates a
+    copy to head) nor the sample corpus (each copy is refreshed: ``seeded_copy``)."""
     import hashlib
 
-    from assistant.grounding import sample_corpus_paths
-    from memory.db import MIGRATIONS
-
-    parts = [str(turns), str(documents), Path(__file__).read_text()]
-    parts += sorted(p.name for p in (MIGRATIONS / "versions").glob("*.py"))
-    parts += [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sample_corpus_paths()]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{SEED_VERSION}:{turns}:{documents}".encode()).hexdigest()[:12]
 
 
 def _database_exists(admin_url: str, name: str) -> bool:
@@ -207,16 +206,23 @@ def seeded_copy(admin_url: str, data_dir: Path, user: str, *, turns: int, docume
     finally:
         admin.dispose()
     shutil.copytree(folder / "data", data_dir)
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), took
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    # The sample corpus (the project's docs) may have changed since the template was made:
+    # re-ingest what changed now, not in ``lastmile serve``'s background while measuring.
+    took += seed_in_subprocess(url, data_dir, user, turns=0, documents=0, log=log)
+    return url, took
 
 
 def litellm_executable() -> str | None:
-    """The ``litellm`` proxy CLI: next to this Python (the ``bench`` extra), on ``PATH``, or
-    ``LASTMILE_BENCH_LITELLM`` (a separate virtualenv's ``bin/litellm``)."""
+    """The ``litellm`` proxy CLI: ``LASTMILE_BENCH_LITELLM``, else next to this Python, else
+    the repository's ``.venv-litellm`` (``make bench-overhead`` makes it: LiteLLM's pins
+    conflict with lastmile's, so it gets a virtualenv of its own), else ``PATH``."""
     explicit = os.environ.get("LASTMILE_BENCH_LITELLM")
     if explicit:
         return explicit if Path(explicit).exists() else None
-    return shutil.which("litellm", path=str(Path(sys.executable).parent)) or shutil.which("litellm")
+    beside = Path(__file__).resolve().parents[2] / ".venv-litellm" / "bin" / "litellm"
+    return (shutil.which("litellm", path=str(Path(sys.executable).parent))
+            or (str(beside) if beside.exists() else None) or shutil.which("litellm"))
 
 
 @dataclass
