@@ -151,7 +151,8 @@ def test_admin_changes_the_model_and_a_user_cannot_open_settings(live_server, pa
         box.fill("openai:beta")
         ada.locator("#lm-settings-save").click()
         expect(ada.locator("#lm-settings-status")).to_contain_text("openai:beta")
-        expect(ada.locator("#lm-settings-status")).to_contain_text("Provider chain")
+        expect(ada.locator("#lm-settings-status")).to_contain_text(
+            "Provider chain: the environment says openai:alpha")
         shot(ada, "settings")
         assert bot.runtime.overrides() == {"providers": "openai:beta"}
 

@@ -64,12 +64,20 @@ def save_settings(bot: Assistant, values: dict[str, Any], *, by: str) -> dict[st
     return settings_snapshot(bot)
 
 
+def _short(value: Any) -> str:
+    text = "(embedded default)" if value is None else str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
 def _status_html(snap: dict[str, Any], refresh_s: float) -> str:
     shown = snap["overridden"]
     what = (", ".join(LABELS[n] for n in shown) if shown
             else "nothing: every value comes from the environment")
+    was = "".join(f"<li>{html.escape(LABELS[n])}: the environment says "
+                  f"<code>{html.escape(_short(snap['environment'][n]))}</code></li>" for n in shown)
     return (f'<div class="lm-settings-status"><p>Answering with <code>{html.escape(snap["model"])}'
-            f"</code>. Changed here: {html.escape(what)}.</p><p><small>Saved changes reach every "
+            f"</code>. Changed here: {html.escape(what)}.</p>"
+            f"{f'<ul>{was}</ul>' if was else ''}<p><small>Saved changes reach every "
             f"lastmile process on this database within {refresh_s:g} s, at the next turn."
             "</small></p></div>")
 
