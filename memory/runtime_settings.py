@@ -39,7 +39,8 @@ MAX_PROMPT_CHARS = 8_000
 
 def _adapter(name: str) -> TypeAdapter[Any]:
     info = Settings.model_fields[name]
-    return TypeAdapter(Annotated[info.annotation, info])  # the field's own type and bounds
+    field_type: Any = Annotated[info.annotation, info]  # the field's own type and bounds
+    return TypeAdapter(field_type)
 
 
 def check_value(name: str, value: Any) -> Any:
