@@ -13,7 +13,6 @@ sources block at all.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from chromadb.api import ClientAPI
-from chromadb.api.types import Embedding
+from chromadb.api.types import Embedding, LiteralValue, Where
+from chromadb.base_types import InclusionExclusionOperator
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from assistant.protocols import Grounding, Scanner, SourceRef
 from memory.chats import in_scope
 from memory.db import exclusive
-from memory.dense import DIM, DenseIndex, embed_query
+from memory.dense import embed_query
 from memory.embedding_function import for_chroma
 from memory.ingest import IngestReport, ingest_files, prune_source
 from memory.lexical import LexicalIndex
@@ -45,7 +45,6 @@ __all__ = ["COLLECTION", "SHARED", "SOURCES_HEADER", "Corpus", "Hit", "SourceInf
 COLLECTION = "documents"  # the Chroma collection holding every corpus's chunk vectors
 SHARED = "shared"
 RRF_K = 60
-DENSE_RETRY_S = 1.0  # an incomplete vector load (an ingest in flight) is redone this often
 INJECTION_THRESHOLD = 0.6  # the injection guard's default: a chunk at or above is marked
 #: ``scanner=`` default: the scanner registered in ``memory.screening`` when ingest runs.
 REGISTERED: Any = "registered"
@@ -111,12 +110,6 @@ class Corpus:
         self.max_file_bytes, self.chunk_chars, self.chunk_overlap = max_file_bytes, chunk_chars, chunk_overlap
         self.lexical = LexicalIndex()
         self._signatures: dict[str, tuple[int, int]] = {}
-        # Each scope's chunk vectors in memory (read from Chroma when its chunks change), so
-        # a search is one matrix product instead of a filtered Chroma query plus a fetch of
-        # the BM25-only hits' vectors on every turn.
-        self.dense = DenseIndex()
-        self._dense_signatures: dict[str, tuple[int, int]] = {}
-        self._dense_loaded_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -215,32 +208,6 @@ class Corpus:
                     rows = db.execute(select(Chunk.id, Chunk.text).where(Chunk.owner == scope))
                     self.lexical.add(scope, ((f"chunk-{i}", t) for i, t in rows))
                     self._signatures[scope] = sig
-        for scope in scopes:
-            self._dense_ready(scope, current.get(scope, (0, 0)))
-
-    def _dense_ready(self, scope: str, sig: tuple[int, int]) -> None:
-        """(Re)load a scope's vectors when its chunks changed. An ingest commits its rows
-        before their vectors, so a load that finds fewer vectors than rows is redone (at
-        most once a second) until it is complete."""
-        if self._dense_signatures.get(scope) == sig:
-            return
-        if time.monotonic() - self._dense_loaded_at.get(scope, -1e9) < DENSE_RETRY_S \
-                and self.dense.loaded(scope):
-            return
-        ids: list[str] = []
-        vectors = np.empty((0, DIM), np.float32)
-        if sig[0]:
-            got = self.vectors.get(where={"owner": scope}, include=["embeddings"])
-            embeddings = got["embeddings"]
-            assert embeddings is not None  # asked for in `include`
-            ids, vectors = list(got["ids"]), np.asarray(embeddings, dtype=np.float32)
-        self.dense.load(scope, ids, vectors)
-        with self._lock:
-            self._dense_loaded_at[scope] = time.monotonic()
-            if len(ids) >= sig[0]:
-                self._dense_signatures[scope] = sig
-            else:
-                self._dense_signatures.pop(scope, None)
 
     def search(self, user_id: str, query: str, k: int | None = None, *,
                collections: Sequence[str] | None = None, chat: str | None = None) -> list[Hit]:
@@ -256,24 +223,26 @@ class Corpus:
             return []  # nothing this user may see: no query embedding, no Chroma call
         # The turn's one query embedding, shared with memory and facts (``QUERY_CACHE``).
         qvec: Embedding = embed_query(query)
-        found = [self.dense.scores(scope, qvec) for scope in scopes]  # never another user's
-        all_ids = [cid for ids, _, scores in found for cid in ids[:len(scores)]]
-        all_scores = np.concatenate([scores for _, _, scores in found])
-        n = min(self.candidates, len(all_scores))
-        top = np.argpartition(-all_scores, n - 1)[:n] if 0 < n < len(all_scores) else np.arange(n)
-        top = top[np.argsort(-all_scores[top], kind="stable")]
-        # best first, as Chroma's nearest-neighbour query returned them
-        dense = {all_ids[i]: float(all_scores[i]) for i in top}
+        owners: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": list(scopes)}
+        where: Where = {"owner": owners}
+        found = self.vectors.query(query_embeddings=[qvec], n_results=self.candidates,
+                                   where=where, include=["distances"])
+        distances = found["distances"]
+        assert distances is not None  # asked for in `include`
+        dense = {cid: 1.0 - float(d) for cid, d in zip(found["ids"][0], distances[0], strict=True)}
         lexical = [self.lexical.search(scope, query, self.candidates) for scope in scopes]
         fused: dict[str, float] = {}
         for ranking in [list(dense), *([cid for cid, _ in lex] for lex in lexical)]:
             for rank, cid in enumerate(ranking, 1):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
         lexical_ids = {cid for lex in lexical for cid, _ in lex}
-        for cid in lexical_ids:  # BM25-only hits: their similarity from the same matrices
-            for _, rows, scores in found:
-                if cid not in dense and rows.get(cid, len(scores)) < len(scores):
-                    dense[cid] = float(scores[rows[cid]])
+        missing = [cid for cid in lexical_ids if cid not in dense]
+        if missing:  # BM25-only hits: score their similarity from the stored vectors
+            got = self.vectors.get(ids=missing, include=["embeddings"])
+            vectors = got["embeddings"]
+            assert vectors is not None  # asked for in `include`
+            for cid, vec in zip(got["ids"], vectors, strict=True):
+                dense[cid] = float(np.asarray(vec, dtype=np.float32) @ qvec)
         keep = [cid for cid in fused if dense.get(cid, -1.0) >= self.min_similarity
                 or (cid in lexical_ids and dense.get(cid, -1.0) >= self.min_similarity - 0.1)]
         keep.sort(key=lambda cid: -fused[cid])

@@ -101,8 +101,9 @@ def test_openai_sdk_streams_an_answer_from_memory_citing_the_sample_corpus(
 
     assert final.choices[0].finish_reason == "stop"
     assert extra["session_id"] != intro.model_extra["lastmile"]["session_id"]  # a new session
-    [cited] = extra["citations"]
-    assert (cited["source_id"], cited["verdict"]) == (number, "supported")
+    # the cited source (another sample document saying the same may be listed as support too)
+    [cited] = [c for c in extra["citations"] if c["source_id"] == number]
+    assert cited["verdict"] == "supported"
     assert Path(cited["path"]).name in {p.name for p in sample_corpus_paths()}
     assert cited["snippet"] and cited["title"]
     assert [s["verdict"] for s in cited["sentences"]] == ["supported"]

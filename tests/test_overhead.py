@@ -151,7 +151,9 @@ def test_bench_overhead_smoke(postgres_url: str, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from conftest import PG_ADMIN_URL
+    # tests/conftest.py's admin URL (importing 'conftest' can find tests/security's under xdist)
+    PG_ADMIN_URL = os.environ.get("LASTMILE_TEST_POSTGRES_URL",
+                                  "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("LASTMILE_")}
     env.update({"OPENBLAS_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})

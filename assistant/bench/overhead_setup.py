@@ -98,6 +98,7 @@ def seed_big_user(url: str, data_dir: Path, user: str, *, turns: int, documents:
         if turns:
             _bulk_turns(bot.store, user, turns)
             # The workers' start-up sweep ran before the rows existed: ask for another.
+            assert bot.jobs is not None
             bot.jobs.enqueue(SWEEP_JOB, {}, dedupe_key=SWEEP_JOB)
         bot.flush()
     return time.monotonic() - started
