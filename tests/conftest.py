@@ -190,33 +190,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 BROWSER_TIMEOUT_MS = 15_000
 
-
-class LiveServer:
-    """``ui.server.create_server`` under uvicorn in a thread, on a free loopback port."""
-
-    def __init__(self, bot, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        import threading
-
-        import uvicorn
-
-        from ui.server import create_server
-
-        config = uvicorn.Config(create_server(bot, **kwargs), host="127.0.0.1", port=0,
-                                log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                pytest.fail("the lastmile server did not start")
-            time.sleep(0.05)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+from ui_support import LiveServer  # noqa: E402 - a plain module: "conftest" is ambiguous under xdist
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from conftest import LiveServer
-from ui_support import BOT, INPUT, SELECTED, send, shot, until
+from ui_support import BOT, INPUT, SELECTED, LiveServer, send, shot, until
 
 from assistant import Assistant, ScriptedModel, Settings
 from assistant.reply import STOPPED
