@@ -29,7 +29,7 @@ from assistant.testing import Fault, FaultServer
 from ui.health import health_router
 from ui.metrics import metrics_router
 
-SECRET = "the vault opens with 7391"
+SECRET = "the vault opens with quokka-7391"
 
 
 def _settings(tmp_path: Path, **extra: Any) -> Settings:
@@ -80,7 +80,7 @@ def test_a_turn_moves_the_turn_histogram_and_nothing_private_shows(tmp_path) -> 
     tokens = "lastmile_tokens_total"
     assert _value(after, tokens, purpose="chat", direction="output") > _value(
         before, tokens, purpose="chat", direction="output")
-    assert SECRET not in body and "7391" not in body
+    assert SECRET not in body and "quokka" not in body
     assert "ann-7f3" not in body and "user_id" not in body
 
 
