@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from memory.chats import Chats as SqlChats
 
 __all__ = ["ChatExtras", "Versions"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,14 +98,31 @@ class ChatExtras:
 
     def choose_version(self, session_id: str, message_id: int, *, user_id: str) -> Versions:
         """Show reply ``message_id`` (one of the last message's versions) instead of the
-        current one; an id that is not a version changes nothing."""
+        current one; an id that is not a version changes nothing.
+
+        The version put away leaves turn memory (``set_status`` drops it from recall);
+        the one brought back is a memory again: its follow-up work is queued anew (the
+        outbox's ``index`` job, deduplicated while one is queued), so recall finds what
+        the chat now shows — whether or not it had been indexed before it was superseded."""
         replies = {m.id: m for m in self._last_turn(user_id, session_id)}
         chosen = replies.get(message_id)
         if chosen is not None and chosen.status == SUPERSEDED:
             others = [i for i, m in replies.items() if i != message_id and m.status != SUPERSEDED]
+            restored = dataclasses.replace(chosen, status=_status_when_restored(chosen))
             self.store.set_status(user_id, session_id, others, SUPERSEDED)
-            self.store.set_status(user_id, session_id, [message_id], _status_when_restored(chosen))
+            self.store.set_status(user_id, session_id, [message_id], restored.status)
+            self._reindex(restored)
         return self.versions(session_id, user_id=user_id)
+
+    def _reindex(self, message: StoredMessage) -> None:
+        """Queue a restored reply's follow-ups (its ``index`` job when it is ``ok``)."""
+        outbox = getattr(self.store, "outbox", None)
+        if outbox is None:  # no job queue (an embedder's store): nothing indexes turns here
+            return
+        try:
+            outbox.submit([message])
+        except Exception:  # the switch is stored; a missing memory is logged, not raised
+            log.warning("could not queue re-indexing of restored reply %s", message.id, exc_info=True)
 
     # export ------------------------------------------------------------------------
     def _session(self, user_id: str, session_id: str) -> SessionInfo:

@@ -162,3 +162,28 @@ def test_attach_refuses_a_path_this_server_did_not_receive(bot: Assistant, tmp_p
     assert result.added == [] and len(result.refused) == 1
     assert "was not uploaded to this server" in result.note() and str(tmp_path) not in result.note()
     assert "sent without it" in result.note()
+
+
+def test_a_restored_version_is_recalled_again_and_the_one_put_away_is_not(settings) -> None:  # type: ignore[no-untyped-def]
+    answers = iter(["The vault codename is PELICAN.", "The vault codename is HERON."])
+    model = ScriptedModel(fn=lambda m: next(answers) if str(m[-1].content).startswith("Give")
+                          else "I am not sure.")
+    cfg = settings.model_copy(update={"cache_mode": "off", "summarize_sessions": False,
+                                      "facts_enabled": False})
+
+    def recalled(bot: Assistant, probe: str) -> str:
+        bot.chat(f"{probe}: what is the vault codename?", session_id=probe, user_id="ann")
+        return "\n".join(str(m.content) for m in model.requests[-1].messages[:-1])
+
+    with Assistant(cfg, model=model) as bot:
+        sid = bot.sessions.new("ann").session_id
+        bot.chat("Give the vault a codename.", session_id=sid, user_id="ann")
+        bot.sessions.regenerate(sid, user_id="ann").text()
+        bot.flush()
+        shown = recalled(bot, "probe1")
+        assert "HERON" in shown and "PELICAN" not in shown  # the version put away left memory
+        first = bot.chats.versions(sid, user_id="ann").ids[0]
+        assert bot.chats.choose_version(sid, first, user_id="ann").index == 1
+        bot.flush()
+        shown = recalled(bot, "probe2")
+    assert "PELICAN" in shown and "HERON" not in shown  # what the chat shows is what is recalled
