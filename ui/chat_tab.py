@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import logging
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -119,34 +119,42 @@ class ChatTab:
         """Stream the first turn, then each message queued meanwhile, until none waits."""
         start: Callable[[], ReplyStream] | None = first
         done = False
+        last: tuple[Any, ...] | None = None
         try:
             while start is not None:
-                yield from self._one(user_id, session_id, token, start, files, clear_box)
+                view = yield from self._one(user_id, session_id, token, start, files, clear_box)
+                last = view if view is not None else last
                 clear_box = False
                 nxt = self.turns.next_or_release(user_id, session_id, token)
                 start, files = (None, []) if nxt is None else (self._starter(user_id, session_id, nxt),
                                                                list(nxt.files))
+                if start is not None and view is not None:
+                    yield view
             done = True
         finally:
             if not done:  # a crash or a page that left: what still waited is said, not lost
                 left = self.turns.abandon(user_id, session_id, token)
                 if left:
                     log.info("%d queued message(s) of a failed turn were not sent", len(left))
-        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.Button(visible=False)
+        # The finished view and the hidden Stop go out as one update, the generator's last:
+        # the page may render only the newest of updates that arrive together, so a later
+        # all-skip update would hide the finished reply behind its last streamed text.
+        last = last or (gr.skip(),) * 4
+        yield (*last[:4], gr.Button(visible=False))
 
     def _starter(self, user_id: str, session_id: str, item: Queued) -> Callable[[], ReplyStream]:
         return lambda: self.bot.stream(message_text(item.text, item.files),
                                        session_id=session_id, user_id=user_id)
 
     def _one(self, user_id: str, session_id: str, token: object, start: Callable[[], ReplyStream],
-             files: list[Any], clear_box: bool) -> Iterator[tuple[Any, ...]]:
+             files: list[Any], clear_box: bool) -> Generator[tuple[Any, ...], None, tuple[Any, ...] | None]:
+        """Yield the streamed reply; return the finished view (None: input rejected)."""
         box = EMPTY_BOX if clear_box else gr.skip()
         try:
             stream = start()
         except LastmileError as exc:  # rejected input: nothing stored, text kept
             gr.Warning(exc.user_message)
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return
+            return None
         self.turns.started(token, stream)
         note = ""
         if files:  # stored message first, then its files: the reply's retrieval sees them
@@ -180,7 +188,7 @@ class ChatTab:
             gr.Warning(reply.notice)
         errors = {reply.message_id: reply.error} if reply.error and reply.message_id else None
         chat, ids, _ = self._view(user_id, session_id, errors, note)
-        yield gr.skip(), chat, ids, views.citations_html(getattr(reply, "citations", None)), gr.skip()
+        return gr.skip(), chat, ids, views.citations_html(getattr(reply, "citations", None)), gr.skip()
 
     def stop(self, user_id: str, session_id: str | None) -> bool:
         """Stop the chat's streaming reply (harmless when none streams)."""
