@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import re
 import unicodedata
@@ -241,6 +242,18 @@ def scan(text: str, *, _depth: int = 0) -> InjectionResult:
     return result
 
 
+#: Retrieved texts recur turn after turn (the same chunks and memories come back), so
+#: their verdicts are kept: ``scan`` is a pure function of the text.
+_VERDICTS = 8192
+
+
+@functools.lru_cache(maxsize=_VERDICTS)
+def _verdict(text: str) -> tuple[float, tuple[str, ...]]:
+    """``scan(text)`` as an immutable (score, rules), remembered per text."""
+    found = scan(text)
+    return found.score, tuple(found.rules)
+
+
 def short_hash(text: str) -> str:
     """A 12-hex-digit fingerprint: finds the same text again without logging it."""
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
@@ -322,9 +335,10 @@ class InjectionGuard(Guard):
             texts = [item_text(item)] + [item_text(c) for c in _context_of(item)]
             res = _mark_of(item) or InjectionResult()
             for text in filter(None, texts):
-                for rule in (found := scan(text)).rules:
+                score, rules = _verdict(text)
+                for rule in rules:
                     res.add(rule, 0.0)
-                res.score = max(res.score, found.score)
+                res.score = max(res.score, score)
             if res.score < self.threshold:
                 kept.append(item)
                 continue

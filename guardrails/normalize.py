@@ -10,6 +10,7 @@ outright: it costs tokens and means nothing to a model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -104,6 +105,14 @@ def normalize_text(text: str) -> tuple[str, Counter[str]]:
     return stripped, +counts
 
 
+@functools.lru_cache(maxsize=8192)
+def _normalized(text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """``normalize_text`` as an immutable pair, remembered per text: retrieved chunks and
+    memories come back turn after turn, and the result depends on the text alone."""
+    clean, counts = normalize_text(text)
+    return clean, tuple(counts.items())
+
+
 def item_text(item: Any) -> str | None:
     """The text of a retrieval item: a str, an object with ``.text``, or a hit whose
     ``.item`` has ``.text`` (``memory.retrieval.MemoryHit``)."""
@@ -172,8 +181,8 @@ class Normalize(Guard):
             if text is None:
                 out.append(item)
                 continue
-            clean, counts = normalize_text(text)
-            total.update(counts)
+            clean, counts = _normalized(text)
+            total.update(dict(counts))
             out.append(with_text(item, clean) if clean != text else item)
         _note(ctx.normalize_retrieval, total)
         return out

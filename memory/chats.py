@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import SessionNotFound
 from assistant.records import SessionInfo
+from memory.db import reads
 from memory.models import Conversation, Message
 from memory.models import aware as _aware
 
@@ -68,6 +69,7 @@ class Chats:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(reads(engine), expire_on_commit=False)  # no BEGIN/ROLLBACK
 
     def search(self, user_id: str, query: str, *, limit: int = 30) -> list[ChatHit]:
         """This user's chats whose title or a live message contains ``query`` (any case),
@@ -106,7 +108,7 @@ class Chats:
 
     def scope(self, user_id: str, session_id: str) -> tuple[str, ...] | None:
         """The collections the person chose for this chat, or None (the default)."""
-        with self._sessions() as db:
+        with self._reads() as db:
             row = db.scalar(select(Conversation.collections).where(
                 Conversation.user_id == user_id, Conversation.key == session_id))
         return None if row is None else tuple(str(c) for c in row)

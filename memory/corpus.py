@@ -27,7 +27,7 @@ from sqlalchemy.orm import sessionmaker
 
 from assistant.protocols import Grounding, Scanner, SourceRef
 from memory.chats import in_scope
-from memory.db import exclusive
+from memory.db import exclusive, reads
 from memory.dense import embed_query
 from memory.embedding_function import for_chroma
 from memory.ingest import IngestReport, ingest_files, prune_source
@@ -103,6 +103,7 @@ class Corpus:
         # The scanner is the guardrails' (``memory.screening``); ``None`` scans nothing.
         self.scanner, self.injection_threshold = scanner, injection_threshold
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(reads(engine), expire_on_commit=False)  # no BEGIN/ROLLBACK
         self.vectors = client.get_or_create_collection(
             COLLECTION, embedding_function=for_chroma(),
             configuration={"hnsw": {"space": "cosine"}})
@@ -161,12 +162,12 @@ class Corpus:
         """Collection name -> source count, for one scope (the user's own, or shared)."""
         stmt = (select(Source.collection, func.count(Source.id)).where(Source.owner == owner_for(user_id))
                 .group_by(Source.collection))
-        with self._sessions() as db:
+        with self._reads() as db:
             return {name: n for name, n in db.execute(stmt)}
 
     def has_documents(self, user_id: str | None = None) -> bool:
         scopes = [SHARED] if user_id is None else [SHARED, owner_for(user_id)]
-        with self._sessions() as db:
+        with self._reads() as db:
             return db.scalar(select(Chunk.id).where(Chunk.owner.in_(scopes)).limit(1)) is not None
 
     def sources(self, user_id: str) -> list[SourceInfo]:
@@ -174,7 +175,7 @@ class Corpus:
         own = owner_for(user_id)
         stmt = (select(Source).where(Source.owner.in_([own, SHARED]))
                 .order_by(Source.owner != own, Source.collection, Source.path))
-        with self._sessions() as db:
+        with self._reads() as db:
             return [SourceInfo(s.id, s.collection, s.path, s.title, s.chunk_count, s.ingested_at,
                                s.owner == SHARED) for s in db.scalars(stmt)]
 
@@ -197,7 +198,7 @@ class Corpus:
         """(Re)build a scope's BM25 index when its chunks changed (any process may ingest)."""
         stmt = (select(Chunk.owner, func.count(Chunk.id), func.max(Chunk.id))
                 .where(Chunk.owner.in_(scopes)).group_by(Chunk.owner))
-        with self._sessions() as db:
+        with self._reads() as db:
             current = {owner: (n, top or 0) for owner, n, top in db.execute(stmt)}
             with self._lock:
                 for scope in scopes:
@@ -246,36 +247,35 @@ class Corpus:
         keep = [cid for cid in fused if dense.get(cid, -1.0) >= self.min_similarity
                 or (cid in lexical_ids and dense.get(cid, -1.0) >= self.min_similarity - 0.1)]
         keep.sort(key=lambda cid: -fused[cid])
-        keep = self._in_scope(keep, collections, chat)
-        return self._hits(keep[:k], scopes, fused, dense)
+        return self._hits(keep, k, scopes, fused, dense, collections, chat)
 
-    def _in_scope(self, ids: list[str], collections: Sequence[str] | None,
-                  chat: str | None) -> list[str]:
-        if not ids:
-            return ids
-        numeric = {int(cid.split("-", 1)[1]): cid for cid in ids}
-        with self._sessions() as db:
-            allowed = {numeric[i] for i, name in db.execute(
-                select(Chunk.id, Chunk.collection).where(Chunk.id.in_(list(numeric))))
-                if in_scope(name, collections, chat)}
-        return [cid for cid in ids if cid in allowed]
-
-    def _hits(self, ids: list[str], scopes: list[str], fused: dict[str, float],
-              dense: dict[str, float]) -> list[Hit]:
+    def _hits(self, ids: list[str], k: int, scopes: list[str], fused: dict[str, float],
+              dense: dict[str, float], collections: Sequence[str] | None,
+              chat: str | None) -> list[Hit]:
+        """The first ``k`` of ``ids`` within the chat's scope (``memory.chats.in_scope``)
+        whose rows are this user's or shared, as hits: one query for the candidates'
+        rows, then the scope and the owner checked in that order on them."""
         if not ids:
             return []
-        numeric = [int(cid.split("-", 1)[1]) for cid in ids]
-        stmt = (select(Chunk, Source.title, Source.path).join(Source, Source.id == Chunk.source_id)
-                .where(Chunk.id.in_(numeric), Chunk.owner.in_(scopes)))  # isolation, again
-        with self._sessions() as db:
-            rows = {c.id: (c, title, path) for c, title, path in db.execute(stmt)}
+        numeric = {cid: int(cid.split("-", 1)[1]) for cid in ids}
+        stmt = (select(Chunk.id, Chunk.collection, Chunk.owner, Chunk.text, Chunk.page,
+                       Chunk.injection_score, Chunk.injection_rules, Source.id, Source.title,
+                       Source.path)
+                .outerjoin(Source, Source.id == Chunk.source_id)
+                .where(Chunk.id.in_(list(numeric.values()))))
+        with self._reads() as db:
+            rows = {row[0]: row for row in db.execute(stmt)}
+        allowed = [cid for cid in ids if numeric[cid] in rows
+                   and in_scope(rows[numeric[cid]][1], collections, chat)]
         hits = []
-        for cid, n in zip(ids, numeric, strict=True):
-            if n in rows:  # a vector whose row is gone (or not this user's) is ignored
-                c, title, path = rows[n]
-                hits.append(Hit(n, fused[cid], dense.get(cid, 0.0), title, path, c.text, c.page,
-                                c.collection, c.injection_score,
-                                tuple(filter(None, (c.injection_rules or "").split(",")))))
+        for cid in allowed[:k]:
+            (n, collection, owner, text, page, injection_score, injection_rules, source_id, title,
+             path) = rows[numeric[cid]]
+            # isolation, again; a vector whose row (or source) is gone is ignored
+            if owner in scopes and source_id is not None:
+                hits.append(Hit(n, fused[cid], dense.get(cid, 0.0), title, path, text, page,
+                                collection, injection_score,
+                                tuple(filter(None, (injection_rules or "").split(",")))))
         return hits
 
     def retrieve(self, user_id: str, query: str, *, token_budget: int,

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from assistant.errors import FactNotFound, VectorStoreUnavailable
 from assistant.protocols import WriteGuard
 from assistant.turn import TurnState
+from memory.db import reads
 from memory.dense import embed_query
 from memory.embedding_function import MiniLMEmbeddingFunction, for_chroma
 from memory.facts_extract import (
@@ -142,6 +143,7 @@ class FactMemory:
         self.guards: WriteGuard = guards or _Unguarded()  # the Assistant passes its guard chain
         self.similarity = similarity
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(reads(engine), expire_on_commit=False)  # no BEGIN/ROLLBACK
         self._embedder = MiniLMEmbeddingFunction()
         self._vectors: OrderedDict[str, Any] = OrderedDict()  # text -> embedding (LRU)
         self._lock = threading.Lock()
@@ -323,7 +325,7 @@ class FactMemory:
     # -- the people API --------------------------------------------------------------
     def facts(self, user_id: str, *, include_history: bool = False) -> list[FactInfo]:
         """The user's valid facts (or every version with ``include_history``), oldest first."""
-        with self._sessions() as db:
+        with self._reads() as db:
             stmt = select(FactRow).where(FactRow.user_id == user_id)
             if not include_history:
                 stmt = stmt.where(FactRow.status == "valid")
@@ -424,7 +426,7 @@ class FactMemory:
     def messages(self, user_id: str, ids: Sequence[int]) -> list[StoredMessage]:
         if not ids:
             return []
-        with self._sessions() as db:
+        with self._reads() as db:
             rows = db.execute(select(Message, Conversation.key)
                               .join(Conversation, Conversation.id == Message.conversation_id)
                               .where(Message.id.in_(list(ids)), Message.user_id == user_id)
@@ -488,7 +490,7 @@ class FactMemory:
                   for i, d in zip(got["ids"][0], got["distances"][0], strict=True)}
         if not scores:
             return []
-        with self._sessions() as db:  # SQL has the last word on what is valid (and whose)
+        with self._reads() as db:  # SQL has the last word on what is valid (and whose)
             rows = db.scalars(select(FactRow).where(FactRow.id.in_(list(scores)),
                                                     FactRow.user_id == user_id,
                                                     FactRow.status == "valid"))

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.orm import Session
 
+from memory.db import reads
 from memory.facts_extract import extract_rules, fact_text, norm_value
 from memory.models import Fact as FactRow
 from memory.models import Message
@@ -107,7 +108,7 @@ def suppressed(engine: Engine, user_id: str) -> set[int]:
     """This user's messages behind forgotten facts, the assistant reply that followed each
     ("Porto is lovely!") and any message restating them, in any session, before or after
     the forget. Empty at the cost of one query when nothing was forgotten."""
-    with Session(engine) as db:
+    with Session(reads(engine)) as db:
         rows = db.scalars(select(FactRow.source_ids).where(
             FactRow.user_id == user_id,
             or_(FactRow.status == "forgotten", FactRow.text_sha256.is_not(None))))

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from memory.db import reads
 from memory.models import MemoryChange, MemoryGeneration, utcnow
 
 __all__ = ["COMPACT_EVERY", "Delta", "MemoryGenerations", "bump", "message_source", "message_sources"]
@@ -120,14 +121,14 @@ class MemoryGenerations:
 
     def current(self, user_id: str) -> int:
         """The user's generation (0 before any memory write): one primary-key read."""
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             value = conn.scalar(select(MemoryGeneration.generation)
                                 .where(MemoryGeneration.user_id == user_id))
         return int(value or 0)
 
     def since(self, user_id: str, generation: int) -> Delta:
         """The net change after ``generation`` (the last logged op of each id wins)."""
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             row = conn.execute(select(MemoryGeneration.generation, MemoryGeneration.floor)
                                .where(MemoryGeneration.user_id == user_id)).first()
             current, floor = (int(row[0]), int(row[1])) if row is not None else (0, 0)
@@ -152,7 +153,7 @@ class MemoryGenerations:
                                       later.source_id == MemoryChange.source_id,
                                       later.op == "add",
                                       later.generation > MemoryChange.generation))
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             rows = conn.scalars(select(MemoryChange.source_id).where(
                 MemoryChange.user_id == user_id, MemoryChange.op == "drop", ~readded))
             return set(rows)

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from assistant.errors import RateLimited
-from memory.db import rowcount
+from memory.db import reads, rowcount
 from memory.models import Job as JobRow
 from memory.models import aware as _aware
 from memory.models import utcnow
@@ -110,6 +110,7 @@ class JobQueue:
         self._wait = wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s,
                                              jitter=backoff_initial_s)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(reads(engine), expire_on_commit=False)  # no BEGIN/ROLLBACK
         self._skip_locked = engine.dialect.name == "postgresql"
         self._listeners: list[Callable[[str], None]] = []
 
@@ -155,7 +156,7 @@ class JobQueue:
             listener(kind)
 
     def _queued_with(self, dedupe_key: str) -> int | None:
-        with self._sessions() as db:
+        with self._reads() as db:
             return db.scalar(select(JobRow.id).where(JobRow.dedupe_key == dedupe_key,
                                                      JobRow.status == "queued"))
 
@@ -170,7 +171,7 @@ class JobQueue:
         stmt = select(func.min(JobRow.run_after)).where(JobRow.status == "queued")
         if kinds is not None:
             stmt = stmt.where(JobRow.kind.in_(list(kinds)))
-        with self._sessions() as db:
+        with self._reads() as db:
             return _aware(db.scalar(stmt))
 
     def claim(self, worker_id: str, kinds: Collection[str] | None = None, limit: int = 1, *,
@@ -190,7 +191,7 @@ class JobQueue:
             due.append(JobRow.kind.in_(list(kinds)))
         pick = select(JobRow.id).where(*due).order_by(JobRow.run_after, JobRow.id).limit(limit)
         if check_first:
-            with self._sessions() as db:
+            with self._reads() as db:
                 if db.scalar(pick.limit(1)) is None:
                     return []
         claimed = {"status": "running", "locked_by": worker_id, "locked_at": now,
@@ -346,7 +347,7 @@ class JobQueue:
 
     # -- inspecting --------------------------------------------------------------------
     def get(self, job_id: int) -> Job | None:
-        with self._sessions() as db:
+        with self._reads() as db:
             row = db.get(JobRow, job_id)
             return _job(row) if row is not None else None
 
@@ -361,7 +362,7 @@ class JobQueue:
         stmt = select(func.count(JobRow.id)).where(and_(*queued) | running)
         if kinds is not None:
             stmt = stmt.where(JobRow.kind.in_(list(kinds)))
-        with self._sessions() as db:
+        with self._reads() as db:
             return int(db.scalar(stmt) or 0)
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
@@ -369,7 +370,7 @@ class JobQueue:
         stmt = select(JobRow.status, func.count(JobRow.id)).group_by(JobRow.status)
         if kind is not None:
             stmt = stmt.where(JobRow.kind == kind)
-        with self._sessions() as db:
+        with self._reads() as db:
             found = dict(db.execute(stmt).all())
         return {s: int(found.get(s, 0)) for s in STATUSES}
 
@@ -380,7 +381,7 @@ class JobQueue:
             stmt = stmt.where(JobRow.status == status)
         if kind is not None:
             stmt = stmt.where(JobRow.kind == kind)
-        with self._sessions() as db:
+        with self._reads() as db:
             return [_job(r) for r in db.scalars(stmt)]
 
     def retry_now(self, kinds: Collection[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import DatabaseUnavailable, SessionNotFound
 from assistant.records import SessionInfo, StoredMessage
-from memory.db import rowcount
+from memory.db import reads, rowcount
 from memory.generations import bump, message_sources
 from memory.models import Conversation, Feedback, Message, ProviderCall, User, utcnow
 from memory.models import aware as _aware
@@ -100,9 +100,14 @@ class ConversationStore:
         #: Follow-up jobs written with every message (set by ``assistant.wiring``).
         self.outbox = outbox
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        #: Sessions that only read: autocommit, no BEGIN/ROLLBACK round trips (``memory.db``).
+        self._reads = sessionmaker(reads(engine), expire_on_commit=False)
 
     def _db(self) -> Session:
         return self._sessions()
+
+    def _read(self) -> Session:
+        return self._reads()
 
     def _conversation(self, db: Session, user_id: str, key: str, *, create: bool) -> Conversation:
         _check_id("user_id", user_id)
@@ -162,7 +167,7 @@ class ConversationStore:
                 .outerjoin(counts, counts.c.conversation_id == Conversation.id)
                 .where(Conversation.user_id == user_id)
                 .order_by(Conversation.updated_at.desc(), Conversation.id.desc()))
-        with self._db() as db:
+        with self._read() as db:
             return [_session(row, n) for row, n in db.execute(stmt)]
 
     def rename_session(self, user_id: str, key: str, title: str) -> SessionInfo:
@@ -254,25 +259,26 @@ class ConversationStore:
 
     def history(self, user_id: str, key: str) -> list[StoredMessage]:
         """All messages of a session, oldest first. Unknown session → ``SessionNotFound``."""
-        with self._db() as db:
+        with self._read() as db:
             conv = self._conversation(db, user_id, key, create=False)
             rows = db.scalars(select(Message).where(Message.conversation_id == conv.id)
                               .order_by(Message.id))
             return [_message(r, key) for r in rows]
 
     def recent(self, user_id: str, key: str, limit: int) -> list[StoredMessage]:
-        """The newest ``limit`` messages, oldest first; empty for an unknown session."""
-        with self._db() as db:
-            try:
-                conv = self._conversation(db, user_id, key, create=False)
-            except SessionNotFound:
-                return []
-            rows = db.scalars(select(Message).where(Message.conversation_id == conv.id)
+        """The newest ``limit`` messages, oldest first; empty for an unknown session.
+        One statement (the session is looked up inside it): this runs every turn."""
+        _check_id("user_id", user_id)
+        _check_id("session_id", key)
+        conv = (select(Conversation.id).where(Conversation.user_id == user_id,
+                                              Conversation.key == key).scalar_subquery())
+        with self._read() as db:
+            rows = db.scalars(select(Message).where(Message.conversation_id == conv)
                               .order_by(Message.id.desc()).limit(limit))
             return [_message(r, key) for r in reversed(list(rows))]
 
     def provider_calls(self, user_id: str) -> list[dict]:
-        with self._db() as db:
+        with self._read() as db:
             rows = db.scalars(select(ProviderCall).where(ProviderCall.user_id == user_id)
                               .order_by(ProviderCall.id))
             return [{c.name: getattr(r, c.name) for c in ProviderCall.__table__.columns} for r in rows]
@@ -283,7 +289,7 @@ class ConversationStore:
         stmt = (select(Message, Conversation.key).join(Conversation)
                 .where(Message.indexed_at.is_(None), Message.status == "ok")
                 .order_by(Message.id).limit(limit))
-        with self._db() as db:
+        with self._read() as db:
             return [_message(row, key) for row, key in db.execute(stmt)]
 
     def mark_indexed(self, ids: Iterable[int]) -> None:
@@ -309,7 +315,7 @@ class ConversationStore:
         wanted = list(ids)
         if not wanted:
             return [], {}
-        with self._db() as db:
+        with self._read() as db:
             rows = list(db.execute(select(Message, Conversation.key).join(Conversation)
                                    .where(Message.id.in_(wanted), Message.status == "ok")
                                    .order_by(Message.id)))
@@ -400,5 +406,5 @@ class ConversationStore:
         stmt = (select(Feedback.message_id, Feedback.value).join(Message, Message.id == Feedback.message_id)
                 .join(Conversation).where(Feedback.user_id == user_id, Conversation.key == key,
                                           Conversation.user_id == user_id))
-        with self._db() as db:
+        with self._read() as db:
             return {mid: value for mid, value in db.execute(stmt)}

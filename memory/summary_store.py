@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from memory.db import reads
 from memory.forgotten import suppressed
 from memory.models import Conversation, Message, SessionSummary
 from memory.store import StoredMessage, _message
@@ -48,6 +49,7 @@ class SummaryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(reads(engine), expire_on_commit=False)  # no BEGIN/ROLLBACK
 
     def _conversation_id(self, db: Session, user_id: str, key: str) -> int | None:
         return db.scalar(select(Conversation.id).where(Conversation.user_id == user_id,
@@ -55,7 +57,7 @@ class SummaryStore:
 
     def versions(self, user_id: str, key: str) -> list[SummaryRecord]:
         """Every version of the session's summary, oldest first ([] if none / not yours)."""
-        with self._sessions() as db:
+        with self._reads() as db:
             conv = self._conversation_id(db, user_id, key)
             if conv is None:
                 return []
@@ -65,10 +67,11 @@ class SummaryStore:
             return [_record(r, key) for r in rows]
 
     def latest(self, user_id: str, key: str) -> SummaryRecord | None:
-        with self._sessions() as db:
-            conv = self._conversation_id(db, user_id, key)
-            if conv is None:
-                return None
+        """The newest version (None: no summary, or not this user's session); one
+        statement, read every turn."""
+        conv = select(Conversation.id).where(Conversation.user_id == user_id,
+                                             Conversation.key == key).scalar_subquery()
+        with self._reads() as db:
             row = db.scalar(select(SessionSummary).where(
                 SessionSummary.conversation_id == conv, SessionSummary.user_id == user_id)
                 .order_by(SessionSummary.version.desc()).limit(1))
@@ -77,7 +80,7 @@ class SummaryStore:
     def turns(self, user_id: str, key: str, after_id: int, upto_id: int,
               limit: int = 200) -> list[StoredMessage]:
         """Usable messages with ``after_id < id <= upto_id``, oldest first."""
-        with self._sessions() as db:
+        with self._reads() as db:
             conv = self._conversation_id(db, user_id, key)
             if conv is None:
                 return []
