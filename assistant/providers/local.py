@@ -94,10 +94,37 @@ def load_llama(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
 
             if not _CACHE:
                 atexit.register(close_models)
-            _CACHE[key] = _Loaded(Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
-                                        n_threads_batch=n_threads, verbose=False),
-                                  threading.Lock(), _Gate())
+            with _no_weight_repacking():
+                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                              n_threads_batch=n_threads, verbose=False)
+            _CACHE[key] = _Loaded(llama, threading.Lock(), _Gate())
         return _CACHE[key]
+
+
+@contextmanager
+def _no_weight_repacking() -> Iterator[None]:
+    """Load with llama.cpp's extra buffer types off (``use_extra_bufts``).
+
+    They repack weights for the CPU's widest kernels (AMX, AVX-512); where the CPU
+    advertises AMX but the kernel or VM does not grant its tile state, the first prompt
+    of more than one token segfaults in ``decode``. For models this size the plain
+    kernels cost little. ``Llama`` takes no argument for it, so its default parameters
+    are wrapped for the duration of one load (the caller holds ``_CACHE_LOCK``).
+    """
+    import llama_cpp.llama_cpp as native
+
+    defaults = native.llama_model_default_params
+
+    def params() -> Any:
+        made = defaults()
+        made.use_extra_bufts = False
+        return made
+
+    native.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        native.llama_model_default_params = defaults
 
 
 def close_models(timeout: float = 30.0) -> int:
