@@ -187,3 +187,18 @@ def test_a_restored_version_is_recalled_again_and_the_one_put_away_is_not(settin
         bot.flush()
         shown = recalled(bot, "probe2")
     assert "PELICAN" in shown and "HERON" not in shown  # what the chat shows is what is recalled
+
+
+def test_kept_back_files_become_refusal_lines_and_anything_malformed_is_ignored() -> None:
+    from ui.chat_attach import kept_back
+
+    limit = 20_000_000
+    lines = kept_back(json.dumps([{"name": "../../etc/scan.pdf", "size": 25_300_000},
+                                  {"name": "../../etc/scan.pdf", "size": 25_300_000}]), limit)
+    assert lines == ["scan.pdf: 25.3 MB is over the 20 MB limit (LASTMILE_INGEST_MAX_FILE_MB)."]
+    for bad in (None, "", "not json", "{}", '"x"', "[1, null, []]", '[{"name": "a"}]',
+                '[{"name": "a", "size": "big"}]', '[{"name": "a", "size": true}]',
+                '[{"name": "a", "size": -1}]', '[{"name": "a", "size": NaN}]'):
+        assert kept_back(bad, limit) == [], bad
+    many = json.dumps([{"name": f"f{i}.pdf", "size": limit + i} for i in range(500)])
+    assert len(kept_back(many, limit)) == 20

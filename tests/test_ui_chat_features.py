@@ -41,6 +41,7 @@ POLICY = ("# Travel policy\n\n## Per diem\n\nThe daily per diem is 45 EUR within
           "outside the EU.\n")
 QUESTION = "What is the per diem outside the EU?"
 LONG = " ".join(f"w{i}" for i in range(80))  # ~10 s at the paced rate
+LIMIT_MB = 1  # LASTMILE_INGEST_MAX_FILE_MB of the module's server (a too-big file stays small)
 
 
 class Paced(ScriptedModel):
@@ -73,7 +74,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Assista
     settings = Settings(data_dir=root / "data", database_url=f"sqlite:///{root / 'ui.db'}",
                         index_turns=False, cache_mode="off", summarize_sessions=False,
                         extractive_answers="off", citation_policy="annotate", auth="header",
-                        auth_trusted_proxies="127.0.0.1/32")
+                        auth_trusted_proxies="127.0.0.1/32", ingest_max_file_mb=LIMIT_MB)
     docs = Corpus(open_engine(settings.resolved_database_url), open_chroma(settings.chroma_path))
     model = Paced(fn=_answer(itertools.count(1)))
     bot = Assistant(settings, model=model, documents=docs)
@@ -193,8 +194,60 @@ def test_attach_in_chat_then_a_cited_answer_and_its_export(app, pages, tmp_path)
 
     page.locator("#lm-delete-box").click()  # the chat's files go with it
     page.locator("#lm-delete").click()
-    until(lambda: bot.documents.sources("ada") == [])
-    assert not Path(kept).exists()
+    # sources first, then the chat's folder: wait for both (the handler may be between them)
+    until(lambda: bot.documents.sources("ada") == [] and not Path(kept).exists())
+
+
+def test_a_too_big_attachment_is_said_in_the_chat_and_the_message_goes_without_it(
+        app, pages, tmp_path) -> None:
+    _, bot, _ = app
+    page = _open(app, pages, "bea")
+    big, small = tmp_path / "big-report.md", tmp_path / "notes.md"
+    big.write_text("# Big\n\n" + "lorem ipsum " * 150_000)  # 1.8 MB: over the 1 MB limit
+    small.write_text("# Notes\n\nThe badge office opens at nine.\n")
+    page.locator("#lm-input input[type=file]").set_input_files([str(big), str(small)])
+    expect(page.locator("#lm-input [aria-label='File thumbnail']")).to_have_count(1)  # the small one
+    send(page, "here are my files")
+    expect(page.locator(BOT).last).to_contain_text("(scripted) you said: here are my files")
+    notes = page.locator("#lm-chat .lm-attach-note")
+    expect(notes.filter(has_text="big-report.md")).to_contain_text(f"over the {LIMIT_MB} MB limit")
+    expect(notes.filter(has_text="Attached to this chat")).to_contain_text("notes.md")
+    expect(page.locator(".toast-body.error")).to_have_count(0)  # said in the chat, not a toast
+    shot(page, "chat-attach-too-big")
+    session = _session(bot, "bea")
+    said = [m.content for m in bot.sessions.history(session, user_id="bea") if m.role == "user"]
+    assert said == ["here are my files"]  # the note is shown, never stored
+    assert [Path(s.path).name for s in bot.documents.sources("bea")] == ["notes.md"]
+    assert not list(Path(bot.settings.data_dir).rglob("big-report.md"))  # nothing of it kept
+    page.reload()  # a refusal belongs to the message it came with, not to the next one
+    expect(page.locator(SELECTED)).to_have_count(1)
+    send(page, "and another")
+    expect(page.locator(BOT).last).to_contain_text("(scripted) you said: and another")
+    expect(page.locator("#lm-chat .lm-attach-note")).to_have_count(0)
+    page.locator("#lm-input input[type=file]").set_input_files([str(big)])  # alone, no text
+    page.locator("#lm-send").click()
+    expect(page.locator(".toast-body.warning")).to_contain_text(f"over the {LIMIT_MB} MB limit")
+    assert len(bot.sessions.history(session, user_id="bea")) == 4  # nothing was sent
+
+
+def test_a_too_big_file_dropped_on_the_box_is_kept_back_the_same_way(app, pages) -> None:
+    _, bot, _ = app
+    page = _open(app, pages, "dora")
+    dropped = page.evaluate_handle("""(limit) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File(["x".repeat(limit + 1)], "huge-scan.md", {type: "text/markdown"}));
+        dt.items.add(new File(["# Menu\\n\\nSoup on Mondays.\\n"], "menu.md", {type: "text/markdown"}));
+        return dt;
+    }""", LIMIT_MB * 1_000_000)
+    page.dispatch_event("#lm-input textarea", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#lm-input [aria-label='File thumbnail']")).to_have_count(1)
+    send(page, "dropped two files")
+    expect(page.locator(BOT).last).to_contain_text("(scripted) you said: dropped two files")
+    notes = page.locator("#lm-chat .lm-attach-note")
+    expect(notes.filter(has_text="huge-scan.md")).to_contain_text("over the 1 MB limit")
+    expect(notes.filter(has_text="Attached to this chat")).to_contain_text("menu.md")
+    expect(page.locator(".toast-body.error")).to_have_count(0)
+    assert [Path(s.path).name for s in bot.documents.sources("dora")] == ["menu.md"]
 
 
 def test_search_finds_only_the_users_own_chats(app, pages) -> None:

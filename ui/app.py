@@ -34,11 +34,12 @@ def launch_options() -> dict[str, Any]:
             "system-ui", "sans-serif"]  # bundled with Gradio: nothing is fetched online
     mono: list[gr.themes.Font | str] = [gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"]
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=font, font_mono=mono)
+    from ui.chat_attach import ATTACH_HEAD
     from ui.chat_client import RECONNECT_HEAD
     from ui.chat_extras import CHAT_CSS
 
-    return {"css": views.CSS + CHAT_CSS, "head": views.HEAD + RECONNECT_HEAD, "footer_links": [],
-            "theme": theme}
+    return {"css": views.CSS + CHAT_CSS, "head": views.HEAD + RECONNECT_HEAD + ATTACH_HEAD,
+            "footer_links": [], "theme": theme}
 
 
 def _model_label(bot: Assistant) -> str | None:

@@ -114,20 +114,21 @@ class ChatTab:
 
     # streaming ----------------------------------------------------------------------
     def _run(self, user_id: str, session_id: str, token: object,
-             first: Callable[[], ReplyStream], files: list[Any], clear_box: bool
-             ) -> Iterator[tuple[Any, ...]]:
-        """Stream the first turn, then each message queued meanwhile, until none waits."""
+             first: Callable[[], ReplyStream], files: list[Any], clear_box: bool,
+             refused: Sequence[str] = ()) -> Iterator[tuple[Any, ...]]:
+        """Stream the first turn, then each message queued meanwhile, until none waits.
+        ``refused``: lines for files the page kept back from this message (too big)."""
         start: Callable[[], ReplyStream] | None = first
         done = False
         last: tuple[Any, ...] | None = None
         try:
             while start is not None:
-                view = yield from self._one(user_id, session_id, token, start, files, clear_box)
+                view = yield from self._one(user_id, session_id, token, start, files, clear_box, refused)
                 last = view if view is not None else last
                 clear_box = False
                 nxt = self.turns.next_or_release(user_id, session_id, token)
-                start, files = (None, []) if nxt is None else (self._starter(user_id, session_id, nxt),
-                                                               list(nxt.files))
+                start, files, refused = (None, [], ()) if nxt is None else (
+                    self._starter(user_id, session_id, nxt), list(nxt.files), nxt.refused)
                 if start is not None and view is not None:
                     yield view
             done = True
@@ -147,7 +148,8 @@ class ChatTab:
                                        session_id=session_id, user_id=user_id)
 
     def _one(self, user_id: str, session_id: str, token: object, start: Callable[[], ReplyStream],
-             files: list[Any], clear_box: bool) -> Generator[tuple[Any, ...], None, tuple[Any, ...] | None]:
+             files: list[Any], clear_box: bool, refused: Sequence[str] = ()
+             ) -> Generator[tuple[Any, ...], None, tuple[Any, ...] | None]:
         """Yield the streamed reply; return the finished view (None: input rejected)."""
         box = EMPTY_BOX if clear_box else gr.skip()
         try:
@@ -157,10 +159,10 @@ class ChatTab:
             return None
         self.turns.started(token, stream)
         note = ""
-        if files:  # stored message first, then its files: the reply's retrieval sees them
+        if files or refused:  # stored message first, then its files: the reply's retrieval sees them
             from ui.chat_attach import attach_files
 
-            note = attach_files(self.bot, user_id, session_id, files).note()
+            note = attach_files(self.bot, user_id, session_id, files, refused).note()
         try:
             shown = with_note(self._rows(user_id, session_id)[0], note)
             typing = {"role": "assistant", "content": views.TYPING}
@@ -206,6 +208,8 @@ class ChatTab:
     # layout and events ---------------------------------------------------------------
     def build(self, sidebar: Any) -> tuple[Callable[..., tuple[Any, ...]], list[Any]]:
         """Create the components; returns the page-load handler and its outputs."""
+        from ui.chat_attach import KEPT_BACK_ID, kept_back, max_file_bytes  # it imports this module
+
         bot, identity = self.bot, self.identity
         session, ids = gr.State(None), gr.State([])
         with sidebar:
@@ -253,6 +257,9 @@ class ChatTab:
             scope = gr.CheckboxGroup(choices=[], show_label=False, elem_id="lm-scope")
             scope_reset = gr.Button("Back to the default", size="sm", elem_id="lm-scope-default")
         cites = gr.HTML("", elem_id="lm-citations")
+        # Files the page kept out of the box as too big (ui.chat_attach.ATTACH_HEAD).
+        kept_box = gr.Textbox(visible="hidden", elem_id=KEPT_BACK_ID, show_label=False,
+                              container=False)
         opened = [session, sessions, title_box, chat, ids, cites, stop_btn]
 
         def on_load(request: gr.Request) -> tuple[Any, ...]:
@@ -299,7 +306,16 @@ class ChatTab:
         def after_turn(session_id: str, request: gr.Request) -> tuple[Any, str]:
             return self._sidebar(identity.viewer(request).user_id, session_id, select=False)
 
-        def on_send(value: Any, session_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        def on_send(value: Any, session_id: str | None, kept: str | None,
+                    request: gr.Request) -> Iterator[tuple[Any, ...]]:
+            # The kept-back field is read once, with the message it came with, then emptied.
+            first: Any = "" if kept else gr.skip()
+            for out in send(value, session_id, kept_back(kept, max_file_bytes(bot)), request):
+                yield (*out, first)
+                first = gr.skip()
+
+        def send(value: Any, session_id: str | None, refused: list[str],
+                 request: gr.Request) -> Iterator[tuple[Any, ...]]:
             skip = (gr.skip(),) * 5
             if not session_id:
                 gr.Warning("The page is still loading; please try again in a moment.")
@@ -307,11 +323,16 @@ class ChatTab:
                 return
             user = identity.viewer(request).user_id
             text, files = message_parts(value)
+            if not text.strip() and not files and refused:  # only a file that was too big
+                gr.Warning(" ".join(f"Not attached — {why}" for why in refused))
+                yield skip
+                return
             if not text.strip() and not files and self.turns.partial(user, session_id) is not None:
                 gr.Warning("Type a message first.")  # nothing to queue
                 yield skip
                 return
-            token = self.turns.claim_or_queue(user, session_id, Queued(text, tuple(files)))
+            token = self.turns.claim_or_queue(user, session_id,
+                                              Queued(text, tuple(files), tuple(refused)))
             if token is None:  # a reply is streaming: this one waits, shown as queued
                 partial = self.turns.partial(user, session_id)
                 rows = self._rows(user, session_id)[0]
@@ -321,7 +342,8 @@ class ChatTab:
                        gr.skip(), gr.skip(), gr.skip())
                 return
             yield from self._run(user, session_id, token, lambda: bot.stream(
-                message_text(text, files), session_id=session_id, user_id=user), files, clear_box=True)
+                message_text(text, files), session_id=session_id, user_id=user), files,
+                clear_box=True, refused=refused)
 
         def busy(user: str, session_id: str) -> object | None:
             token = self.turns.claim(user, session_id)
@@ -373,7 +395,8 @@ class ChatTab:
         turn_out = [box, chat, ids, cites, stop_btn]
         turns: list[Any] = []
         for trigger in (box.submit, send_btn.click):
-            turn = trigger(on_send, [box, session], turn_out, api_visibility="private",
+            turn = trigger(on_send, [box, session, kept_box], [*turn_out, kept_box],
+                           api_visibility="private",
                            show_progress="minimal", trigger_mode="multiple")
             turn.then(after_turn, [session], [sessions, title_box], **QUIET).then(
                 *after, **QUIET).then(*extras.memory_event(), **QUIET)

@@ -24,10 +24,12 @@ Key = tuple[str, str]
 
 @dataclass(frozen=True)
 class Queued:
-    """A message waiting for the reply before it: its text and attached files."""
+    """A message waiting for the reply before it: its text, attached files and the
+    lines for files the page kept back from it (too big)."""
 
     text: str
     files: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
 
 
 @dataclass

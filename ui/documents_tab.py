@@ -39,7 +39,7 @@ from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
 
 __all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "discard_upload", "keep_upload",
-           "received_upload", "sources_frame", "upload_folder"]
+           "received_upload", "sources_frame", "too_big", "upload_folder"]
 
 log = logging.getLogger(__name__)
 ALLOWED_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
@@ -125,10 +125,13 @@ def check_upload(path: Path, max_bytes: int) -> str | None:
     if path.suffix.lower() not in ALLOWED_TYPES:
         return f"{path.name}: unsupported type {path.suffix or '(none)'}; allowed: {', '.join(ALLOWED_TYPES)}"
     size = path.stat().st_size
-    if size > max_bytes:
-        return (f"{path.name}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit "
-                "(LASTMILE_INGEST_MAX_FILE_MB)")
-    return None
+    return too_big(path.name, size, max_bytes) if size > max_bytes else None
+
+
+def too_big(name: str, size: float, max_bytes: int) -> str:
+    """The sentence for a file over the size limit (the page's refusals say the same)."""
+    return (f"{name}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit "
+            "(LASTMILE_INGEST_MAX_FILE_MB)")
 
 
 def upload_folder(data_dir: Path, user_id: str) -> Path:

@@ -200,7 +200,8 @@ def test_no_event_copies_a_server_file_into_the_cache(rig: Any) -> None:
     secret = rig.settings.data_dir.parent / f"secret-{os.urandom(4).hex()}.cfg"
     secret.write_text(f"db_password = {os.urandom(8).hex()}\n")
     client = rig.sign_in("bob")
-    done = call(client, event_index(client, "lm-input", "submit"), [file_data(str(secret)), None])
+    done = call(client, event_index(client, "lm-input", "submit"),
+                [file_data(str(secret)), None, None])  # the box, the session, the kept-back field
     assert not done["success"] and "not uploaded by a user" in done["output"]["error"]
     assert list(Path(get_upload_folder()).glob(f"*/{secret.name}")) == []
     assert secret.read_text().split(" = ")[1].strip() not in rig.provider_bodies()
