@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from assistant.errors import BudgetExceeded
+from memory.db import reads
 from memory.ledger import nusd_to_usd, today
 from memory.models import BudgetAlert, BudgetCounter, ControlFlag, utcnow
 
@@ -99,7 +100,7 @@ class Budget:
         """The caps in force, re-read from the database at most every ``CAPS_REFRESH_S``."""
         read_at, overrides = self._overrides
         if time.monotonic() - read_at >= CAPS_REFRESH_S:
-            with self.engine.connect() as conn:
+            with reads(self.engine).connect() as conn:
                 rows = dict(conn.execute(select(ControlFlag.name, ControlFlag.value).where(
                     ControlFlag.name.in_(CAP_FLAGS.values()))).all())
             overrides = {scope: _nusd(None if rows[flag] == "off" else float(rows[flag]))

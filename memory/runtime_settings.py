@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.providers import registry
 from assistant.settings import Settings
+from memory.db import reads
 from memory.models import ControlFlag, utcnow
 
 __all__ = ["PREFIX", "TUNABLE", "RuntimeSettings", "check_value"]
@@ -91,7 +92,7 @@ class RuntimeSettings:
             if self.engine is None or self._clock() - read_at < self.refresh_s:
                 return dict(known)
         try:
-            with self.engine.connect() as conn:
+            with reads(self.engine).connect() as conn:
                 rows = conn.execute(select(ControlFlag.name, ControlFlag.value)
                                     .where(ControlFlag.name.startswith(PREFIX))).all()
         except SQLAlchemyError as exc:

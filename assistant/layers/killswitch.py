@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from assistant.errors import ConfigurationError, RemoteCallsDisabled
 from assistant.layers.resilience import close_quietly
 from assistant.providers.base import ChatModel, ModelChunk, ModelRequest, ModelWrapper
+from memory.db import reads
 from memory.models import ControlFlag, utcnow
 
 __all__ = ["KILL_SWITCH", "ControlFlags", "KillSwitchModel"]
@@ -67,7 +68,7 @@ class ControlFlags:
         row: dict[str, Any] = {"value": "off", "updated_by": None, "updated_at": None}
         if self.engine is not None:
             try:
-                with self.engine.connect() as conn:
+                with reads(self.engine).connect() as conn:
                     found = conn.execute(select(ControlFlag.value, ControlFlag.updated_by,
                                                 ControlFlag.updated_at)
                                          .where(ControlFlag.name == KILL_SWITCH)).first()
