@@ -149,15 +149,24 @@ def test_attach_in_chat_then_a_cited_answer_and_its_export(app, pages, tmp_path)
     files.mkdir()
     (files / "table.csv").write_text("a,b\n1,2\n")
     (files / "blank.md").write_text("")
+    from pypdf import PdfWriter
+
+    locked = PdfWriter()
+    locked.add_blank_page(612, 792)
+    locked.encrypt("s3cret", algorithm="RC4-128")
+    with open(files / "locked.pdf", "wb") as fh:
+        locked.write(fh)
     policy = files / "travel-policy.md"
     policy.write_text(POLICY)
 
-    _attach(page, files / "table.csv", files / "blank.md")
+    _attach(page, files / "table.csv", files / "blank.md", files / "locked.pdf")
     send(page, "hello with files")  # refused files: said in the chat, the message still goes
     expect(page.locator(BOT).last).to_contain_text("(scripted) you said: hello with files")
     notes = page.locator("#lm-chat .lm-attach-note")
     expect(notes.filter(has_text="table.csv")).to_contain_text("unsupported type .csv")
     expect(notes.filter(has_text="blank.md")).to_contain_text("empty")
+    expect(notes.filter(has_text="locked.pdf")).to_contain_text("encrypted PDF (needs a password)")
+    expect(notes.filter(has_text="locked.pdf")).not_to_contain_text(str(tmp_path))  # no server path
 
     _attach(page, policy)
     send(page, QUESTION)
