@@ -202,3 +202,36 @@ def test_kept_back_files_become_refusal_lines_and_anything_malformed_is_ignored(
         assert kept_back(bad, limit) == [], bad
     many = json.dumps([{"name": f"f{i}.pdf", "size": limit + i} for i in range(500)])
     assert len(kept_back(many, limit)) == 20
+
+
+def test_the_memory_notice_reads_learned_updated_and_one_forget_and_undoes_an_update(
+        settings) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from ui.chat_memory import changes_from, notice_html, undo
+
+    cfg = settings.model_copy(update={"index_turns": False, "cache_mode": "off",
+                                      "summarize_sessions": False, "facts_model": "rules"})
+    with Assistant(cfg, model=ScriptedModel(fn=lambda m: "Noted.")) as bot:
+        sid = bot.sessions.new("ann").session_id
+
+        def say(text: str) -> list:  # type: ignore[type-arg]
+            bot.chat(text, session_id=sid, user_id="ann")
+            bot.flush()
+            asked = [m for m in bot.sessions.history(sid, user_id="ann") if m.role == "user"][-1]
+            return changes_from(bot, "ann", asked.id)
+
+        [learned] = say("I live in Lisbon.")
+        assert (learned.op, learned.text) == ("learned", "The user lives in Lisbon.")
+        [updated] = say("I live in Porto now.")
+        assert (updated.op, updated.previous_text) == ("updated", "The user lives in Lisbon.")
+        shown = notice_html([updated])
+        assert 'data-op="updated"' in shown and "(was: The user lives in Lisbon.)" in shown
+        assert changes_from(bot, "bob", learned.fact_id) == []  # another user's notice is empty
+        assert undo(bot, "ann", [dataclasses.asdict(updated)]) == "Undone."
+        assert [f.text for f in bot.facts.list("ann")] == ["The user lives in Lisbon."]
+        forgot = say("Forget where I live.")  # three versions erased: one change
+        assert [(c.op, c.text, c.key, c.undoable) for c in forgot] == [("forgotten", "", "home", False)]
+        assert "what you told me about your home" in notice_html(forgot)
+        assert undo(bot, "ann", [dataclasses.asdict(c) for c in forgot]) == "Nothing to undo."
+        assert bot.facts.list("ann") == []

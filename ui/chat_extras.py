@@ -214,6 +214,6 @@ class Extras:
             return gr.skip(), gr.skip(), gr.skip()
         if not changes:
             return gr.skip(), gr.skip(), gr.skip()
-        kept = [{"op": c.op, "fact_id": c.fact_id, "text": c.text,
-                 "previous_text": c.previous_text, "undoable": c.undoable} for c in changes]
+        kept = [{"op": c.op, "fact_id": c.fact_id, "text": c.text, "previous_text": c.previous_text,
+                 "undoable": c.undoable, "key": c.key} for c in changes]
         return gr.Row(visible=True), notice_html(changes), kept

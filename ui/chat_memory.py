@@ -36,14 +36,17 @@ class MemoryChange:
     text: str
     previous_text: str = ""
     undoable: bool = True
+    key: str = ""  # what the fact is about (``home``): all a forgotten one still says
 
 
 def changes_from(bot: Assistant, user_id: str, message_id: int) -> list[MemoryChange]:
-    """What message ``message_id`` did to the user's facts (read from their history)."""
+    """What message ``message_id`` did to the user's facts (read from their history).
+    Forgetting a fact erases every version of it: that is one change, not one per version."""
     found: list[MemoryChange] = []
+    forgot: dict[str, MemoryChange] = {}
     facts = bot.facts.list(user_id, include_history=True)
     by_id = {f.id: f for f in facts}
-    for fact in facts:
+    for fact in sorted(facts, key=lambda f: f.id):
         made_here = bool(fact.source_ids) and fact.source_ids[0] == message_id \
             and fact.extractor != "user-edit"
         if made_here and fact.status == "valid" and fact.supersedes is None:
@@ -52,8 +55,9 @@ def changes_from(bot: Assistant, user_id: str, message_id: int) -> list[MemoryCh
             old = by_id.get(fact.supersedes or -1)
             found.append(MemoryChange("updated", fact.id, fact.text, old.text if old else ""))
         elif (fact.reason or "").endswith(f"(msg-{message_id})") and fact.status in ("forgotten", "invalid"):
-            found.append(MemoryChange("forgotten", fact.id, fact.text, undoable=False))
-    return found
+            forgot[fact.key or str(fact.id)] = MemoryChange("forgotten", fact.id, fact.text,
+                                                            undoable=False, key=fact.key)
+    return found + list(forgot.values())
 
 
 def wait_for_changes(bot: Assistant, user_id: str, message_id: int, *,
@@ -80,7 +84,9 @@ def notice_html(changes: list[MemoryChange]) -> str:
         return ""
     rows = []
     for c in changes:
-        what = html.escape(c.text) if c.text else "a fact (its text is erased)"
+        what = html.escape(c.text) if c.text else \
+            f"what you told me about your {html.escape(c.key)} (its text is erased)" if c.key else \
+            "a fact (its text is erased)"
         before = f' <span class="lm-mem-was">(was: {html.escape(c.previous_text)})</span>' \
             if c.previous_text else ""
         rows.append(f'<li class="lm-mem-change" data-op="{c.op}" data-fact="{c.fact_id}">'
