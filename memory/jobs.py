@@ -130,16 +130,18 @@ class JobQueue:
             except IntegrityError:
                 continue  # a concurrent enqueue won the dedupe race: return its id
             self.notify(kind)
+            assert job_id is not None  # flushed: ``add`` returns the id
             return job_id
         raise RuntimeError(f"could not enqueue {kind!r} with dedupe key {dedupe_key!r}")
 
     def add(self, db: Session, kind: str, payload: Mapping[str, Any], *,
             user_id: str | None = None, dedupe_key: str | None = None, delay_s: float = 0.0,
-            max_attempts: int | None = None) -> int:
+            max_attempts: int | None = None, flush: bool = True) -> int | None:
         """Add a job inside the caller's transaction ``db`` (it commits or rolls back
         with whatever else ``db`` writes: the outbox). No dedupe lookup: a key that is
         already queued raises ``IntegrityError`` at flush. Call ``notify(kind)`` after
-        the commit to wake this process's workers."""
+        the commit to wake this process's workers. ``flush=False`` leaves the row to the
+        commit's flush (jobs added together go in one INSERT) and returns None."""
         _check_job(kind, payload, dedupe_key)
         now = utcnow()
         row = JobRow(kind=kind, payload=dict(payload), user_id=user_id, dedupe_key=dedupe_key,
@@ -147,6 +149,8 @@ class JobQueue:
                      run_after=now + timedelta(seconds=max(0.0, delay_s)),
                      created_at=now, updated_at=now)
         db.add(row)
+        if not flush:
+            return None
         db.flush()
         return row.id
 

@@ -88,8 +88,8 @@ class Outbox:
             return []
         kinds = []
         for f in self.follow_ups(message):
-            self.jobs.add(db, f.kind, f.payload, user_id=message.user_id,
-                          dedupe_key=f.dedupe_key, delay_s=f.delay_s)
+            self.jobs.add(db, f.kind, f.payload, user_id=message.user_id,  # one INSERT at commit
+                          dedupe_key=f.dedupe_key, delay_s=f.delay_s, flush=False)
             kinds.append(f.kind)
         return kinds
 
