@@ -2,10 +2,11 @@
 
 ``Corpus`` is the default ``assistant.protocols.Documents``. Collections belong to one
 user (owner ``user:<id>``) or are shared (owner ``shared``); a query searches the
-asking user's own scope plus the shared one, and nothing else — the dense query filters
-Chroma on those owners, BM25 keeps one index per scope, and the chunk rows themselves
-are read back from SQL with the same owner filter, so another user's chunk can never
-reach a prompt. Dense (MiniLM) and lexical (BM25) rankings are fused by reciprocal rank;
+asking user's own scope plus the shared one, and nothing else — dense search reads one
+vector matrix per scope (loaded from Chroma by owner, reloaded when the scope's chunks
+change; Chroma's filtered query while an ingest is in flight), BM25 keeps one index per
+scope, and the chunk rows themselves are read back from SQL with the same owner filter,
+so another user's chunk can never reach a prompt. Dense (MiniLM) and lexical (BM25) rankings are fused by reciprocal rank;
 a chunk is shown only if it is similar enough to the question, so small talk gets no
 sources block at all.
 """
@@ -28,7 +29,7 @@ from sqlalchemy.orm import sessionmaker
 from assistant.protocols import Grounding, Scanner, SourceRef
 from memory.chats import in_scope
 from memory.db import exclusive, reads
-from memory.dense import embed_query
+from memory.dense import DIM, embed_query
 from memory.embedding_function import for_chroma
 from memory.ingest import IngestReport, ingest_files, prune_source
 from memory.lexical import LexicalIndex
@@ -111,6 +112,10 @@ class Corpus:
         self.max_file_bytes, self.chunk_chars, self.chunk_overlap = max_file_bytes, chunk_chars, chunk_overlap
         self.lexical = LexicalIndex()
         self._signatures: dict[str, tuple[int, int]] = {}
+        #: Each scope's chunk vectors (ids, rows), read from Chroma when the scope's chunks
+        #: change and kept only when complete, so a search is one matrix product rather
+        #: than a filtered Chroma query plus a fetch of the BM25-only hits' vectors.
+        self._matrices: dict[str, tuple[tuple[int, int], list[str], np.ndarray]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -144,8 +149,11 @@ class Corpus:
                              f"got {collection!r:.80}")
         # One ingest of a collection at a time across replicas (two starting together
         # ingested the sample corpus at once: a UniqueViolation); the second sees it done.
-        with exclusive(self.engine, f"ingest:{owner_for(user_id)}:{collection.strip()}"):
-            report = self._ingest(paths, collection, user_id, progress)
+        try:
+            with exclusive(self.engine, f"ingest:{owner_for(user_id)}:{collection.strip()}"):
+                report = self._ingest(paths, collection, user_id, progress)
+        finally:  # this process's searches reload the scope's vectors
+            self._forget_matrix(owner_for(user_id))
         return report
 
     def _ingest(self, paths: Iterable[str | Path], collection: str, user_id: str | None,
@@ -191,6 +199,7 @@ class Corpus:
             db.delete(row)
         if ids:
             self.vectors.delete(ids=ids)
+        self._forget_matrix(owner_for(user_id))
         return True
 
     # retrieval ----------------------------------------------------------------------
@@ -210,6 +219,78 @@ class Corpus:
                     self.lexical.add(scope, ((f"chunk-{i}", t) for i, t in rows))
                     self._signatures[scope] = sig
 
+    def _forget_matrix(self, scope: str) -> None:
+        with self._lock:
+            self._matrices.pop(scope, None)
+
+    def _matrix(self, scope: str) -> tuple[list[str], np.ndarray] | None:
+        """The scope's chunk vectors as of its current signature (that of the BM25 index
+        ``_lexical_ready`` just checked against SQL), or None while they are incomplete:
+        an ingest commits its rows before their vectors, and a search meanwhile asks
+        Chroma directly. A matrix is kept only when its ids are exactly the scope's rows."""
+        sig = self._signatures.get(scope, (0, 0))
+        with self._lock:
+            held = self._matrices.get(scope)
+        if held is not None and held[0] == sig:
+            return held[1], held[2]
+        if not sig[0]:
+            ids, rows = [], np.empty((0, DIM), np.float32)
+        else:
+            got = self.vectors.get(where={"owner": scope}, include=["embeddings"])
+            embeddings = got["embeddings"]
+            assert embeddings is not None  # asked for in `include`
+            ids, rows = list(got["ids"]), np.asarray(embeddings, dtype=np.float32).reshape(-1, DIM)
+            with self._reads() as db:
+                live = {f"chunk-{i}" for i in db.scalars(select(Chunk.id).where(Chunk.owner == scope))}
+            if len(live) != sig[0] or set(ids) != live:
+                return None  # vectors (or rows) in flight: not kept
+        with self._lock:
+            self._matrices[scope] = (sig, ids, rows)
+        return ids, rows
+
+    def _dense(self, scopes: list[str], qvec: np.ndarray,
+               lexical_ids: set[str]) -> tuple[list[str], dict[str, float]] | None:
+        """The best ``candidates`` chunks of ``scopes`` (best first, as Chroma's
+        nearest-neighbour query returns them) and the cosine similarity of those and of
+        the BM25 hits among the rest; None when a scope's vectors are not all in yet."""
+        found = [self._matrix(scope) for scope in scopes]
+        if any(f is None for f in found):
+            return None
+        ids = [cid for f in found if f is not None for cid in f[0]]
+        if not ids:
+            return [], {}
+        scores = np.concatenate([f[1] @ qvec for f in found if f is not None])
+        n = min(self.candidates, len(ids))
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(ids) else np.arange(n)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        dense = {ids[i]: float(scores[i]) for i in top}
+        nearest = list(dense)
+        wanted = lexical_ids - dense.keys()
+        for i, cid in enumerate(ids):
+            if cid in wanted:
+                dense[cid] = float(scores[i])
+        return nearest, dense
+
+    def _chroma_dense(self, scopes: list[str], qvec: Embedding,
+                      lexical_ids: set[str]) -> tuple[list[str], dict[str, float]]:
+        """``_dense`` through Chroma (while an ingest is in flight)."""
+        owners: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": list(scopes)}
+        where: Where = {"owner": owners}
+        found = self.vectors.query(query_embeddings=[qvec], n_results=self.candidates,
+                                   where=where, include=["distances"])
+        distances = found["distances"]
+        assert distances is not None  # asked for in `include`
+        dense = {cid: 1.0 - float(d) for cid, d in zip(found["ids"][0], distances[0], strict=True)}
+        nearest = list(dense)
+        missing = [cid for cid in lexical_ids if cid not in dense]
+        if missing:  # BM25-only hits: score their similarity from the stored vectors
+            got = self.vectors.get(ids=missing, include=["embeddings"])
+            vectors = got["embeddings"]
+            assert vectors is not None  # asked for in `include`
+            for cid, vec in zip(got["ids"], vectors, strict=True):
+                dense[cid] = float(np.asarray(vec, dtype=np.float32) @ qvec)
+        return nearest, dense
+
     def search(self, user_id: str, query: str, k: int | None = None, *,
                collections: Sequence[str] | None = None, chat: str | None = None) -> list[Hit]:
         """Best chunks for ``query`` among this user's and the shared collections, within
@@ -223,27 +304,16 @@ class Corpus:
         if not any(self._signatures.get(scope, (0, 0))[0] for scope in scopes):
             return []  # nothing this user may see: no query embedding, no Chroma call
         # The turn's one query embedding, shared with memory and facts (``QUERY_CACHE``).
-        qvec: Embedding = embed_query(query)
-        owners: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": list(scopes)}
-        where: Where = {"owner": owners}
-        found = self.vectors.query(query_embeddings=[qvec], n_results=self.candidates,
-                                   where=where, include=["distances"])
-        distances = found["distances"]
-        assert distances is not None  # asked for in `include`
-        dense = {cid: 1.0 - float(d) for cid, d in zip(found["ids"][0], distances[0], strict=True)}
+        qvec = np.asarray(embed_query(query), dtype=np.float32)
         lexical = [self.lexical.search(scope, query, self.candidates) for scope in scopes]
+        lexical_ids = {cid for lex in lexical for cid, _ in lex}
+        found = self._dense(scopes, qvec, lexical_ids)
+        nearest, dense = found if found is not None else self._chroma_dense(
+            scopes, qvec, lexical_ids)
         fused: dict[str, float] = {}
-        for ranking in [list(dense), *([cid for cid, _ in lex] for lex in lexical)]:
+        for ranking in [nearest, *([cid for cid, _ in lex] for lex in lexical)]:
             for rank, cid in enumerate(ranking, 1):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
-        lexical_ids = {cid for lex in lexical for cid, _ in lex}
-        missing = [cid for cid in lexical_ids if cid not in dense]
-        if missing:  # BM25-only hits: score their similarity from the stored vectors
-            got = self.vectors.get(ids=missing, include=["embeddings"])
-            vectors = got["embeddings"]
-            assert vectors is not None  # asked for in `include`
-            for cid, vec in zip(got["ids"], vectors, strict=True):
-                dense[cid] = float(np.asarray(vec, dtype=np.float32) @ qvec)
         keep = [cid for cid in fused if dense.get(cid, -1.0) >= self.min_similarity
                 or (cid in lexical_ids and dense.get(cid, -1.0) >= self.min_similarity - 0.1)]
         keep.sort(key=lambda cid: -fused[cid])
