@@ -6,9 +6,9 @@ asking user's own scope plus the shared one, and nothing else — dense search r
 vector matrix per scope (loaded from Chroma by owner, reloaded when the scope's chunks
 change; Chroma's filtered query while an ingest is in flight), BM25 keeps one index per
 scope, and the chunk rows themselves are read back from SQL with the same owner filter,
-so another user's chunk can never reach a prompt. Dense (MiniLM) and lexical (BM25) rankings are fused by reciprocal rank;
-a chunk is shown only if it is similar enough to the question, so small talk gets no
-sources block at all.
+so another user's chunk can never reach a prompt. Dense (MiniLM) and lexical (BM25)
+rankings are fused by reciprocal rank; a chunk is shown only if it is similar enough to
+the question, so small talk gets no sources block at all.
 """
 
 from __future__ import annotations

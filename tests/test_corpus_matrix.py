@@ -4,11 +4,14 @@ another's), after a deletion, and while an ingest's vectors are still missing.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
-from memory.corpus import Corpus, owner_for
+from memory.corpus import Corpus, Hit, owner_for
 from memory.db import open_engine
 from memory.vectors import open_chroma
 
@@ -29,23 +32,24 @@ def _write(folder: Path, name: str, text: str) -> Path:
 
 
 @pytest.fixture
-def engine(database_url: str):  # type: ignore[no-untyped-def]
+def engine(database_url: str) -> Iterator[Engine]:
     engine = open_engine(database_url)
     yield engine
     engine.dispose()
 
 
-def _corpus(engine, chroma: Path) -> Corpus:  # type: ignore[no-untyped-def]
+def _corpus(engine: Engine, chroma: Path) -> Corpus:
     return Corpus(engine, open_chroma(chroma), chunk_chars=300, chunk_overlap=40)
 
 
-def _through_chroma(corpus: Corpus, monkeypatch: pytest.MonkeyPatch, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _through_chroma(corpus: Corpus, monkeypatch: pytest.MonkeyPatch, *args: Any,
+                    **kwargs: Any) -> list[Hit]:
     with monkeypatch.context() as m:
         m.setattr(corpus, "_dense", lambda *a: None)
         return corpus.search(*args, **kwargs)
 
 
-def test_matrix_search_returns_what_the_chroma_query_returns(engine, tmp_path: Path,
+def test_matrix_search_returns_what_the_chroma_query_returns(engine: Engine, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = _corpus(engine, tmp_path / "chroma")
     corpus.ingest([_write(tmp_path / "own", n, t) for n, t in TOPICS.items()],
@@ -62,20 +66,20 @@ def test_matrix_search_returns_what_the_chroma_query_returns(engine, tmp_path: P
     assert any(h.title == "ferry" for h in corpus.search("ann", "when does the ferry leave?"))
 
 
-def test_a_document_is_found_right_after_it_is_ingested(engine, tmp_path: Path) -> None:
+def test_a_document_is_found_right_after_it_is_ingested(engine: Engine, tmp_path: Path) -> None:
     corpus = _corpus(engine, tmp_path / "chroma")
     corpus.ingest([_write(tmp_path / "a", "ferry", TOPICS["ferry"])], collection="c", user_id="bo")
     assert corpus.search("bo", "ferry timetable")  # caches the scope's matrix
     corpus.ingest([_write(tmp_path / "b", "tram", TOPICS["tram"])], collection="c", user_id="bo")
-    assert [h.title for h in corpus.search("bo", "tram fares and day tickets")][0] == "tram"
+    assert corpus.search("bo", "tram fares and day tickets")[0].title == "tram"
     # ...and through another process's corpus (its own memory), sharing the stores
     other = _corpus(engine, tmp_path / "chroma")
     assert other.search("bo", "tram fares and day tickets")
     other.ingest([_write(tmp_path / "c", "library", TOPICS["library"])], collection="c", user_id="bo")
-    assert [h.title for h in corpus.search("bo", "library opening hours books")][0] == "library"
+    assert corpus.search("bo", "library opening hours books")[0].title == "library"
 
 
-def test_a_deleted_source_is_never_returned(engine, tmp_path: Path) -> None:
+def test_a_deleted_source_is_never_returned(engine: Engine, tmp_path: Path) -> None:
     corpus = _corpus(engine, tmp_path / "chroma")
     corpus.ingest([_write(tmp_path / "a", n, t) for n, t in TOPICS.items()], collection="c",
                   user_id="cy")
@@ -85,7 +89,7 @@ def test_a_deleted_source_is_never_returned(engine, tmp_path: Path) -> None:
     assert all(h.title != "parking" for h in corpus.search("cy", "parking permit price"))
 
 
-def test_missing_vectors_fall_back_to_chroma_and_are_not_kept(engine, tmp_path: Path,
+def test_missing_vectors_fall_back_to_chroma_and_are_not_kept(engine: Engine, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows committed before their vectors (an ingest in flight): no matrix is kept."""
     corpus = _corpus(engine, tmp_path / "chroma")
