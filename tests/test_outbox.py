@@ -207,9 +207,6 @@ def test_an_idle_worker_runs_a_job_another_process_queued_within_2s(engine) -> N
         workers.stop(5)
 
 
-@pytest.mark.xfail(reason="issue 12: on this box a batch takes ~0.5-1 s (retrieval add + generation "
-                          "bump under SQLite write contention), so few are done during the stream; "
-                          "not yet diagnosed", strict=False)
 def test_indexing_latency_is_bounded_under_a_steady_stream(tmp_path: Path, database_url: str) -> None:
     """Turns arrive every 50 ms for 3 s; the linger (0.3 s) never restarts, so messages
     are indexed while the stream goes on, not after it stops."""
