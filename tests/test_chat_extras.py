@@ -190,7 +190,7 @@ def test_a_restored_version_is_recalled_again_and_the_one_put_away_is_not(settin
 
 
 def test_kept_back_files_become_refusal_lines_and_anything_malformed_is_ignored() -> None:
-    from ui.chat_attach import kept_back
+    from ui.upload_limit import kept_back
 
     limit = 20_000_000
     lines = kept_back(json.dumps([{"name": "../../etc/scan.pdf", "size": 25_300_000},

@@ -259,6 +259,28 @@ def test_a_too_big_file_dropped_on_the_box_is_kept_back_the_same_way(app, pages)
     assert [Path(s.path).name for s in bot.documents.sources("dora")] == ["menu.md"]
 
 
+def test_a_too_big_document_upload_names_the_limit_and_the_rest_is_ingested(
+        app, pages, tmp_path) -> None:
+    _, bot, _ = app
+    page = _open(app, pages, "uma")
+    page.get_by_role("tab", name="Documents").click()
+    big, small, later = (tmp_path / n for n in ("big-handbook.md", "faq.md", "later.md"))
+    big.write_text("# Handbook\n\n" + "lorem ipsum " * 150_000)  # 1.8 MB: over the 1 MB limit
+    small.write_text("# FAQ\n\nThe canteen opens at noon.\n")
+    later.write_text("# Later\n\nThe library closes at six.\n")
+    page.locator("#lm-upload input[type=file]").set_input_files([str(big), str(small)])
+    expect(page.locator("#lm-upload-too-big")).to_contain_text(
+        f"big-handbook.md: 1.8 MB is over the {LIMIT_MB} MB limit (LASTMILE_INGEST_MAX_FILE_MB): not added")
+    expect(page.locator("#lm-ingest-result")).to_contain_text("✓ faq.md")
+    expect(page.locator(".toast-body.error")).to_have_count(0)  # not Gradio's "exceed … 976.6 Kb"
+    shot(page, "documents-too-big")
+    assert [Path(s.path).name for s in bot.documents.sources("uma")] == ["faq.md"]
+    assert not list(Path(bot.settings.data_dir).rglob("big-handbook.md"))
+    page.locator("#lm-upload input[type=file]").set_input_files([str(later)])  # the next pick
+    expect(page.locator("#lm-ingest-result")).to_contain_text("✓ later.md")
+    expect(page.locator("#lm-upload-too-big")).not_to_contain_text("big-handbook.md")
+
+
 def test_search_finds_only_the_users_own_chats(app, pages) -> None:
     _, bot, _ = app
     for user, text in (("sam", "zebra crossing notes"), ("tom", "my zebra plan"),

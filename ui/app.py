@@ -34,11 +34,11 @@ def launch_options() -> dict[str, Any]:
             "system-ui", "sans-serif"]  # bundled with Gradio: nothing is fetched online
     mono: list[gr.themes.Font | str] = [gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"]
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=font, font_mono=mono)
-    from ui.chat_attach import ATTACH_HEAD
     from ui.chat_client import RECONNECT_HEAD
     from ui.chat_extras import CHAT_CSS
+    from ui.upload_limit import LIMIT_HEAD
 
-    return {"css": views.CSS + CHAT_CSS, "head": views.HEAD + RECONNECT_HEAD + ATTACH_HEAD,
+    return {"css": views.CSS + CHAT_CSS, "head": views.HEAD + RECONNECT_HEAD + LIMIT_HEAD,
             "footer_links": [], "theme": theme}
 
 

@@ -8,17 +8,14 @@ forged-path fix), then type and size (``check_upload``). A file that cannot be u
 too big, unsupported, encrypted, empty — gets one friendly line naming the limit, and
 the message itself is still sent without it.
 
-A file over the size limit never reaches the server: Gradio's page refuses it before
-uploading (``max_file_size``) — with a toast, dropping the files picked with it too.
-``ATTACH_HEAD`` keeps such a file out of the box first (paperclip or drop) and notes its
-name and size in a hidden field the send event reads (``kept_back``), so it gets the
-same line in the chat as any other refused file and the rest of the pick is attached.
+A file over the size limit never reaches the server: the page keeps it out of the box
+(``ui.upload_limit``) and the send event passes on what it kept back (``refused``), so
+it gets the same line in the chat as any other refused file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,89 +24,9 @@ from typing import Any
 
 from assistant.orchestrator import Assistant
 from memory.chats import attached_collection
-from ui.documents_tab import (
-    _refuse,
-    check_upload,
-    discard_upload,
-    received_upload,
-    too_big,
-    upload_folder,
-)
+from ui.documents_tab import _refuse, check_upload, discard_upload, received_upload, upload_folder
 
-__all__ = ["ATTACH_HEAD", "KEPT_BACK_ID", "Attached", "attach_files", "chat_folder", "kept_back",
-           "max_file_bytes"]
-
-#: The hidden field where the page notes the files it kept back as too big.
-KEPT_BACK_ID = "lm-attach-refused"
-_KEPT_BACK_MAX = 20  # entries read from that field (a page could claim any number)
-
-#: Before Gradio sees a pick or a drop in the chat box, files over Gradio's own
-#: ``max_file_size`` (the config it checks against) are taken out and noted as
-#: ``[{"name", "size"}]`` in the hidden field; the others go on to Gradio as usual.
-ATTACH_HEAD = """<script>
-(() => {
-  const FIELD = "#%s";
-  const limit = () => Number((window.gradio_config || {}).max_file_size) || Infinity;
-  const inBox = (el) => !!(el && el.closest && el.closest("#lm-input"));
-  const note = (files) => {
-    const field = document.querySelector(FIELD + " textarea, " + FIELD + " input");
-    if (!field) return;
-    let kept = [];
-    try { kept = JSON.parse(field.value || "[]"); } catch (err) { kept = []; }
-    if (!Array.isArray(kept)) kept = [];
-    for (const f of files) kept.push({name: f.name, size: f.size});
-    field.value = JSON.stringify(kept);
-    field.dispatchEvent(new Event("input", {bubbles: true}));
-  };
-  const split = (list) => {
-    const ok = new DataTransfer(), big = [];
-    for (const f of Array.from(list || [])) {
-      if (f.size > limit()) big.push(f); else ok.items.add(f);
-    }
-    return [ok, big];
-  };
-  document.addEventListener("change", (e) => {
-    const input = e.target;
-    if (!(input instanceof HTMLInputElement) || input.type !== "file" || !inBox(input)) return;
-    const [ok, big] = split(input.files);
-    if (!big.length) return;
-    note(big);
-    input.files = ok.files;
-    if (!ok.files.length) { e.stopImmediatePropagation(); input.value = ""; }
-  }, true);
-  const ours = new WeakSet();
-  document.addEventListener("drop", (e) => {
-    if (ours.has(e) || !inBox(e.target) || !e.dataTransfer || !e.dataTransfer.files.length) return;
-    const [ok, big] = split(e.dataTransfer.files);
-    if (!big.length) return;
-    e.preventDefault();
-    e.stopImmediatePropagation();
-    note(big);
-    const again = new DragEvent("drop", {bubbles: true, cancelable: true, composed: true,
-                                         dataTransfer: ok});
-    ours.add(again);
-    e.target.dispatchEvent(again);  // the rest (or nothing) goes to Gradio as a drop
-  }, true);
-})();
-</script>""".replace("%s", KEPT_BACK_ID)
-
-
-def kept_back(raw: str | None, max_bytes: int) -> list[str]:
-    """One refusal line per file the page kept back as too big (``ATTACH_HEAD``'s
-    field). Only ever shown to the person whose page sent it; anything malformed is
-    ignored, names are cut to their base name."""
-    try:
-        items = json.loads(raw or "[]")
-    except ValueError:
-        return []
-    lines: list[str] = []
-    for item in items[:_KEPT_BACK_MAX] if isinstance(items, list) else []:
-        size = item.get("size") if isinstance(item, dict) else None
-        if not isinstance(size, (int, float)) or isinstance(size, bool) or not size >= 0:
-            continue
-        name = Path(str(item.get("name") or "")).name[:200] or "(no name)"
-        lines.append(too_big(name, size, max_bytes) + ".")
-    return list(dict.fromkeys(lines))
+__all__ = ["Attached", "attach_files", "chat_folder", "max_file_bytes"]
 
 
 @dataclass
@@ -155,7 +72,7 @@ def max_file_bytes(bot: Assistant) -> int:
 def attach_files(bot: Assistant, user_id: str, session_id: str, files: Iterable[Any],
                  refused: Sequence[str] = ()) -> Attached:
     """Check and ingest ``files`` (paths as Gradio passed them) for this chat;
-    ``refused``: lines for files the page already kept back (``kept_back``)."""
+    ``refused``: lines for files the page already kept back (``ui.upload_limit.kept_back``)."""
     max_bytes = max_file_bytes(bot)
     result = Attached(refused=list(refused))
     for name in _named(files):

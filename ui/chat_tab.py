@@ -208,7 +208,8 @@ class ChatTab:
     # layout and events ---------------------------------------------------------------
     def build(self, sidebar: Any) -> tuple[Callable[..., tuple[Any, ...]], list[Any]]:
         """Create the components; returns the page-load handler and its outputs."""
-        from ui.chat_attach import KEPT_BACK_ID, kept_back, max_file_bytes  # it imports this module
+        from ui.chat_attach import max_file_bytes  # it imports this module
+        from ui.upload_limit import CHAT_FIELD, kept_back
 
         bot, identity = self.bot, self.identity
         session, ids = gr.State(None), gr.State([])
@@ -257,8 +258,8 @@ class ChatTab:
             scope = gr.CheckboxGroup(choices=[], show_label=False, elem_id="lm-scope")
             scope_reset = gr.Button("Back to the default", size="sm", elem_id="lm-scope-default")
         cites = gr.HTML("", elem_id="lm-citations")
-        # Files the page kept out of the box as too big (ui.chat_attach.ATTACH_HEAD).
-        kept_box = gr.Textbox(visible="hidden", elem_id=KEPT_BACK_ID, show_label=False,
+        # Files the page kept out of the box as too big (ui.upload_limit).
+        kept_box = gr.Textbox(visible="hidden", elem_id=CHAT_FIELD, show_label=False,
                               container=False)
         opened = [session, sessions, title_box, chat, ids, cites, stop_btn]
 

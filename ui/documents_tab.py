@@ -37,9 +37,10 @@ from assistant.audit import audit
 from assistant.orchestrator import Assistant
 from ui.chat_tab import QUIET, friendly
 from ui.identity import Identity
+from ui.upload_limit import DOCS_FIELD, kept_back, too_big
 
 __all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "discard_upload", "keep_upload",
-           "received_upload", "sources_frame", "too_big", "upload_folder"]
+           "received_upload", "sources_frame", "upload_folder"]
 
 log = logging.getLogger(__name__)
 ALLOWED_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
@@ -128,12 +129,6 @@ def check_upload(path: Path, max_bytes: int) -> str | None:
     return too_big(path.name, size, max_bytes) if size > max_bytes else None
 
 
-def too_big(name: str, size: float, max_bytes: int) -> str:
-    """The sentence for a file over the size limit (the page's refusals say the same)."""
-    return (f"{name}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit "
-            "(LASTMILE_INGEST_MAX_FILE_MB)")
-
-
 def upload_folder(data_dir: Path, user_id: str) -> Path:
     """``<data dir>/uploads/<sha256(user id)[:32]>``: one folder per user id, whatever
     characters it holds (``..``, ``a@b`` and ``a_b`` are three folders, all inside
@@ -160,6 +155,9 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
                     f"at most {max_bytes / 1e6:.0f} MB per file.")
         upload = gr.File(label="Upload documents", file_count="multiple", elem_id="lm-upload",
                          file_types=list(ALLOWED_TYPES))
+        # Files of the latest pick the page kept out of the upload as too big (ui.upload_limit).
+        kept = gr.Textbox(visible="hidden", elem_id=DOCS_FIELD, show_label=False, container=False)
+        too_big_lines = gr.Markdown(elem_id="lm-upload-too-big")
         result = gr.Markdown(elem_id="lm-ingest-result")
         table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True,
                              elem_id="lm-sources", label="Sources")
@@ -178,6 +176,12 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
             user = identity.require(request, "user").user_id
             return sources_frame(corpus().sources(user)) if bot.documents is not None else \
                 sources_frame([])
+
+        @friendly
+        def on_kept(raw: str | None, request: gr.Request) -> str:
+            """The latest pick's files that were too big to upload (empty: none were)."""
+            identity.require(request, "user")
+            return "\n".join(f"- ✗ {why.removesuffix('.')}: not added" for why in kept_back(raw, max_bytes))
 
         @friendly
         def on_upload(files: list[Any] | None, request: gr.Request,
@@ -217,6 +221,7 @@ def build_documents(bot: Assistant, identity: Identity) -> gr.Tab:
 
         tab.select(on_show, None, [table], **QUIET)
         upload.upload(on_upload, [upload], [result, table, upload], api_visibility="private")
+        kept.change(on_kept, [kept], [too_big_lines], **QUIET)
         table.select(on_select, [table], [chosen], **QUIET)
         delete.click(on_delete, [chosen], [table, chosen], **QUIET)
     return tab
