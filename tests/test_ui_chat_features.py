@@ -353,7 +353,8 @@ def test_memory_notice_links_to_the_fact_and_undoes_it(app, pages) -> None:
     shot(page, "chat-memory-notice")
     page.locator("#lm-memory-open").click()
     expect(page.locator("#lm-tab-memory")).to_be_visible()
-    expect(page.locator("#lm-facts")).to_contain_text(fact.text)
+    expect(page.locator("#lm-facts tr.lm-linked")).to_contain_text(fact.text)  # that fact's row
+    expect(page.locator("#lm-fact-id input, #lm-fact-id textarea")).to_have_value(str(fact.id))
     page.get_by_role("tab", name="Chat").click()
     page.locator("#lm-memory-undo").click()
     expect(notice).to_be_hidden()

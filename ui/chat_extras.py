@@ -32,6 +32,7 @@ CHAT_CSS = """
 .lm-mem-notice ul { margin: .2rem 0 0 1rem; padding: 0; font-size: .85rem; }
 .lm-mem-head { font-weight: 600; font-size: .85rem; }
 .lm-mem-was { color: var(--body-text-color-subdued); }
+#lm-facts tr.lm-linked td { background: var(--color-accent-soft); }
 #lm-versions { align-items: center; gap: .3rem; justify-content: flex-end; }
 #lm-versions .lm-version { font-size: .8rem; font-family: var(--font-mono); }
 #lm-reconnect { position: fixed; top: 0; left: 0; right: 0; z-index: 1000; padding: .5rem 1rem;

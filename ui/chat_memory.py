@@ -19,11 +19,30 @@ from assistant.orchestrator import Assistant
 
 __all__ = ["MemoryChange", "changes_from", "notice_html", "undo", "wait_for_changes"]
 
-#: Clicks the Memory tab (the notice's link); the fact id rides in the link's data.
+#: The notice's link: opens the Memory tab, then marks the fact's row (its id rides in
+#: the notice's ``data-fact``), scrolls to it and puts its id in the "Fact id" box, ready
+#: to correct or forget. A forgotten fact has no row: the tab just opens.
 OPEN_MEMORY_JS = """() => {
   const tab = [...document.querySelectorAll('#lm-tabs button[role=tab]')]
     .find((b) => b.textContent.trim() === 'Memory');
   if (tab) tab.click();
+  const wanted = [...document.querySelectorAll(
+    '#lm-memory-changes [data-fact]:not([data-op=forgotten])')].map((li) => li.dataset.fact);
+  let tries = 0;
+  const mark = () => {
+    const rows = [...document.querySelectorAll('#lm-facts tbody tr')];
+    const row = rows.find((r) => wanted.includes((r.querySelector('td')?.textContent || '').trim()));
+    if (!row) { if (wanted.length && ++tries < 60) setTimeout(mark, 250); return; }
+    rows.forEach((r) => r.classList.remove('lm-linked'));
+    row.classList.add('lm-linked');
+    row.scrollIntoView({block: 'center'});
+    const box = document.querySelector('#lm-fact-id textarea, #lm-fact-id input');
+    if (box) {
+      box.value = row.querySelector('td').textContent.trim();
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+    }
+  };
+  setTimeout(mark, 250);
 }"""
 
 
