@@ -235,3 +235,15 @@ def test_the_memory_notice_reads_learned_updated_and_one_forget_and_undoes_an_up
         assert "what you told me about your home" in notice_html(forgot)
         assert undo(bot, "ann", [dataclasses.asdict(c) for c in forgot]) == "Nothing to undo."
         assert bot.facts.list("ann") == []
+
+
+def test_the_sources_table_names_files_without_server_paths(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ui.documents_tab import sources_frame
+
+    kept = tmp_path / "data" / "uploads" / ("ab" * 16) / "chats" / "0123abcd" / "policy.md"
+    frame = sources_frame([SimpleNamespace(id=1, collection="uploads", shared=False, title="Policy",
+                                           path=str(kept), chunks=2, updated_at=None)])
+    assert frame.loc[0, "file"] == "policy.md"
+    assert str(tmp_path) not in frame.to_csv() and "ab" * 16 not in frame.to_csv()

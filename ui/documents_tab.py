@@ -44,7 +44,7 @@ __all__ = ["ALLOWED_TYPES", "build_documents", "check_upload", "discard_upload",
 
 log = logging.getLogger(__name__)
 ALLOWED_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
-COLUMNS = ["id", "collection", "scope", "title", "path", "chunks", "updated"]
+COLUMNS = ["id", "collection", "scope", "title", "file", "chunks", "updated"]
 UPLOAD_COLLECTION = "uploads"
 NOT_RECEIVED = "was not uploaded to this server (upload the file itself, not a path)"
 
@@ -114,8 +114,10 @@ def upload_line(name: str, report: Any) -> str:
 
 
 def sources_frame(sources: list[Any]) -> pd.DataFrame:
+    """The sources table; a file by its name (where the server keeps it is not the reader's
+    business: no data dir, no per-user hash folder, no checkout path on the page)."""
     rows = [{"id": s.id, "collection": s.collection, "scope": "shared" if s.shared else "yours",
-             "title": s.title, "path": s.path, "chunks": s.chunks,
+             "title": s.title, "file": Path(str(s.path or "")).name, "chunks": s.chunks,
              "updated": s.updated_at.strftime("%Y-%m-%d %H:%M") if s.updated_at else ""}
             for s in sources]
     return pd.DataFrame(rows, columns=COLUMNS)
