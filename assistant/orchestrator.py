@@ -21,13 +21,16 @@ from typing import TypeVar, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from assistant import grounding, telemetry, wiring
 from assistant.context import ContextReport
 from assistant.deprecation import Moved
-from assistant.errors import LastmileError, StreamInterrupted, TurnStopped
+from assistant.errors import DatabaseUnavailable, LastmileError, StreamInterrupted, TurnStopped
 from assistant.facts import Facts
 from assistant.layers.consume import consume
+from assistant.layers.ledger import DEFER_KEY, DeferredRows
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
 from assistant.providers import REMOTE, ChatModel, ModelRequest, Usage
 from assistant.providers.base import approx_message_tokens, first_leaf
@@ -244,6 +247,8 @@ class Assistant:
         report: ContextReport | None = None
         started = time.perf_counter()
         model_started: float | None = None
+        # The turn's ledger rows commit with its reply (one transaction, not one each).
+        deferred = DeferredRows() if getattr(self.store, "writes_along", False) else None
         try:
             model = self.model
             out.provider = model.label
@@ -255,7 +260,8 @@ class Assistant:
                 metadata={"purpose": "chat", "user_id": ctx.user_id,
                           "session_id": ctx.session_id, "turn_id": user_msg.id,
                           "cache": ctx.cache, "snippets": ctx.snippets,
-                          telemetry.TRACE_KEY: telemetry.turn_trace(ctx)})
+                          telemetry.TRACE_KEY: telemetry.turn_trace(ctx),
+                          **({DEFER_KEY: deferred} if deferred is not None else {})})
             model_started = time.perf_counter()
             for piece in consume(model, request, out):  # text and Restart markers
                 if piece and out.first_token_ms is None:
@@ -281,7 +287,7 @@ class Assistant:
                 ctx.stages_ms["model"] = round(
                     (time.perf_counter() - model_started) * 1000, 2)
             try:
-                stored = self._store_reply(ctx, user_msg, model, messages, out, report)
+                stored = self._store_reply(ctx, user_msg, model, messages, out, report, deferred)
             finally:  # the turn's span and metrics, from the state it ends with
                 telemetry.finish_turn(ctx, out, question=user_msg.content, answer=out.text)
         return Reply(text=out.text, provider=out.provider, session_id=ctx.session_id,
@@ -292,8 +298,8 @@ class Assistant:
                      **grounding.reply_fields(ctx))
 
     def _store_reply(self, ctx: GuardContext, user_msg: StoredMessage, model: ChatModel | None,
-                     messages: list[BaseMessage], out: _Outcome,
-                     report: ContextReport | None) -> StoredMessage:
+                     messages: list[BaseMessage], out: _Outcome, report: ContextReport | None,
+                     deferred: DeferredRows | None = None) -> StoredMessage:
         out.text = "".join(out.parts)
         with timed(ctx, "verification"):
             if out.status == "ok":
@@ -305,15 +311,33 @@ class Assistant:
         out.prompt_tokens = out.usage.prompt_tokens if out.usage else (count(messages) if messages else 0)
         with timed(ctx, "verification"):
             confidence, doubts = grounding.assess(ctx, out)
+        fields = dict(
+            status=out.status, error=out.error, provider=out.provider, latency_ms=out.latency_ms,
+            prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+            token_count=cost, finish_reason=out.finish_reason, reply_to=user_msg.id,
+            context=None if report is None else grounding.reply_record(
+                ctx, report, confidence, notice=out.notice,
+                reply_reserve=self.settings.max_reply_tokens).to_dict())
+        rows = deferred.take() if deferred is not None else []
+        alerts: list = []
+
+        def ledger_rows(conn: Connection) -> None:
+            alerts[:] = DeferredRows.write(rows, conn)
+
         with timed(ctx, "storage"):
-            stored = self.store.add_message(
-                ctx.user_id, ctx.session_id, "assistant", out.text, status=out.status,
-                error=out.error, provider=out.provider, latency_ms=out.latency_ms,
-                prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                token_count=cost, finish_reason=out.finish_reason, reply_to=user_msg.id,
-                context=None if report is None else grounding.reply_record(
-                    ctx, report, confidence, notice=out.notice,
-                    reply_reserve=self.settings.max_reply_tokens).to_dict())
+            try:
+                stored = self.store.add_message(ctx.user_id, ctx.session_id, "assistant", out.text,
+                                                **fields, **({"also": ledger_rows} if rows else {}))
+            except (SQLAlchemyError, DatabaseUnavailable):
+                if not rows:
+                    raise
+                # As before deferral: the ledger on its own (a failure there is logged, never
+                # raised), then the reply on its own.
+                DeferredRows.flush(rows)
+                alerts.clear()
+                stored = self.store.add_message(ctx.user_id, ctx.session_id, "assistant", out.text,
+                                                **fields)
+        DeferredRows.notify(alerts)
         grounding.submit_review(self.review, self.settings, ctx, user_msg.content, stored,
                                 confidence, doubts)
         # What the user said is memory even when no model answered it (facts included); a

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -94,6 +94,9 @@ def _session(row: Conversation, count: int = 0) -> SessionInfo:
 
 class ConversationStore:
     """Durable, per-user conversation history over any SQLAlchemy engine."""
+
+    #: ``add_message(..., also=)`` runs more writes in the message's transaction.
+    writes_along = True
 
     def __init__(self, engine: Engine, *, outbox: Outbox | None = None) -> None:
         self.engine = engine
@@ -185,7 +188,8 @@ class ConversationStore:
 
     # messages -----------------------------------------------------------------
     def add_message(self, user_id: str, key: str, role: str, content: str, *,
-                    reply_to: int | None = None, **fields: Any) -> StoredMessage:
+                    reply_to: int | None = None, also: Callable[[Connection], Any] | None = None,
+                    **fields: Any) -> StoredMessage:
         """Append a message (creating the session on first use) and commit it, with its
         follow-up jobs from the outbox in the same transaction.
 
@@ -193,7 +197,8 @@ class ConversationStore:
         pending messages ``interrupted``: their turn ended without a reply (a reply
         that still arrives marks its message answered again). ``reply_to``: the id of the
         user message this reply answers — ``answered`` for an ``ok`` reply, else
-        ``interrupted``."""
+        ``interrupted``. ``also(connection)`` writes more in the same transaction (the
+        turn's ledger rows with its reply); it may run twice (the retry)."""
         _check_text("message content", content)
         fields.setdefault("status", "ok")
         if fields.get("reply_state") not in (None, *REPLY_STATES):
@@ -222,6 +227,8 @@ class ConversationStore:
             db.flush()
             stored = _message(row, key)
             kinds[:] = outbox.write(db, stored) if outbox is not None else []
+            if also is not None:
+                also(db.connection())
             return stored
 
         stored = self._commit_with_retry(work)

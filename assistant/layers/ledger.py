@@ -13,11 +13,13 @@ never disagree. The same record, once written, is the attempt's span and metrics
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assistant import telemetry
@@ -33,9 +35,66 @@ from assistant.providers.base import (
 from memory.budget import Budget, Hold
 from memory.ledger import CallRecord, Ledger, PriceTable, nusd_to_usd
 
-__all__ = ["LedgerModel", "open_accounting"]
+__all__ = ["DEFER_KEY", "DeferredRows", "LedgerModel", "open_accounting"]
 
 log = logging.getLogger(__name__)
+#: ``ModelRequest.metadata`` key: a ``DeferredRows`` the turn loop hands in, so a turn's
+#: ledger rows commit in the reply's transaction instead of one transaction each.
+DEFER_KEY = "ledger_rows"
+
+
+@dataclass
+class _Row:
+    model: LedgerModel
+    record: CallRecord
+    hold: Hold | None
+    nusd: int
+
+
+class DeferredRows:
+    """A turn's ledger rows, held until the reply is stored (``write`` inside its
+    transaction). Once taken, a row that still arrives (a stream closed late) is written
+    at once, as without deferral; ``flush`` writes rows one transaction each."""
+
+    def __init__(self) -> None:
+        self._rows: list[_Row] = []
+        self._open = True
+        self._lock = threading.Lock()
+
+    def add(self, row: _Row) -> bool:
+        with self._lock:
+            if self._open:
+                self._rows.append(row)
+            return self._open
+
+    def take(self) -> list[_Row]:
+        with self._lock:
+            self._open = False
+            rows, self._rows = self._rows, []
+        return rows
+
+    @staticmethod
+    def write(rows: list[_Row], conn: Connection) -> list[tuple[LedgerModel, list[dict]]]:
+        """Settle and record ``rows`` in ``conn``'s transaction; the budget alerts to send
+        once it commits (``notify``)."""
+        alerts = []
+        for row in rows:
+            if row.hold is not None and row.model.budget is not None:
+                alerts.append((row.model, row.model.budget.settle(row.hold, row.nusd, conn)))
+            row.model.ledger.record(row.record, conn)
+        return alerts
+
+    @staticmethod
+    def notify(alerts: list[tuple[LedgerModel, list[dict]]]) -> None:
+        for model, found in alerts:
+            if found and model.budget is not None:
+                model.budget.notify(found)
+
+    @staticmethod
+    def flush(rows: list[_Row]) -> None:
+        """Each row in its own transaction (a failure is logged, never raised)."""
+        for row in rows:
+            row.model._write(row.record, row.hold, row.nusd)
 
 
 class LedgerModel(ModelWrapper):
@@ -95,7 +154,10 @@ class LedgerModel(ModelWrapper):
             close_quietly(iterator)
             record.latency_ms = (time.perf_counter() - started) * 1000
             record.provider = answered_by
-            self._write(record, hold, self._cost(record, usage, hold))
+            nusd = self._cost(record, usage, hold)
+            deferred = meta.get(DEFER_KEY)
+            if not (isinstance(deferred, DeferredRows) and deferred.add(_Row(self, record, hold, nusd))):
+                self._write(record, hold, nusd)
             telemetry.call_finished(record, meta, started_ns)
 
     def _cost(self, record: CallRecord, usage: Usage | None, hold: Hold | None) -> int:
