@@ -59,6 +59,6 @@ def test_a_failing_ledger_write_keeps_the_reply(settings: Settings, fs: FaultSer
         monkeypatch.setattr(Ledger, "record", broken)
         reply = bot.chat("hi", session_id="s", user_id="u")
         assert (reply.status, reply.text) == ("ok", "still delivered")
-        history = bot.store.history("u", "s")  # type: ignore[attr-defined]
+        history = bot.store.history("u", "s")
         assert [(m.role, m.content) for m in history] == [("user", "hi"), ("assistant", "still delivered")]
         assert history[0].reply_state == "answered"
