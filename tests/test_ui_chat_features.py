@@ -115,11 +115,14 @@ def test_stop_mid_reply_keeps_the_partial_marked_stopped(app, pages) -> None:
     expect(page.locator(".lm-interrupted")).to_have_count(0)
 
 
-def test_a_message_sent_during_a_reply_is_queued_then_answered(app, pages) -> None:
+def test_a_message_sent_during_a_reply_is_queued_then_answered(app, pages, tmp_path) -> None:
     _, bot, _ = app
     page = _open(app, pages, "quinn")
     send(page, "long answer first")
     expect(page.locator(BOT).last).to_contain_text("w3")
+    huge = tmp_path / "huge-log.md"
+    huge.write_text("x" * (LIMIT_MB * 1_000_000 + 1))  # kept back: its line waits with the message
+    page.locator("#lm-input input[type=file]").set_input_files([str(huge)])
     send(page, "second, sent meanwhile")
     queued = page.locator("#lm-chat .lm-queued")
     expect(queued).to_have_count(1)
@@ -130,6 +133,7 @@ def test_a_message_sent_during_a_reply_is_queued_then_answered(app, pages) -> No
     expect(page.locator(BOT).last).to_contain_text("(scripted) you said: second, sent meanwhile",
                                                    timeout=60_000)
     expect(queued).to_have_count(0)
+    expect(page.locator("#lm-chat .lm-attach-note")).to_contain_text("huge-log.md: 1.0 MB is over")
     history = bot.sessions.history(_session(bot, "quinn"), user_id="quinn")
     assert [(m.role, m.content[:12]) for m in history] == [
         ("user", "long answer "), ("assistant", "w0 w1 w2 w3 "), ("user", "second, sent"),
