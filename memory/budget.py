@@ -88,6 +88,7 @@ class Budget:
         self.webhook, self.webhook_timeout_s = webhook, webhook_timeout_s
         self._posts: list[threading.Thread] = []
         self._posts_lock = threading.Lock()
+        self._webhook_failing = False
 
     @classmethod
     def from_settings(cls, engine: Engine, settings: Any) -> Budget:
@@ -242,7 +243,16 @@ class Budget:
             with urllib.request.urlopen(request, timeout=self.webhook_timeout_s) as response:
                 response.read()
         except Exception as exc:  # noqa: BLE001 - an alert must never take a turn down
-            log.warning("budget alert webhook %s failed: %s", self.webhook, exc)
+            with self._posts_lock:  # a dead receiver is said once, not once per alert
+                first, self._webhook_failing = not self._webhook_failing, True
+            (log.warning if first else log.debug)(
+                "alert webhook %s failed: %s (alerts are still stored; said once until it answers)",
+                self.webhook, exc)
+            return
+        with self._posts_lock:
+            recovered, self._webhook_failing = self._webhook_failing, False
+        if recovered:
+            log.info("alert webhook %s answers again", self.webhook)
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait for webhook posts in flight (tests, shutdown)."""

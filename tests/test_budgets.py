@@ -5,6 +5,7 @@ under 20 concurrent turns — real openai SDK, fault server, SQLite and PostgreS
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +17,8 @@ from pydantic import SecretStr, ValidationError
 
 from assistant import Assistant, Settings
 from assistant.errors import BudgetExceeded
-from assistant.testing import Fault, FaultServer
 from assistant.providers.base import approx_message_tokens
+from assistant.testing import Fault, FaultServer
 from memory.ledger import today
 
 MAX_TOKENS = 50
@@ -121,6 +122,23 @@ def test_a_broken_webhook_never_breaks_a_turn(settings: Settings, fs: FaultServe
         reply = bot.chat("q", session_id="s")
         bot.flush()
         assert reply.ok and [a["level"] for a in bot.ledger.alerts()] == ["soft"]  # type: ignore[union-attr]
+
+
+def test_a_dead_webhook_is_logged_once_until_it_answers(settings: Settings,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Three alerts to a receiver that is down: one warning, not three."""
+    from memory.budget import Budget
+    from memory.db import open_engine
+
+    budget = Budget(open_engine(settings.resolved_database_url),
+                    webhook="http://127.0.0.1:9/nothing-listens", webhook_timeout_s=2.0)
+    caplog.set_level(logging.DEBUG, logger="memory.budget")
+    for day in range(3):
+        budget.notify([{"event": "budget.soft_limit", "scope": "user", "day": day}])
+        budget.flush()
+    failed = [r for r in caplog.records if r.name == "memory.budget" and "webhook" in r.getMessage()]
+    assert len(failed) == 3
+    assert [r.levelno for r in failed] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
 
 
 @pytest.mark.parametrize("scope", ["user", "global"])
