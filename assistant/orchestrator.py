@@ -43,6 +43,7 @@ from assistant.stages import timed
 from assistant.turn import Destination
 from assistant.turn_context import turn_context
 from guardrails import Guard, GuardContext
+from memory.dense import prefetch_query
 
 __all__ = ["Assistant"]
 
@@ -167,6 +168,7 @@ class Assistant:
                            collections=self._scope(user_id, session_id))
         with timed(ctx, "guards"):
             clean = self.guards.before_input(ctx, text)
+        self._embed_ahead(clean)
         try:
             tokens: int | None = self.model.count_tokens([HumanMessage(content=clean)])
         except LastmileError:
@@ -183,10 +185,17 @@ class Assistant:
                            destination=self._destination(), cache=False,
                            seed=secrets.randbelow(2**31),  # a new answer: a new seed
                            collections=self._scope(user_id, session_id))
+        self._embed_ahead(message.content)
         mark = getattr(self.store, "set_reply_state", None)
         if mark is not None:  # answered anew: pending again (an interrupted one is in the prompt)
             mark(user_id, session_id, message.id, "pending")
         return ReplyStream(self._turn(ctx, message))
+
+    def _embed_ahead(self, query: str) -> None:
+        """The query's embedding (documents, memories, facts search with it) starts on
+        the bounded background thread now, so it overlaps storing the message."""
+        if self.documents is not None or self.memory is not None:
+            prefetch_query(query)
 
     def _scope(self, user_id: str, session_id: str) -> tuple[str, ...] | None:
         """The document collections this chat may use (None: the default scope)."""

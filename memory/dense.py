@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,11 +156,14 @@ class QueryEmbeddingCache:
     def __init__(self, maxsize: int = 1024) -> None:
         self.maxsize = maxsize
         self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: dict[str, Future[np.ndarray]] = {}
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def get(self, text: str, encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-        """The cached embedding of ``text``, else ``encode([text])[0]`` (then cached)."""
+        """The cached embedding of ``text``, else ``encode([text])[0]`` (then cached).
+        One being computed ahead (``prefetch``) is waited for once it is running; one
+        still queued is taken back and computed here (no waiting behind other turns')."""
         with self._lock:
             vec = self._data.get(text)
             if vec is not None:
@@ -167,6 +171,15 @@ class QueryEmbeddingCache:
                 self.hits += 1
                 return vec
             self.misses += 1
+            ahead = self._pending.get(text)
+        if ahead is not None and not ahead.cancel():
+            try:
+                return ahead.result()
+            except Exception:  # noqa: BLE001 - computed here again, raising as it would
+                pass
+        return self._encode(text, encode)
+
+    def _encode(self, text: str, encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         vec = np.array(encode([text])[0], dtype=np.float32)  # outside the lock: ~10 ms
         vec.setflags(write=False)
         with self._lock:
@@ -175,6 +188,34 @@ class QueryEmbeddingCache:
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
         return vec
+
+    def prefetch(self, text: str, encode: Callable[[list[str]], np.ndarray],
+                 executor: ThreadPoolExecutor) -> None:
+        """Start embedding ``text`` on ``executor`` (unless known or under way), so it is
+        ready when a search asks: it runs while the turn waits on the database."""
+        with self._lock:
+            if text in self._data or text in self._pending:
+                return
+            future: Future[np.ndarray] = Future()
+            self._pending[text] = future
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                self._done(text, future)
+                return
+            try:
+                future.set_result(self._encode(text, encode))
+            except BaseException as exc:  # noqa: BLE001 - the asker re-raises it inline
+                future.set_exception(exc)
+            finally:
+                self._done(text, future)
+
+        executor.submit(run)
+
+    def _done(self, text: str, future: Future[np.ndarray]) -> None:
+        with self._lock:
+            if self._pending.get(text) is future:
+                del self._pending[text]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -190,3 +231,20 @@ def embed_query(text: str) -> np.ndarray:
     from memory.minilm import get_encoder
 
     return QUERY_CACHE.get(text, get_encoder().encode)
+
+
+#: One thread computes queries ahead (``prefetch_query``): bounded, so a burst of turns
+#: never adds more encoder work than one core's; a turn whose query is still queued
+#: computes it itself.
+_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-embedding")
+
+
+def prefetch_query(text: str) -> None:
+    """Start ``embed_query(text)`` in the background (the turn loop calls it as soon as
+    the message passed its guards, so the embedding overlaps storing it); never raises."""
+    try:
+        from memory.minilm import get_encoder
+
+        QUERY_CACHE.prefetch(text, lambda texts: get_encoder().encode(texts), _AHEAD)
+    except Exception:  # noqa: BLE001 - the search embeds it itself (and reports why not)
+        pass
