@@ -215,7 +215,29 @@ def build(settings: Settings, *, model: ChatModel | None = None,
         summaries=_summaries(settings, engine, chat, worker), tunables=tunables, owned=owned)
     if worker is not None and settings.job_workers:
         worker.start()  # always on: a job another replica queued runs here within a poll
+    if model is None:
+        _import_providers_ahead(settings)
     return parts
+
+
+def _import_providers_ahead(settings: Settings) -> None:
+    """Import the remote providers' SDKs in the background now: the model is built on
+    first use (``LazyModel``), and importing an SDK (the ``openai`` one: ~0.7 s) was most
+    of a fresh process's first turn. Only imports; a failure shows up where it did."""
+    from assistant.providers import registry
+
+    found = [e for spec in settings.provider_specs
+             if (e := registry.entry(spec)) is not None and e.remote]
+
+    def run() -> None:
+        for e in found:
+            try:
+                registry.provider_class(e)
+            except Exception:  # the first turn imports it again and says why
+                log.debug("importing provider %s ahead failed", e.target, exc_info=True)
+
+    if found:
+        threading.Thread(target=run, name="import-providers", daemon=True).start()
 
 
 def _turn_memory(settings: Settings, store: MessageStore) -> tuple[Recall, TurnIndexer]:
