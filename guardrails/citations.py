@@ -291,8 +291,11 @@ def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, thr
             (p, b) for p in item.parts if (b := check_binding(p, pool)) is not None]
         if not wrong and all(bound_unit(p, pool) for p in item.parts):
             # Every part's values sit together in one clause of the source: the frame
-            # check is more specific than the role heuristic, whose swaps it explains.
-            against = [r for r in against if not r.startswith("role:")]
+            # check is more specific than the role heuristic, whose number swaps it
+            # explains. A swapped name ("China topped ..." where the United States did)
+            # is no value of a frame: it stays.
+            against = [r for r in against if not (r.startswith("role:") and all(
+                n.isdigit() for n in r[5:].split(",")))]
         if wrong:
             bind = wrong[0][1]
             against.append("binding:" + bind.term.lstrip("#"))

@@ -27,7 +27,7 @@ from guardrails.claims import STOP, numbers, split_sentences, stem
 __all__ = ["Binding", "Unit", "bound_unit", "check_binding", "decompose", "frame_terms", "units"]
 
 _LO = {"under", "below", "less", "fewer", "shorter", "cheaper", "lower", "smaller", "younger", "max",
-       "maximum", "most", "until", "before", "upto", "within_n", "beneath", "sub"}
+       "maximum", "until", "before", "upto", "within_n", "beneath", "sub"}
 _HI = {"over", "above", "more", "longer", "greater", "exceeding", "exceed", "exceeds", "beyond", "least",
        "minimum", "min", "older", "higher", "larger", "bigger", "after", "plus", "longest", "later"}
 _IN = {"within", "inside", "domestic", "internal"}
@@ -42,27 +42,75 @@ _TIERS = {"economy", "business", "first", "premium", "standard", "express", "bas
           "yearly", "full", "part-time", "full-time", "fulltime", "parttime", "domestic",
           "international", "staff", "manager", "managers", "contractor", "contractors"}
 _VALUE_TERMS = {stem(t) for t in _TIERS}
+#: Tier stems a common word shares ("evening" / "even"): a tier only when the tier word
+#: itself is written. (Time units sharing a stem with "yearly", "monthly", ... stay values:
+#: made plain, they cost a false alarm on the held-out old split, see docs/benchmarks.md.)
+_COLLIDING = _VALUE_TERMS & {stem("even")}
 _CUT = re.compile(r"\s*(?:;|,?\s+\b(?:and|but|while|whereas|otherwise|or else)\b|,(?=\s))\s*", re.IGNORECASE)
-_TIME = re.compile(r"\b(\d{1,2})[:.](\d{2})\b")
+#: A clock time: "7:30", or "7.30" only next to am / pm / h or in a range ("7.00-19.00");
+#: "4.90 EUR" and "0.45 euros" are amounts.
+_TIME = re.compile(r"\b(\d{1,2}):([0-5]\d)\b"
+                   r"|\b(\d{1,2})\.([0-5]\d)\b(?=\s*(?:[ap]\.?m\b|h\b|[-\u2013]\s*\d{1,2}\.\d\d))"
+                   r"|(?<=[-\u2013])\s*\b(\d{1,2})\.([0-5]\d)\b", re.IGNORECASE)
+#: "between 20,000 and 80,000": the "and" of a range joins two bounds, not two clauses.
+_RANGE_AND = re.compile(r"\bbetween\s+\S+(?:\s+[a-z%]+)?\s*$", re.IGNORECASE)
+#: A comma piece that exemplifies, compares or changes the value before it ("..., such as
+#: five years", "..., more than the next seven largest rivers combined", "..., up 6 percent
+#: from a year earlier", "..., about 60% of which lies in Brazil", "..., whichever is
+#: higher") belongs to that clause.
+_TAIL = re.compile(r"^(?:such as|like|including|e\.g\.|for (?:example|instance)|namely|especially|"
+                   r"particularly|(?:\w+\s+)?(?:more|less|fewer|greater|higher|lower|bigger|smaller) than|"
+                   r"(?:up|down)\s+(?:by\s+)?[$\u20ac\u00a3]?\d+(?:[.,]\d+)*|whichever|"
+                   r"(?:\S+\s+){0,3}?(?:of\s+)?(?:which|whom|whose)\b)\b", re.IGNORECASE)
+#: A sentence that opens with a prepositional phrase and a comma ("For most healthy adults,
+#: ...", "On the Gold plan, ...") states the qualifier of the clause right after it (when
+#: the phrase holds no number of its own).
+_FRONTED = re.compile(r"^(?:for|in|on|at|during|with|without|from|after|before|by|within|outside|"
+                      r"under|over|above|below|among|across)\b", re.IGNORECASE)
+#: "iPhone 15", "Apollo 11", "priority 1", "zone 2": a number right after a Title-case or
+#: camelCase word, or after a label word, names a thing (one plain term, like a name); it
+#: is not a value bound to a qualifier.
+_NAMED_NUMBER = re.compile(r"\b([A-Za-z][a-z]+|[a-z]+[A-Z][A-Za-z]*)\s+(\d+)\b(?![.,:]\d|\s*(?:%|percent\b))")
+_LABELS = {"priority", "level", "tier", "zone", "class", "grade", "category", "type", "phase", "stage",
+           "terminal", "gate", "platform", "step", "version", "band", "group", "round", "lane", "route",
+           "severity", "sev"}
+
+
+def _name_number(m: re.Match[str]) -> str:
+    word = m.group(1).lower()
+    if word in _LABELS:
+        return f"{word}_{m.group(2)}"
+    if (m.group(1) == word or word in STOP or word in _LO | _HI | _IN | _OUT or word in _MONTHS
+            or stem(word) in _VALUE_TERMS):
+        return m.group(0)  # a plain lower-case word, a range word, a date or a tier: a value
+    return f"{m.group(1)}_{m.group(2)}"
+
+
+_MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december"}
 
 
 def _terms(text: str) -> tuple[set[str], set[str]]:
     """(value terms, plain terms) of a piece of text."""
-    low = text.lower()
+    low = _NAMED_NUMBER.sub(_name_number, text).lower()
     low = re.sub(r"\bup to\b", " upto ", low)
+    # "until 1868", "after 2015": a range word on a year dates, it bounds no value.
+    low = re.sub(r"\b(?:until|till|before|after|since|by|from|over|under|within|upto)\s+(?=(?:1\d|20)\d\d\b)",
+                 " ", low)
     low = re.sub(r"\bat most\b|\bno more than\b|\bnot exceeding\b", " max ", low)
     low = re.sub(r"\bat least\b|\bor more\b|\band (?:over|above|up)\b|\bor longer\b", " least ", low)
     low = re.sub(r"\bwithin(?=\s+(?:\d|one|two|three|four|five|six|seven|eight|nine|ten|a |an ))",
                  "within_n", low)
     values: set[str] = set()
     plain: set[str] = set()
-    for h, m in _TIME.findall(low):
+    for found in _TIME.findall(low):
+        h, m = next((found[i], found[i + 1]) for i in (0, 2, 4) if found[i])
         values.add(f"#t{int(h)}:{m}")
     low = _TIME.sub(" ", low)
     for val, _hedged in numbers(low):
         if not (1000 <= val <= 2100 and val == int(val)):  # a year dates, it is not a bound value
             values.add(f"#{val:g}")
-    for tok in re.findall(r"[a-z][a-z_\-]*", low):
+    for tok in re.findall(r"[a-z][a-z_\-]*(?<=_)\d+|[a-z][a-z_\-]*", low):
         if tok in _LO:
             values.add("<")
         elif tok in _HI:
@@ -71,7 +119,7 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
             values.add("@in")
         elif tok in _OUT:
             values.add("@out")
-        elif stem(tok) in _VALUE_TERMS:
+        elif tok in _TIERS or (stem(tok) in _VALUE_TERMS and stem(tok) not in _COLLIDING):
             values.add(stem(tok))
         elif tok not in STOP and len(tok) > 1:
             plain.add(stem(tok))
@@ -103,7 +151,27 @@ class Unit:
 
 
 def _clauses(sentence: str) -> list[str]:
-    return [c for c in _CUT.split(sentence) if c and re.search(r"\w", c)]
+    """Clauses of one sentence: cut at ``_CUT``, but not inside a "between X and Y" range,
+    not before an exemplifying or comparing tail (``_TAIL``), and a fronted qualifier
+    (``_FRONTED``) stays with the clause it qualifies."""
+    pieces: list[str] = []
+    at, comma = 0, False  # start of the current piece; was the cut before it a bare comma?
+    fronted = False
+    for m in [*_CUT.finditer(sentence), None]:
+        end = len(sentence) if m is None else m.start()
+        piece = sentence[at:end]
+        if m is not None and _RANGE_AND.search(piece) and re.match(r"\s*,?\s*and\b", m.group(0), re.I):
+            continue  # the range's "and": this clause goes on
+        if pieces and comma and _TAIL.match(piece.strip()):
+            pieces[-1] = f"{pieces[-1]}, {piece.strip()}"
+        elif (len(pieces) == 1 and comma and not fronted and _FRONTED.match(pieces[0].strip())
+              and not numbers(pieces[0])):  # "After the first 30 minutes," is a frame of its own
+            pieces[-1], fronted = f"{pieces[-1]}, {piece.strip()}", True
+        else:
+            pieces.append(piece)
+        if m is not None:
+            at, comma = m.end(), m.group(0).strip() == ","
+    return [c for c in pieces if c and re.search(r"\w", c)]
 
 
 def _lead(piece: str) -> frozenset[str]:
@@ -118,7 +186,16 @@ def _frames(pieces: list[str]) -> list[tuple[str, set[str], set[str]]]:
     for i, piece in enumerate(pieces):
         values, plain = _terms(piece)
         if i and out and len(plain) <= 2 and values:
-            plain |= out[0][2] | out[-1][2]  # "... and 60 EUR outside the EU": the per diem, again
+            # "... and 60 EUR outside the EU": the per diem, again. A gapped clause, with a
+            # subject of its own and the verb left out ("Laptops carry a 2-year warranty
+            # and accessories a 6-month warranty": a new first word, the object repeated),
+            # keeps the first clause's other terms, not its subject ("laptops"). A clause
+            # that opens with its own verb ("... and costs 12 EUR") shares the subject.
+            before = out[0][2] | out[-1][2]
+            lead = _lead(piece)
+            gapped = bool(lead - before) and bool((plain - lead) & before)
+            drop = _lead(out[0][0]) | _lead(out[-1][0]) if gapped else frozenset()
+            plain |= before - drop
             if not any(v[0].isalpha() for v in values):  # "... and costs 12 EUR": still express
                 values |= {v for v in out[-1][1] if v[0].isalpha()}
         out.append((piece, values, plain))
@@ -139,13 +216,29 @@ def units(text: str) -> list[Unit]:
     return out
 
 
+def _head(clause: str) -> str:
+    """What an elliptical clause leaves out of ``clause``: its words before the verb ("The
+    per diem is"), or, with no such verb, before its first number or range word ("He wrote
+    about" of "He wrote about 39 plays")."""
+    head = re.split(r"\b(?:is|are|costs?|takes?|gets?|pays?)\b", clause, maxsplit=1)
+    if len(head) > 1:
+        return f"{head[0].strip()} is"
+    words = clause.split()
+    for n, word in enumerate(words):
+        if any(not v[0].isalpha() for v in _terms(word)[0]):
+            return " ".join(words[:n])
+    return clause.strip()
+
+
 def decompose(claim: str) -> list[str]:
     """Atomic parts of a compound claim: clauses that each carry content of their own, an
-    elliptical one ("and 60 EUR outside the EU") completed with the first clause's head."""
+    elliptical one ("and 60 EUR outside the EU") completed with the head of the last full
+    clause before it."""
     pieces = _clauses(claim)
     if len(pieces) < 2:
         return [claim]
     parts: list[str] = []
+    full = pieces[0]
     for i, piece in enumerate(pieces):
         values, plain = _terms(piece)
         if not values and len(plain) < 2:
@@ -153,8 +246,9 @@ def decompose(claim: str) -> list[str]:
                 parts[-1] = f"{parts[-1]}, {piece}"
             continue
         if i and parts and len(plain) <= 2 and values:
-            head = re.split(r"\b(?:is|are|costs?|takes?|gets?|pays?)\b", pieces[0], maxsplit=1)
-            piece = f"{head[0].strip()} {'is ' if len(head) > 1 else ''}{piece}".strip()
+            piece = f"{_head(full)} {piece}".strip()
+        else:
+            full = piece
         parts.append(piece.strip())
     return parts or [claim]
 

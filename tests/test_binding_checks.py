@@ -111,3 +111,12 @@ def test_fuzz_never_raises_and_scores_are_finite(answer: str, source: str, ids: 
         if s.span is not None:
             assert s.span[0] in ("1", "2") and 0 <= s.span[1] <= s.span[2]
     assert math.isfinite(report.groundedness)
+
+
+def test_a_swapped_name_is_not_excused_by_the_values_sitting_together() -> None:
+    # "14" and "gold" sit in one clause of the source, so the frame check is satisfied; the
+    # subject is still someone else's (a role swap of a name, not of a value).
+    src = {"1": "The championship was held in Lyon in 2019. Kenya topped the final standings with 14 "
+                "gold medals, two more than Ethiopia."}
+    assert one("Ethiopia topped the final standings with 14 gold medals [1].", src).verdict == "unsupported"
+    assert one("Kenya topped the final standings with 14 gold medals [1].", src).verdict == "supported"
