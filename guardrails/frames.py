@@ -46,7 +46,8 @@ _VALUE_TERMS = {stem(t) for t in _TIERS}
 #: itself is written. (Time units sharing a stem with "yearly", "monthly", ... stay values:
 #: made plain, they cost a false alarm on the held-out old split, see docs/benchmarks.md.)
 _COLLIDING = _VALUE_TERMS & {stem("even")}
-_CUT = re.compile(r"\s*(?:;|,?\s+\b(?:and|but|while|whereas|otherwise|or else)\b|,(?=\s))\s*", re.IGNORECASE)
+_CUT = re.compile(r"\s*(?:;|,?\s+\b(?:and|but|while|whereas|otherwise|or else|as well as)\b|,(?=\s))\s*",
+                  re.IGNORECASE)
 #: A clock time: "7:30", or "7.30" only next to am / pm / h or in a range ("7.00-19.00");
 #: "4.90 EUR" and "0.45 euros" are amounts.
 _TIME = re.compile(r"\b(\d{1,2}):([0-5]\d)\b"
@@ -76,6 +77,17 @@ _LABELS = {"priority", "level", "tier", "zone", "class", "grade", "category", "t
            "severity", "sev"}
 
 
+_ORDINALS = {w: str(n) for n, w in enumerate(
+    ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"), start=1)}
+_ORDINAL = re.compile(r"\b(?:(\d+)(?:st|nd|rd|th)|(" + "|".join(_ORDINALS) + r"))\b")
+_EVENT_BOUND = re.compile(r"\b(?:until|till|before|after)\b(?!\s+(?:\S+\s+){0,2}?(?:[$\u20ac\u00a3]?\d|(?:"
+                          + "|".join(("one", "two", "three", "four", "five", "six", "seven", "eight",
+                                      "nine", "ten", "eleven", "twelve", "twenty", "thirty", "forty", "fifty",
+                                      "sixty", "hundred", "noon", "midnight", "first", "second", "third",
+                                      "january", "february", "march", "april", "may", "june", "july",
+                                      "august", "september", "october", "november", "december")) + r")\b))")
+
+
 def _name_number(m: re.Match[str]) -> str:
     word = m.group(1).lower()
     if word in _LABELS:
@@ -97,6 +109,11 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
     # "until 1868", "after 2015": a range word on a year dates, it bounds no value.
     low = re.sub(r"\b(?:until|till|before|after|since|by|from|over|under|within|upto)\s+(?=(?:1\d|20)\d\d\b)",
                  " ", low)
+    # "until possession is established", "after an initial period": a conjunction on an
+    # event bounds no value; "until 5 pm", "after the first 30 minutes" do.
+    low = _EVENT_BOUND.sub(" ", low)
+    # "the 6th championship", "for the third time": an ordinal ranks, it is no count.
+    low = _ORDINAL.sub(lambda m: f" ord_{_ORDINALS.get(m.group(2) or '', m.group(1))} ", low)
     low = re.sub(r"\bat most\b|\bno more than\b|\bnot exceeding\b", " max ", low)
     low = re.sub(r"\bat least\b|\bor more\b|\band (?:over|above|up)\b|\bor longer\b", " least ", low)
     low = re.sub(r"\bwithin(?=\s+(?:\d|one|two|three|four|five|six|seven|eight|nine|ten|a |an ))",
@@ -119,6 +136,10 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
             values.add("@in")
         elif tok in _OUT:
             values.add("@out")
+        elif tok.startswith("ord_"):
+            n = int(tok[4:])
+            suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+            values.add(f"#{n}{suffix}")
         elif tok in _TIERS or (stem(tok) in _VALUE_TERMS and stem(tok) not in _COLLIDING):
             values.add(stem(tok))
         elif tok not in STOP and len(tok) > 1:
@@ -180,6 +201,13 @@ def _lead(piece: str) -> frozenset[str]:
     return frozenset(plain)
 
 
+def _gapped(piece: str, plain: set[str], before: set[str]) -> bool:
+    """A clause with a subject of its own and the verb left out: a new first word, and some
+    other term repeated from the clauses before ("..., and accessories a 6-month warranty")."""
+    lead = _lead(piece)
+    return bool(lead - before) and bool((plain - lead) & before)
+
+
 def _frames(pieces: list[str]) -> list[tuple[str, set[str], set[str]]]:
     """Terms per clause, elliptical clauses filled in from the first one."""
     out: list[tuple[str, set[str], set[str]]] = []
@@ -192,9 +220,7 @@ def _frames(pieces: list[str]) -> list[tuple[str, set[str], set[str]]]:
             # keeps the first clause's other terms, not its subject ("laptops"). A clause
             # that opens with its own verb ("... and costs 12 EUR") shares the subject.
             before = out[0][2] | out[-1][2]
-            lead = _lead(piece)
-            gapped = bool(lead - before) and bool((plain - lead) & before)
-            drop = _lead(out[0][0]) | _lead(out[-1][0]) if gapped else frozenset()
+            drop = _lead(out[0][0]) | _lead(out[-1][0]) if _gapped(piece, plain, before) else frozenset()
             plain |= before - drop
             if not any(v[0].isalpha() for v in values):  # "... and costs 12 EUR": still express
                 values |= {v for v in out[-1][1] if v[0].isalpha()}
@@ -219,15 +245,13 @@ def units(text: str) -> list[Unit]:
 def _head(clause: str) -> str:
     """What an elliptical clause leaves out of ``clause``: its words before the verb ("The
     per diem is"), or, with no such verb, before its first number or range word ("He wrote
-    about" of "He wrote about 39 plays")."""
+    about" of "He wrote about 39 plays"); never a number or range word of the subject."""
     head = re.split(r"\b(?:is|are|costs?|takes?|gets?|pays?)\b", clause, maxsplit=1)
-    if len(head) > 1:
-        return f"{head[0].strip()} is"
-    words = clause.split()
-    for n, word in enumerate(words):
-        if any(not v[0].isalpha() for v in _terms(word)[0]):
+    words = head[0].split()
+    for n, word in enumerate(words):  # "Adults aged 19 to 70 get ...": the subject's own range
+        if any(not v[0].isalpha() for v in _terms(word)[0]):  # is not the elliptical clause's
             return " ".join(words[:n])
-    return clause.strip()
+    return f"{head[0].strip()} is" if len(head) > 1 else clause.strip()
 
 
 def decompose(claim: str) -> list[str]:
@@ -245,7 +269,7 @@ def decompose(claim: str) -> list[str]:
             if parts:
                 parts[-1] = f"{parts[-1]}, {piece}"
             continue
-        if i and parts and len(plain) <= 2 and values:
+        if i and parts and len(plain) <= 2 and values and not _gapped(piece, plain, _terms(full)[1]):
             piece = f"{_head(full)} {piece}".strip()
         else:
             full = piece
@@ -265,6 +289,11 @@ class Binding:
     def evidence(self) -> Unit:
         """The unit that holds the claim's qualifier with its true value (shown to the user)."""
         return self.rival if not self.term.startswith("#") else self.unit
+
+
+#: A capitalised word after a lower-case word or a comma: a name, not a sentence opening
+#: (a clause after the first of its sentence is read as if after a comma).
+_MID_CAPITAL = re.compile(r"(?<=[a-z0-9,;:] )[A-Z][a-z]+")
 
 
 def _rivals(best: Unit, pool: list[Unit]) -> list[Unit]:
@@ -315,9 +344,13 @@ def check_binding(claim: str, source_units: list[Unit]) -> Binding | None:
     missing -= {t for u in source_units if u.values & loose for t in u.plain}  # "6 *hours*"
     if not missing:
         return None
+    # A name the best clause lacks is the entity check's business: a person or place is
+    # not a class a value is bound to ("Powell selected ..." is no rival subject).
+    names = {stem(w.lower()) for n, u in enumerate(source_units) for w in _MID_CAPITAL.findall(
+        u.text if n == 0 or source_units[n - 1].sentence != u.sentence else f", {u.text}")}
     for rival in _rivals(best, source_units):
         for term in sorted(missing & rival.terms, key=lambda t: (t not in rival.values, t)):
-            subject = rival.sentence == best.sentence and term in rival.lead - best.plain
+            subject = rival.sentence == best.sentence and term in rival.lead - best.plain - names
             if term in rival.values or subject:
                 return Binding(term, best, rival)
     return None

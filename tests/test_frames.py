@@ -106,3 +106,40 @@ def test_an_elliptical_list_item_takes_the_words_before_the_first_value() -> Non
     source = "She recorded about 12 albums and 140 songs."
     assert all(check_binding(part, units(source)) is None
                for part in decompose("She recorded about 12 albums and 140 songs"))
+
+
+def test_an_ordinal_ranks_it_is_no_count() -> None:
+    assert frame_terms("She won for the third time")[0] == {"#3rd"}
+    assert frame_terms("the 6th edition")[0] == {"#6th"}
+    assert "#3" in frame_terms("She won three titles")[0]
+    source = "The club won its third title in 2019, beating three rivals on goal difference."
+    assert check_binding("The club beat three rivals to its third title", units(source)) is None
+
+
+def test_until_or_after_an_event_bounds_no_value() -> None:
+    assert frame_terms("Players wait until the whistle blows")[0] == set()
+    assert frame_terms("Rates may change after an initial period")[0] == set()
+    assert "<" in frame_terms("Returns are accepted until 30 days after delivery")[0]
+    assert ">" in frame_terms("After the first 2 hours, parking costs 3 EUR")[0]
+
+
+def test_a_name_is_no_rival_subject() -> None:
+    source = ("The panel shortlisted three candidates for the open seat, and Okafor was picked for the "
+              "seat by 5 votes.")
+    assert check_binding("Okafor was one of three candidates for the open seat", units(source)) is None
+    # A common noun in that place is a subject of its own.
+    source = ("The panel shortlisted three candidates for the open seat, and judges were picked for the "
+              "seat by 5 votes.")
+    assert check_binding("Judges were three candidates for the open seat", units(source)) is not None
+
+
+def test_as_well_as_joins_two_frames_and_a_subject_range_is_not_inherited() -> None:
+    from guardrails.frames import decompose
+
+    assert decompose("The library lends 20 books as well as 5 films") == [
+        "The library lends 20 books", "The library lends 5 films"]
+    assert decompose("Members aged 18 to 25 get 10 credits, and those over 25 6 credits") == [
+        "Members aged 18 to 25 get 10 credits", "Members aged those over 25 6 credits"]
+    source = "Members aged 18 to 25 get 10 credits a month, and members over 25 get 6 credits."
+    for part in decompose("Members aged 18 to 25 get 10 credits, and those over 25 6 credits"):
+        assert check_binding(part, units(source)) is None
