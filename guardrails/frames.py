@@ -68,10 +68,11 @@ _TAIL = re.compile(r"^(?:such as|like|including|e\.g\.|for (?:example|instance)|
 #: the phrase holds no number of its own).
 _FRONTED = re.compile(r"^(?:for|in|on|at|during|with|without|from|after|before|by|within|outside|"
                       r"under|over|above|below|among|across)\b", re.IGNORECASE)
-#: "iPhone 15", "Apollo 11", "priority 1", "zone 2": a number right after a Title-case or
+#: "iPhone 15", "Python 3.11", "priority 1", "zone 2": a number right after a Title-case or
 #: camelCase word, or after a label word, names a thing (one plain term, like a name); it
-#: is not a value bound to a qualifier.
-_NAMED_NUMBER = re.compile(r"\b([A-Za-z][a-z]+|[a-z]+[A-Z][A-Za-z]*)\s+(\d+)\b(?![.,:]\d|\s*(?:%|percent\b))")
+#: is not a value bound to a qualifier (an amount, "Costs 4.90 EUR", stays one).
+_NAMED_NUMBER = re.compile(r"\b([A-Za-z][a-z]+|[a-z]+[A-Z][A-Za-z]*)\s+(\d+(?:\.\d+)*)\b"
+                           r"(?![.,:]\d|\s*[-\u2013]\s*\d|\s*(?:[ap]\.?m\b|%|percent\b|[A-Z]{3}\b|euros?\b|dollars?\b|pounds?\b|francs?\b))")
 _LABELS = {"priority", "level", "tier", "zone", "class", "grade", "category", "type", "phase", "stage",
            "terminal", "gate", "platform", "step", "version", "band", "group", "round", "lane", "route",
            "severity", "sev"}
@@ -127,7 +128,7 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
     for val, _hedged in numbers(low):
         if not (1000 <= val <= 2100 and val == int(val)):  # a year dates, it is not a bound value
             values.add(f"#{val:g}")
-    for tok in re.findall(r"[a-z][a-z_\-]*(?<=_)\d+|[a-z][a-z_\-]*", low):
+    for tok in re.findall(r"[a-z][a-z_\-]*(?<=_)\d+(?:\.\d+)*|[a-z][a-z_\-]*", low):
         if tok in _LO:
             values.add("<")
         elif tok in _HI:

@@ -50,6 +50,11 @@ def test_a_number_that_names_a_thing_is_not_a_bound_value() -> None:
     assert "#12" in frame_terms("Express delivery costs 12 EUR")[0]
     assert "#6" in frame_terms("Flights over 6 hours")[0]
     assert "#4" in frame_terms("The office closes on July 4")[0]
+    # A version is a name too; an amount after a capitalised word stays a value.
+    assert "node_20.11" in frame_terms("Node 20.11 is faster than Node 18")[1]
+    assert "#4.9" in frame_terms("Costs 4.90 EUR")[0]
+    source = "Node 20.11 shipped in January. Its maintainers say it starts 30% faster than Node 18."
+    assert check_binding("Node 20.11 starts 30% faster than Node 18", units(source)) is None
     source = "The Galaxy 24 has a plastic back and weighs 196 grams."
     assert check_binding("The Galaxy 24 weighs 196 grams", units(source)) is None
 
