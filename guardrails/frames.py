@@ -60,7 +60,8 @@ _RANGE_AND = re.compile(r"\bbetween\s+\S+(?:\s+[a-z%]+)?\s*$", re.IGNORECASE)
 #: from a year earlier", "..., about 60% of which lies in Brazil", "..., whichever is
 #: higher") belongs to that clause.
 _TAIL = re.compile(r"^(?:such as|like|including|e\.g\.|for (?:example|instance)|namely|especially|"
-                   r"particularly|(?:\w+\s+)?(?:more|less|fewer|greater|higher|lower|bigger|smaller) than|"
+                   r"particularly|"
+                   r"(?:\S+\s+){0,2}?(?:more|less|fewer|greater|higher|lower|bigger|smaller) than|"
                    r"(?:up|down)\s+(?:by\s+)?[$\u20ac\u00a3]?\d+(?:[.,]\d+)*|whichever|"
                    r"(?:\S+\s+){0,3}?(?:of\s+)?(?:which|whom|whose)\b)\b", re.IGNORECASE)
 #: A sentence that opens with a prepositional phrase and a comma ("For most healthy adults,
@@ -297,6 +298,13 @@ class Binding:
 _MID_CAPITAL = re.compile(r"(?<=[a-z0-9,;:] )[A-Z][a-z]+")
 
 
+#: A range word that bounds a number ("under 50 EUR", "more than 3 days", "at least 18").
+_BOUND = re.compile(r"\b(?:" + "|".join(sorted((_LO | _HI) - {"upto", "within_n"}))
+                    + r"|up to|within|at least|at most)"
+                    r"\s+(?:than\s+)?(?:the\s+|a\s+|an\s+)?(?:first\s+|last\s+)?[$\u20ac\u00a3]?\d",
+                    re.IGNORECASE)
+
+
 def _rivals(best: Unit, pool: list[Unit]) -> list[Unit]:
     return [u for u in pool if u is not best and u.values and abs(u.sentence - best.sentence) <= 1
             and (u.plain & best.plain or {v for v in u.values if v[0].isalpha()} & best.values
@@ -352,6 +360,8 @@ def check_binding(claim: str, source_units: list[Unit]) -> Binding | None:
     for rival in _rivals(best, source_units):
         for term in sorted(missing & rival.terms, key=lambda t: (t not in rival.values, t)):
             subject = rival.sentence == best.sentence and term in rival.lead - best.plain - names
+            if term in {"<", ">"} and rival.sentence != best.sentence and not _BOUND.search(rival.text):
+                continue  # "higher packaging costs" in the next sentence bounds no value of this one
             if term in rival.values or subject:
                 return Binding(term, best, rival)
     return None

@@ -148,3 +148,13 @@ def test_as_well_as_joins_two_frames_and_a_subject_range_is_not_inherited() -> N
     source = "Members aged 18 to 25 get 10 credits a month, and members over 25 get 6 credits."
     for part in decompose("Members aged 18 to 25 get 10 credits, and those over 25 6 credits"):
         assert check_binding(part, units(source)) is None
+
+
+def test_a_comparative_in_another_sentence_bounds_nothing_here() -> None:
+    source = ("Acme reported revenue of 80 million euros, up 5 percent on a year before. Operating "
+              "profit fell to 12 million euros because of higher energy costs.")
+    claim = "Acme's revenue was 80 million euros, 5 percent more than a year before"
+    assert check_binding(claim, units(source)) is None
+    # A range word bounding a number in the next sentence still does.
+    orders = "Orders over 40 EUR ship free. Orders under 40 EUR pay a 4 EUR fee."
+    assert check_binding("Orders under 40 EUR ship free", units(orders)) is not None
