@@ -57,13 +57,14 @@ _TIME = re.compile(r"\b(\d{1,2}):([0-5]\d)\b"
 _RANGE_AND = re.compile(r"\bbetween\s+\S+(?:\s+[a-z%]+)?\s*$", re.IGNORECASE)
 #: A comma piece that exemplifies, compares or changes the value before it ("..., such as
 #: five years", "..., more than the next seven largest rivers combined", "..., up 6 percent
-#: from a year earlier", "..., about 60% of which lies in Brazil", "..., whichever is
-#: higher") belongs to that clause.
+#: from a year earlier", "..., about 60% of which lies in Brazil", "..., most of them from
+#: abroad", "..., whichever is higher") belongs to that clause.
 _TAIL = re.compile(r"^(?:such as|like|including|e\.g\.|for (?:example|instance)|namely|especially|"
                    r"particularly|"
                    r"(?:\S+\s+){0,2}?(?:more|less|fewer|greater|higher|lower|bigger|smaller) than|"
                    r"(?:up|down)\s+(?:by\s+)?[$\u20ac\u00a3]?\d+(?:[.,]\d+)*|whichever|"
-                   r"(?:\S+\s+){0,3}?(?:of\s+)?(?:which|whom|whose)\b)\b", re.IGNORECASE)
+                   r"(?:\S+\s+){0,3}?(?:of\s+)?(?:which|whom|whose)\b|(?:\S+\s+){1,2}?of\s+(?:them|these|those)\b)\b",
+                   re.IGNORECASE)
 #: A sentence that opens with a prepositional phrase and a comma ("For most healthy adults,
 #: ...", "On the Gold plan, ...") states the qualifier of the clause right after it (when
 #: the phrase holds no number of its own).
@@ -203,6 +204,12 @@ def _lead(piece: str) -> frozenset[str]:
     return frozenset(plain)
 
 
+#: A clause that opens with "then" / "after that" / "thereafter" states the condition that
+#: follows the one before ("free for the first 30 minutes, then 2 EUR per hour"): it does
+#: not inherit that clause's class words.
+_NEXT = re.compile(r"^(?:then|after that|thereafter|beyond that|from then on)\b", re.IGNORECASE)
+
+
 def _gapped(piece: str, plain: set[str], before: set[str]) -> bool:
     """A clause with a subject of its own and the verb left out: a new first word, and some
     other term repeated from the clauses before ("..., and accessories a 6-month warranty")."""
@@ -224,7 +231,9 @@ def _frames(pieces: list[str]) -> list[tuple[str, set[str], set[str]]]:
             before = out[0][2] | out[-1][2]
             drop = _lead(out[0][0]) | _lead(out[-1][0]) if _gapped(piece, plain, before) else frozenset()
             plain |= before - drop
-            if not any(v[0].isalpha() for v in values):  # "... and costs 12 EUR": still express
+            if _NEXT.match(piece.strip()):  # "..., then 2 EUR per hour": the next condition
+                values.add("@next")
+            elif not any(v[0].isalpha() for v in values):  # "... and costs 12 EUR": still express
                 values |= {v for v in out[-1][1] if v[0].isalpha()}
         out.append((piece, values, plain))
     return out
@@ -305,6 +314,15 @@ _BOUND = re.compile(r"\b(?:" + "|".join(sorted((_LO | _HI) - {"upto", "within_n"
                     re.IGNORECASE)
 
 
+def _same_frame(best: Unit, rival: Unit, claim_terms: set[str]) -> bool:
+    """``rival`` goes on about ``best``'s subject: one sentence, the same qualifiers (classes,
+    ranges, inside/outside), and a first word the claim does not name ("... and draws about
+    300,000 visitors"); a number found there is another predicate of one frame."""
+    quals = {v for v in best.values if not v.startswith("#")}
+    return (rival.sentence == best.sentence and quals == {v for v in rival.values if not v.startswith("#")}
+            and not rival.lead & claim_terms)
+
+
 def _rivals(best: Unit, pool: list[Unit]) -> list[Unit]:
     return [u for u in pool if u is not best and u.values and abs(u.sentence - best.sentence) <= 1
             and (u.plain & best.plain or {v for v in u.values if v[0].isalpha()} & best.values
@@ -362,6 +380,8 @@ def check_binding(claim: str, source_units: list[Unit]) -> Binding | None:
             subject = rival.sentence == best.sentence and term in rival.lead - best.plain - names
             if term in {"<", ">"} and rival.sentence != best.sentence and not _BOUND.search(rival.text):
                 continue  # "higher packaging costs" in the next sentence bounds no value of this one
+            if term.startswith("#") and _same_frame(best, rival, values | plain):
+                continue  # "The festival runs ten days and draws 300,000 visitors": one subject
             if term in rival.values or subject:
                 return Binding(term, best, rival)
     return None

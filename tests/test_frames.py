@@ -158,3 +158,23 @@ def test_a_comparative_in_another_sentence_bounds_nothing_here() -> None:
     # A range word bounding a number in the next sentence still does.
     orders = "Orders over 40 EUR ship free. Orders under 40 EUR pay a 4 EUR fee."
     assert check_binding("Orders under 40 EUR ship free", units(orders)) is not None
+
+
+def test_then_opens_the_next_condition_not_a_copy_of_the_first() -> None:
+    source = "Parking is free for the first 30 minutes, then 2 EUR per hour."
+    assert check_binding("Parking costs 2 EUR per hour after that", units(source)) is None
+    # The hourly price is not "free": the then-clause does not inherit the first's words.
+    assert check_binding("Parking is free for 2 EUR per hour", units(source)) is not None
+
+
+def test_a_second_predicate_of_one_subject_is_no_rival() -> None:
+    source = "The festival runs ten days and draws about 300,000 visitors."
+    assert check_binding("The festival draws about 300,000 visitors", units(source)) is None
+    # A rival with another qualifier is still one.
+    rival = "The daily per diem is 45 EUR within the EU and 60 EUR outside the EU."
+    assert check_binding("The per diem outside the EU is 45 EUR", units(rival)) is not None
+
+
+def test_most_of_them_tail_stays_with_its_clause() -> None:
+    source = "The museum had 2 million visitors last year, most of them from abroad."
+    assert len(units(source)) == 1
