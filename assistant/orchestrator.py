@@ -258,6 +258,7 @@ class Assistant:
         model_started: float | None = None
         # The turn's ledger rows commit with its reply (one transaction, not one each).
         deferred = DeferredRows() if getattr(self.store, "writes_along", False) else None
+        ctx.question = user_msg.content
         try:
             model = self.model
             out.provider = model.label

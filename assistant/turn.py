@@ -64,6 +64,9 @@ class TurnState:
     collections: tuple[str, ...] | None = None
     #: History imported through ``/v1`` (stored, never answered here).
     imported: bool = False
+    #: The user's message this turn answers, as stored (after the input guards): the
+    #: citation check reads a bare answer ("45 EUR [1]") in its frame.
+    question: str = ""
     # -- context -------------------------------------------------------------------
     #: The numbered sources in the prompt, by their id (for the citation guard).
     sources: dict[str, SourceRef] = field(default_factory=dict)

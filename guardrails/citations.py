@@ -28,6 +28,12 @@ is the source clause holding the claim's qualifier. Bad input never raises: a cl
 ``MAX_CLAIM_WORDS`` words, binary text, or cited sources without a sentence give
 ``not_checkable``; a score is always finite.
 
+A bare answer ("45 EUR [1]") names no frame of its own: it means the question's. With
+``question`` given, a cited sentence of at most ``FRAGMENT_WORDS`` words and two content
+words is checked as the question's core plus the answer ("the per diem outside the EU
+45 EUR"), so its value is bound to the qualifier the person asked about, not to whichever
+clause of the source happens to hold it.
+
 The calibrated verdict, ``CitedSentence.status`` (``STATUSES``), is what a person reads:
 ``supported``; ``partial`` (some atomic parts supported, others not); ``not_supported``
 (cited and failing, or an uncited claim); ``not_checkable`` (nothing to check: filler,
@@ -71,8 +77,8 @@ from guardrails.roles import (
     uncovered_clauses,
 )
 
-__all__ = ["MAX_CLAIM_WORDS", "STATUSES", "THRESHOLD", "VERDICTS", "CitationReport", "CitedSentence",
-           "verify_citations"]
+__all__ = ["FRAGMENT_WORDS", "MAX_CLAIM_WORDS", "STATUSES", "THRESHOLD", "VERDICTS", "CitationReport",
+           "CitedSentence", "verify_citations"]
 
 VERDICTS = ("supported", "unsupported", "uncited", "invalid_citation")
 STATUSES = ("supported", "partial", "not_supported", "not_checkable", "invalid_citation")
@@ -80,6 +86,8 @@ MAX_CLAIM_WORDS = 400
 W_COS = 0.7
 THRESHOLD = 0.55
 HARD_PENALTY = 0.4
+#: A cited sentence this short, with at most two content words, is checked in the question's frame.
+FRAGMENT_WORDS = 6
 _PREFILTER = 2  # lexically best windows per cited source that get embedded
 
 
@@ -199,21 +207,39 @@ def _encoder() -> Any:
     return get_encoder()
 
 
+_ASKING = re.compile(r"^\s*(?:(?:what|which|who|whom|whose|when|where|how(?:\s+(?:much|many|long|"
+                     r"far|often|old|big))?)(?:'s|\s+(?:is|are|was|were|do|does|did|will|would|can|"
+                     r"could|should|shall|may|has|have|had))?|(?:is|are|was|were|do|does|did|can|"
+                     r"could|will|would|should))\b\s*", re.IGNORECASE)
+
+
+def _in_frame(text: str, question: str | None) -> str:
+    """``text`` as checked: a bare answer gets the question's core in front of it."""
+    if not question or len(tokens(text)) > FRAGMENT_WORDS or len(content_stems(text)) > 2:
+        return text
+    core = _ASKING.sub("", question.strip().splitlines()[-1] if question.strip() else "")
+    core = core.strip().rstrip("?!. ").strip()
+    if not core or content_stems(core) <= content_stems(text):
+        return text
+    return f"{core} {text}"
+
+
 def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = None,
-                     threshold: float | None = None) -> CitationReport:
-    """Check every sentence of ``answer`` against the sources it cites (ids as strings)."""
+                     threshold: float | None = None, question: str | None = None) -> CitationReport:
+    """Check every sentence of ``answer`` against the sources it cites (ids as strings);
+    ``question``, the message the answer replies to, frames bare answers (module docstring)."""
     threshold = THRESHOLD if threshold is None else threshold
     srcs = {str(k): v if isinstance(v, str) else str(v or "") for k, v in sources.items()}
     windows = {k: _windows(v) for k, v in srcs.items()}
     items: list[CitedSentence] = []
-    pending: list[tuple[CitedSentence, list[str]]] = []  # (item, candidate windows)
+    pending: list[tuple[CitedSentence, str, list[str]]] = []  # (item, claim as checked, windows)
     for raw in split_sentences(answer):
         text, cited = parse_markers(raw)
         if not text and not cited:
             continue
         if not cited:
-            claim = is_claim(text)
-            items.append(CitedSentence(text, [], "uncited", 0.0 if claim else 1.0, claim))
+            factual = is_claim(text)
+            items.append(CitedSentence(text, [], "uncited", 0.0 if factual else 1.0, factual))
             continue
         bad = [c for c in cited if c not in srcs]
         if bad:
@@ -225,11 +251,12 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
         if why:
             items.append(CitedSentence(text, cited, "unsupported", 0.0, reasons=[why]))
             continue
-        stems = content_stems(text)
+        claim = _in_frame(text, question)
+        stems = content_stems(claim)
         cands: list[str] = []
         tops = []
         for c in cited:
-            ranked = sorted(windows[c], key=lambda w: (-(_coverage(stems, w) + numbers_match(text, w)),
+            ranked = sorted(windows[c], key=lambda w: (-(_coverage(stems, w) + numbers_match(claim, w)),
                                                        len(w)))
             cands += ranked[:_PREFILTER]
             tops.append(ranked[0])
@@ -237,7 +264,7 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
             cands.append(" ".join(tops))
         item = CitedSentence(text, cited, "unsupported", 0.0)
         items.append(item)
-        pending.append((item, list(dict.fromkeys(cands))))
+        pending.append((item, claim, list(dict.fromkeys(cands))))
     if pending:
         known = set().union(*(name_stems(v) for v in srcs.values()))
         leads = {k: (split_sentences(v) or [""])[0] for k, v in srcs.items()}
@@ -255,39 +282,39 @@ def _verbatim(claim: str, cited: Sequence[str]) -> bool:
     return len(flat.split()) >= 3 and any(f" {flat} " in f" {_flat(t)} " for t in cited)
 
 
-def _score(pending: Sequence[tuple[CitedSentence, list[str]]], encoder: Any, threshold: float,
+def _score(pending: Sequence[tuple[CitedSentence, str, list[str]]], encoder: Any, threshold: float,
            known: set[str], leads: Mapping[str, str], srcs: Mapping[str, str]) -> None:
-    """One batched encode for all claims and candidate windows of the answer."""
-    texts = list(dict.fromkeys([i.text for i, _ in pending] + [w for _, ws in pending for w in ws]))
+    """One batched encode for all claims (as checked) and candidate windows of the answer."""
+    texts = list(dict.fromkeys([c for _, c, _ in pending] + [w for _, _, ws in pending for w in ws]))
     index = {t: n for n, t in enumerate(texts)}
     vecs = np.asarray(encoder.encode(texts), dtype=np.float32)
-    for item, cands in pending:
-        stems = content_stems(item.text)
-        q = vecs[index[item.text]]
+    for item, claim, cands in pending:
+        stems = content_stems(claim)
+        q = vecs[index[claim]]
         lead = " ".join(leads[c] for c in item.cited)
         best: tuple[float, str, list[str]] = (-1.0, "", [])
         for w in cands:
             cos = float(vecs[index[w]] @ q)
             soft = W_COS * cos + (1 - W_COS) * _coverage(stems, w)
-            reasons = _hard_failures(item.text, w, known, lead)
+            reasons = _hard_failures(claim, w, known, lead)
             score = soft * HARD_PENALTY if reasons else soft
             if score > best[0]:
                 best = (score, w, reasons)
         # Contradictions are looked for in the whole cited text, not just the best window:
         # "X was not included" two sentences away still contradicts "X was included".
         cited_text = " ".join(srcs[c] for c in item.cited)
-        swaps = role_swaps(item.text, cited_text, known)
-        against = (["negation"] if negation_clash(item.text, cited_text) else []) + (
+        swaps = role_swaps(claim, cited_text, known)
+        against = (["negation"] if negation_clash(claim, cited_text) else []) + (
             ["role:" + ",".join(swaps)] if swaps else [])
-        if gaps := uncovered_clauses(item.text, [srcs[c] for c in item.cited]):
+        if gaps := uncovered_clauses(claim, [srcs[c] for c in item.cited]):
             against.append("partial:" + "|".join(gaps))
         evidence, span = best[1], _locate(srcs, item.cited, best[1])
-        item.parts = decompose(item.text)
+        item.parts = decompose(claim)
         owned = [(c, u) for c in item.cited for u in units(srcs[c])]
         pool = [u for _, u in owned]
         # A claim that says what one cited sentence says, word for word, binds its values
         # exactly as the source does: there is no rival qualifier to mistake.
-        wrong = [] if _verbatim(item.text, [srcs[c] for c in item.cited]) else [
+        wrong = [] if _verbatim(claim, [srcs[c] for c in item.cited]) else [
             (p, b) for p in item.parts if (b := check_binding(p, pool)) is not None]
         if not wrong and all(bound_unit(p, pool) for p in item.parts):
             # Every part's values sit together in one clause of the source: the frame

@@ -27,6 +27,7 @@ text passes untouched (a "[1]" in code is not a citation then).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -186,7 +187,7 @@ class CitationGuard(Guard):
     name = "citations"
 
     def __init__(self, policy: str = "annotate", *, attribute: str = "mark",
-                 verify: Callable[[str, Mapping[str, str]], CitationReport] = verify_citations) -> None:
+                 verify: Callable[..., CitationReport] = verify_citations) -> None:
         if policy not in POLICIES:
             raise ValueError(f"citation policy must be one of {POLICIES}, got {policy!r}")
         if attribute not in MODES:
@@ -203,11 +204,13 @@ class CitationGuard(Guard):
         if cached and cached[0] == text:
             return cached[1]
         texts = {sid: ref.text for sid, ref in sources.items()}
-        report = self.verify(text, texts)
+        # ``verify(answer, sources, question=...)``: the question frames bare answers.
+        verify = functools.partial(self.verify, question=ctx.question or None)
+        report = verify(text, texts)
         found: list[Attribution] = []
         if self.attribute != "off":
             try:
-                found = attribute(report.sentences, texts, verify=self.verify)
+                found = attribute(report.sentences, texts, verify=verify)
             except Exception:
                 log.warning("citation attribution failed; uncited sentences stay uncited", exc_info=True)
         result = summarise(report, sources, found)

@@ -166,3 +166,30 @@ def test_what_counts_as_a_claim(text: str, claim: bool) -> None:
     assert is_claim(text) is claim
     [sentence] = verify_citations(text, {"1": "Unrelated text about gardening."}).sentences
     assert sentence.claim is claim and sentence.verdict == "uncited"
+
+
+PER_DIEM = {"1": "The daily per diem is 45 EUR within the EU and 60 EUR outside the EU."}
+
+
+@pytest.mark.parametrize("answer", ["45 EUR [1]", "It is 45 EUR [1].", "45 EUR per day [1]"])
+def test_a_bare_answer_is_bound_in_the_questions_frame(answer: str) -> None:
+    asked = "What is the per diem outside the EU?"
+    wrong = verify_citations(answer, PER_DIEM, question=asked).sentences[0]
+    assert wrong.status == "not_supported" and "binding:@out" in wrong.reasons
+    assert wrong.text == answer.replace(" [1]", "")  # shown as written, checked in its frame
+    right = verify_citations(answer.replace("45", "60"), PER_DIEM, question=asked).sentences[0]
+    assert right.status == "supported"
+    # Asked about the EU itself, the same bare 45 is the right one.
+    inside = verify_citations(answer, PER_DIEM, question="What's the per diem within the EU?")
+    assert inside.sentences[0].status == "supported"
+
+
+def test_a_full_claim_keeps_its_own_frame_whatever_the_question() -> None:
+    # A sentence that states its own subject and qualifier is judged as it stands: the
+    # question only fills in what a bare answer leaves out.
+    claim = "The per diem within the EU is 45 EUR [1]."
+    got = verify_citations(claim, PER_DIEM, question="What is the per diem outside the EU?")
+    assert got.sentences[0].status == "supported"
+    # No question (or an empty one): a bare value has no frame to be bound in.
+    for q in (None, "", "?"):
+        assert verify_citations("45 EUR [1]", PER_DIEM, question=q).sentences[0].reasons == []

@@ -96,8 +96,6 @@ def test_per_diem_wrong_value_is_red_and_right_value_green(live_server, page, tm
     shot(page, "verdict-per-diem-right")
 
 
-@pytest.mark.xfail(strict=False, reason="a bare value ('45 EUR [1]') is bound only through the "
-                   "question: needs the checker's question-aware relevance check (issue 13, guardrails)")
 def test_per_diem_bare_value_is_judged_against_the_question(live_server, page, tmp_path) -> None:
     _run(live_server, page, tmp_path, ["45 EUR [1]", "60 EUR [1]"])
     send(page, QUESTION)
