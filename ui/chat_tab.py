@@ -248,7 +248,7 @@ class ChatTab:
             memory_undo = gr.Button("Undo", size="sm", scale=0, min_width=70, elem_id="lm-memory-undo")
         with gr.Row(equal_height=True):
             box = gr.MultimodalTextbox(show_label=False, placeholder="Message lastmile… (Enter to "
-                                       "send; 📎 attaches a file to this chat)", scale=8, max_lines=8,
+                                       "send; the clip attaches a file to this chat)", scale=8, max_lines=8,
                                        autofocus=True, elem_id="lm-input", container=False,
                                        file_count="multiple", sources=["upload"], submit_btn=False)
             send_btn = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="lm-send")
