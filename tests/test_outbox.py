@@ -188,6 +188,9 @@ def test_stop_hands_back_an_unfinished_job(engine) -> None:  # type: ignore[no-u
     job = workers.queue.get(job_id)
     assert job is not None and job.status == "queued" and job.attempts == 0  # for any live worker
     release.set()
+    # The handler returns now; its thread logs the lost lease, so wait for it before the
+    # test's log capture closes (a thread left running logged into a closed stream).
+    assert all(lane.join(10) for lane in workers.lanes.values())
 
 
 def test_an_idle_worker_runs_a_job_another_process_queued_within_2s(engine) -> None:  # type: ignore[no-untyped-def]
