@@ -9,17 +9,24 @@ Rules, per sentence of the answer (see ``guardrails.claims`` for the helpers):
   "I hope this helps")                       -> ``uncited`` with ``claim=False``,
   score 1, *not* flagged and left out of ``groundedness``
 * cites valid ids: the cited sources are cut into windows (each sentence and each pair
-  of adjacent sentences; with several ids, also the union of each source's best window).
+  of adjacent sentences; with several ids, also the union of each source's best window;
+  with a claim of two or more clauses, also the union of each clause's best sentence of a
+  source, since a long claim may take its parts from sentences far apart).
   For each window: ``soft = W_COS * cosine(claim, window) + (1 - W_COS) * coverage`` where
   coverage is the share of the claim's content words (light stemming) found in the
   window. Hard checks per window: every number in the claim is in the window, bound to
   the same unit ("1,000" = "1000", "5%" = "5 percent", "twenty-six" = 26; within 5% after
   "about"), every capitalised name or acronym appears, and no antonym or direction swap
   ("rose" vs "fell", "raised" vs "held at"). A window failing one scores
-  ``soft * HARD_PENALTY``; the best window is the evidence. Then, against the whole
+  ``soft * HARD_PENALTY`` (``ELSEWHERE_PENALTY`` when its only failure is names the cited
+  text has in another sentence); the best window is the evidence. Then, against the whole
   cited text (``guardrails.roles``): negation scope, role swaps between names/numbers,
   and partial support (a clause of the claim the sources do not cover) each multiply the
   score by ``HARD_PENALTY`` again. ``supported`` if the score is at least ``THRESHOLD``.
+  Last, graded partial support: the score is scaled by the square of the claim's mean
+  clause coverage (share of each clause's words the cited text mentions anywhere,
+  relative to ``FULL_COVER``) without changing the verdict -- a supported claim keeps at
+  least ``THRESHOLD`` -- so the score ranks how fully the sources mention the claim.
 
 Binding and parts (``guardrails.frames``): each atomic part of the claim must have its
 values bound to the same qualifier as in the cited source ("45 EUR" with "within", not
@@ -71,6 +78,8 @@ from guardrails.claims import (
 from guardrails.frames import bound_unit, check_binding, decompose, units
 from guardrails.roles import (
     acronym_of,
+    clause_coverage,
+    clauses,
     direction_clash,
     negation_clash,
     role_swaps,
@@ -86,9 +95,14 @@ MAX_CLAIM_WORDS = 400
 W_COS = 0.7
 THRESHOLD = 0.55
 HARD_PENALTY = 0.4
+#: A window's factor when its only failure is names found elsewhere in the cited text.
+ELSEWHERE_PENALTY = 1.0
 #: A cited sentence this short, with at most two content words, is checked in the question's frame.
 FRAGMENT_WORDS = 6
 _PREFILTER = 2  # lexically best windows per cited source that get embedded
+#: Mean clause coverage (share of each clause's words the cited text mentions) that counts
+#: as full; below it the score falls with the square of the shortfall (``_cover_factor``).
+FULL_COVER = 0.9
 
 
 @dataclass
@@ -174,13 +188,56 @@ def _locate(srcs: Mapping[str, str], cited: Sequence[str], evidence: str) -> tup
     return None
 
 
-def _windows(text: str) -> list[str]:
-    sents = split_sentences(text) or [text]
-    return sents + [f"{a} {b}" for a, b in pairwise(sents)]
+def _windows(sents: Sequence[str]) -> list[str]:
+    return [*sents, *(f"{a} {b}" for a, b in pairwise(sents))]
 
 
 def _coverage(claim_stems: set[str], window: str) -> float:
     return 1.0 if not claim_stems else len(claim_stems & content_stems(window)) / len(claim_stems)
+
+
+def _part_union(claim: str, sents: Sequence[str]) -> str | None:
+    """Each clause's lexically best sentence, joined in source order (None with fewer than
+    two): a long claim may take its parts from sentences far apart in one source."""
+    parts = [c for c in clauses(claim) if len(content_stems(c)) >= 2]
+    if len(parts) < 2 or len(sents) < 2:
+        return None
+    have = [content_stems(s) for s in sents]
+    picks = set()
+    for part in parts:
+        stems = content_stems(part)
+        hits = [len(stems & h) for h in have]
+        top = max(range(len(sents)), key=lambda i: (hits[i], -len(sents[i])))
+        if hits[top]:
+            picks.add(top)
+    return " ".join(sents[i] for i in sorted(picks)) if len(picks) >= 2 else None
+
+
+def _cover_factor(cover: Sequence[tuple[str, int, float]]) -> float:
+    """Graded partial support: a claim whose parts the cited text mentions only in part is
+    less likely supported as a whole, even when its best window matches well. Mean share
+    over clauses of two or more content words, relative to ``FULL_COVER``, squared."""
+    shares = [c for _, n, c in cover if n >= 2]
+    if not shares:
+        return 1.0
+    return min(1.0, sum(shares) / len(shares) / FULL_COVER) ** 2
+
+
+def _graded(score: float, factor: float, threshold: float) -> float:
+    """``score`` scaled by the cover factor without changing the verdict: a supported claim
+    keeps at least ``threshold``, but the score still ranks how fully the sources mention it."""
+    return score * factor if score < threshold else max(threshold, score * factor)
+
+
+def _penalty(reasons: Sequence[str], named: set[str]) -> float:
+    """A window's factor for its hard failures. Names the window lacks but the cited text
+    has elsewhere (``named``: its token stems) cost ``ELSEWHERE_PENALTY``: a long claim takes
+    its subject from one sentence and its facts from another."""
+    if not reasons:
+        return 1.0
+    if len(reasons) == 1 and reasons[0].startswith("entity:") and set(reasons[0][7:].split(",")) <= named:
+        return ELSEWHERE_PENALTY
+    return HARD_PENALTY
 
 
 def _hard_failures(claim: str, window: str, known: set[str], lead: str = "") -> list[str]:
@@ -230,7 +287,8 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
     ``question``, the message the answer replies to, frames bare answers (module docstring)."""
     threshold = THRESHOLD if threshold is None else threshold
     srcs = {str(k): v if isinstance(v, str) else str(v or "") for k, v in sources.items()}
-    windows = {k: _windows(v) for k, v in srcs.items()}
+    sentences = {k: split_sentences(v) or [v] for k, v in srcs.items()}
+    windows = {k: _windows(s) for k, s in sentences.items()}
     items: list[CitedSentence] = []
     pending: list[tuple[CitedSentence, str, list[str]]] = []  # (item, claim as checked, windows)
     for raw in split_sentences(answer):
@@ -260,6 +318,8 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
                                                        len(w)))
             cands += ranked[:_PREFILTER]
             tops.append(ranked[0])
+            if union := _part_union(claim, sentences[c]):
+                cands.append(union)
         if len(cited) > 1:
             cands.append(" ".join(tops))
         item = CitedSentence(text, cited, "unsupported", 0.0)
@@ -292,21 +352,23 @@ def _score(pending: Sequence[tuple[CitedSentence, str, list[str]]], encoder: Any
         stems = content_stems(claim)
         q = vecs[index[claim]]
         lead = " ".join(leads[c] for c in item.cited)
+        cited_text = " ".join(srcs[c] for c in item.cited)
+        named = {stem(t) for t in tokens(cited_text)}
         best: tuple[float, str, list[str]] = (-1.0, "", [])
         for w in cands:
             cos = float(vecs[index[w]] @ q)
             soft = W_COS * cos + (1 - W_COS) * _coverage(stems, w)
             reasons = _hard_failures(claim, w, known, lead)
-            score = soft * HARD_PENALTY if reasons else soft
+            score = soft * _penalty(reasons, named)
             if score > best[0]:
                 best = (score, w, reasons)
         # Contradictions are looked for in the whole cited text, not just the best window:
         # "X was not included" two sentences away still contradicts "X was included".
-        cited_text = " ".join(srcs[c] for c in item.cited)
         swaps = role_swaps(claim, cited_text, known)
         against = (["negation"] if negation_clash(claim, cited_text) else []) + (
             ["role:" + ",".join(swaps)] if swaps else [])
-        if gaps := uncovered_clauses(claim, [srcs[c] for c in item.cited]):
+        cover = clause_coverage(claim, [srcs[c] for c in item.cited])
+        if gaps := uncovered_clauses(claim, [], cover=cover):
             against.append("partial:" + "|".join(gaps))
         evidence, span = best[1], _locate(srcs, item.cited, best[1])
         item.parts = decompose(claim)
@@ -333,7 +395,8 @@ def _score(pending: Sequence[tuple[CitedSentence, str, list[str]]], encoder: Any
             evidence = srcs[cid][span[1]:span[2]]
         if against:
             best = (best[0] * HARD_PENALTY, best[1], [*best[2], *against])
-        score = best[0] if np.isfinite(best[0]) else 0.0
+        score = _graded(best[0], _cover_factor(cover), threshold)
+        score = score if np.isfinite(score) else 0.0
         item.score, item.evidence, item.reasons = round(float(score), 4), evidence, best[2]
         item.span = span
         item.verdict = "supported" if score >= threshold else "unsupported"

@@ -11,7 +11,7 @@ cue governs, the clause a predicate sits in - which is what those errors change.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from guardrails.claims import (
     STOP,
@@ -23,8 +23,8 @@ from guardrails.claims import (
     tokens,
 )
 
-__all__ = ["acronym_of", "clauses", "direction_clash", "negation_clash", "role_swaps",
-           "uncovered_clauses"]
+__all__ = ["acronym_of", "clause_coverage", "clauses", "direction_clash", "negation_clash",
+           "role_swaps", "uncovered_clauses"]
 
 _CLAUSE = re.compile(r"(?<=[.!?])\s+|[;:,()]|\s[–—-]\s|\b(?:and|but|while|whereas|although|though|because|"
                      r"which|who|after|before|when|so)\b", re.IGNORECASE)
@@ -182,9 +182,9 @@ def acronym_of(word: str, text: str) -> bool:
     return word.upper() in initials
 
 
-def uncovered_clauses(claim: str, sources: Iterable[str], min_cover: float = 0.34) -> list[str]:
-    """Clauses of the claim (two or more content words) with less than ``min_cover`` of
-    their content words anywhere in the cited sources: an added, unsupported part."""
+def clause_coverage(claim: str, sources: Sequence[str]) -> list[tuple[str, int, float]]:
+    """(clause, its content words and numbers, share of them found anywhere in the sources)
+    per clause of the claim: how much of each part the sources mention at all."""
     have: set[str] = set()
     for src in sources:
         have |= content_stems(src)
@@ -198,6 +198,15 @@ def uncovered_clauses(claim: str, sources: Iterable[str], min_cover: float = 0.3
         hit += sum(numbers_match(f"{v:g}", text) for v, _ in nums)
         total = len(stems) + len(nums)
         cover.append((clause, total, hit / max(1, total)))
+    return cover
+
+
+def uncovered_clauses(claim: str, sources: Sequence[str], min_cover: float = 0.34,
+                      cover: Sequence[tuple[str, int, float]] | None = None) -> list[str]:
+    """Clauses of the claim (two or more content words) with less than ``min_cover`` of
+    their content words anywhere in the cited sources: an added, unsupported part.
+    ``cover``: ``clause_coverage(claim, sources)`` when the caller has it already."""
+    cover = clause_coverage(claim, sources) if cover is None else cover
     # Partial support needs a supported part: one well-covered clause, others bare.
     if len(cover) < 2 or max((c for _, n, c in cover if n >= 2), default=0.0) < 0.5:
         return []
