@@ -37,9 +37,9 @@ is the source clause holding the claim's qualifier. Bad input never raises: a cl
 
 A bare answer ("45 EUR [1]") names no frame of its own: it means the question's. With
 ``question`` given, a cited sentence of at most ``FRAGMENT_WORDS`` words and two content
-words is checked as the question's core plus the answer ("the per diem outside the EU
-45 EUR"), so its value is bound to the qualifier the person asked about, not to whichever
-clause of the source happens to hold it.
+words, answering a wh-question, is checked as the question's core plus the answer ("the
+per diem outside the EU 45 EUR"), so its value is bound to the qualifier the person asked
+about, not to whichever clause of the source happens to hold it.
 
 The calibrated verdict, ``CitedSentence.status`` (``STATUSES``), is what a person reads:
 ``supported``; ``partial`` (some atomic parts supported, others not); ``not_supported``
@@ -86,8 +86,8 @@ from guardrails.roles import (
     uncovered_clauses,
 )
 
-__all__ = ["FRAGMENT_WORDS", "MAX_CLAIM_WORDS", "STATUSES", "THRESHOLD", "VERDICTS", "CitationReport",
-           "CitedSentence", "verify_citations"]
+__all__ = ["FRAGMENT_WORDS", "MAX_CLAIM_WORDS", "QUESTION_CORE_WORDS", "STATUSES", "THRESHOLD", "VERDICTS",
+           "CitationReport", "CitedSentence", "verify_citations"]
 
 VERDICTS = ("supported", "unsupported", "uncited", "invalid_citation")
 STATUSES = ("supported", "partial", "not_supported", "not_checkable", "invalid_citation")
@@ -264,19 +264,26 @@ def _encoder() -> Any:
     return get_encoder()
 
 
-_ASKING = re.compile(r"^\s*(?:(?:what|which|who|whom|whose|when|where|how(?:\s+(?:much|many|long|"
-                     r"far|often|old|big))?)(?:'s|\s+(?:is|are|was|were|do|does|did|will|would|can|"
-                     r"could|should|shall|may|has|have|had))?|(?:is|are|was|were|do|does|did|can|"
-                     r"could|will|would|should))\b\s*", re.IGNORECASE)
+#: A wh-question and its verb ("What is", "How much does", "Which"): what is left is the
+#: frame the answer fills. A yes/no question is no frame: "No [1]" to "Is it 45 EUR?" does
+#: not state 45 EUR.
+_WH = re.compile(r"^\s*(?:(?:and|so|but|also|ok(?:ay)?|then|now|well)\b[\s,]*)*(?:what|which|who|whom|whose|when|where|how(?:\s+(?:much|many|long|far|often|"
+                 r"old|big|large|high))?)(?:'s|\s+(?:is|are|was|were|do|does|did|will|would|can|could|"
+                 r"should|shall|may|has|have|had))?\b\s*", re.IGNORECASE)
+#: A question longer than this is no frame for a bare answer (its core would be the claim).
+QUESTION_CORE_WORDS = 20
 
 
 def _in_frame(text: str, question: str | None) -> str:
-    """``text`` as checked: a bare answer gets the question's core in front of it."""
+    """``text`` as checked: a bare answer to a wh-question gets the question's core in front."""
     if not question or len(tokens(text)) > FRAGMENT_WORDS or len(content_stems(text)) > 2:
         return text
-    core = _ASKING.sub("", question.strip().splitlines()[-1] if question.strip() else "")
-    core = core.strip().rstrip("?!. ").strip()
-    if not core or content_stems(core) <= content_stems(text):
+    asked = [s for s in split_sentences(question) if s.rstrip().endswith("?")] or split_sentences(question)
+    last = asked[-1].strip() if asked else ""
+    if not (found := _WH.match(last)):
+        return text
+    core = last[found.end():].strip().rstrip("?!. ").strip()
+    if not core or len(tokens(core)) > QUESTION_CORE_WORDS or content_stems(core) <= content_stems(text):
         return text
     return f"{core} {text}"
 

@@ -193,3 +193,19 @@ def test_a_full_claim_keeps_its_own_frame_whatever_the_question() -> None:
     # No question (or an empty one): a bare value has no frame to be bound in.
     for q in (None, "", "?"):
         assert verify_citations("45 EUR [1]", PER_DIEM, question=q).sentences[0].reasons == []
+
+
+@pytest.mark.parametrize("question", ["Is the per diem outside the EU 45 EUR?",  # yes/no: no frame
+                                      "Tell me the per diem outside the EU.",  # not a question
+                                      "What is " + "the per diem outside the EU and " * 8 + "?"])
+def test_only_a_short_wh_question_frames_an_answer(question: str) -> None:
+    # "No, it is 60 EUR" denies the question's 45: reading it with the question's values
+    # would flag a right answer. A long question would turn a bare answer into the question.
+    for answer in ("No, it is 60 EUR [1].", "45 EUR [1]"):
+        assert verify_citations(answer, PER_DIEM, question=question).sentences[0].status == "supported"
+
+
+def test_the_last_question_of_a_message_frames_the_answer() -> None:
+    asked = "Thanks, that helps! And what is the per diem outside the EU?"
+    got = verify_citations("45 EUR [1]", PER_DIEM, question=asked).sentences[0]
+    assert got.status == "not_supported" and "binding:@out" in got.reasons
