@@ -18,10 +18,10 @@ Rules, per sentence of the answer (see ``guardrails.claims`` for the helpers):
   the same unit ("1,000" = "1000", "5%" = "5 percent", "twenty-six" = 26; within 5% after
   "about"), every capitalised name or acronym appears, and no antonym or direction swap
   ("rose" vs "fell", "raised" vs "held at"). A window failing one scores
-  ``soft * HARD_PENALTY`` (``ELSEWHERE_PENALTY`` when its only failure is names the cited
-  text has in another sentence); the best window is the evidence. Then, against the whole
-  cited text (``guardrails.roles``): negation scope, role swaps between names/numbers,
-  and partial support (a clause of the claim the sources do not cover) each multiply the
+  ``soft * HARD_PENALTY`` (``ELSEWHERE_PENALTY`` when its only failures are names or
+  numbers the cited text has in another sentence); the best window is the evidence. Then,
+  against the whole cited text (``guardrails.roles``): negation scope, role swaps between
+  names/numbers, and partial support (a clause of the claim the sources do not cover) each multiply the
   score by ``HARD_PENALTY`` again. ``supported`` if the score is at least ``THRESHOLD``.
   Last, graded partial support: the score is scaled by the square of the claim's mean
   clause coverage (share of each clause's words the cited text mentions anywhere,
@@ -95,7 +95,7 @@ MAX_CLAIM_WORDS = 400
 W_COS = 0.7
 THRESHOLD = 0.55
 HARD_PENALTY = 0.4
-#: A window's factor when its only failure is names found elsewhere in the cited text.
+#: A window's factor when its only failures are names or numbers found elsewhere in the cited text.
 ELSEWHERE_PENALTY = 1.0
 #: A cited sentence this short, with at most two content words, is checked in the question's frame.
 FRAGMENT_WORDS = 6
@@ -229,13 +229,15 @@ def _graded(score: float, factor: float, threshold: float) -> float:
     return score * factor if score < threshold else max(threshold, score * factor)
 
 
-def _penalty(reasons: Sequence[str], named: set[str]) -> float:
+def _penalty(reasons: Sequence[str], named: set[str], numbered: bool = False) -> float:
     """A window's factor for its hard failures. Names the window lacks but the cited text
-    has elsewhere (``named``: its token stems) cost ``ELSEWHERE_PENALTY``: a long claim takes
-    its subject from one sentence and its facts from another."""
+    has elsewhere (``named``: its token stems), and numbers when the cited text has them all
+    (``numbered``), cost ``ELSEWHERE_PENALTY``: a long claim takes its subject from one
+    sentence and its facts from another. Wrong bindings and swaps are checked on their own."""
     if not reasons:
         return 1.0
-    if len(reasons) == 1 and reasons[0].startswith("entity:") and set(reasons[0][7:].split(",")) <= named:
+    if all((r.startswith("entity:") and set(r[7:].split(",")) <= named) or (r == "number" and numbered)
+           for r in reasons):
         return ELSEWHERE_PENALTY
     return HARD_PENALTY
 
@@ -361,12 +363,13 @@ def _score(pending: Sequence[tuple[CitedSentence, str, list[str]]], encoder: Any
         lead = " ".join(leads[c] for c in item.cited)
         cited_text = " ".join(srcs[c] for c in item.cited)
         named = {stem(t) for t in tokens(cited_text)}
+        numbered = numbers_match(claim, cited_text)
         best: tuple[float, str, list[str]] = (-1.0, "", [])
         for w in cands:
             cos = float(vecs[index[w]] @ q)
             soft = W_COS * cos + (1 - W_COS) * _coverage(stems, w)
             reasons = _hard_failures(claim, w, known, lead)
-            score = soft * _penalty(reasons, named)
+            score = soft * _penalty(reasons, named, numbered)
             if score > best[0]:
                 best = (score, w, reasons)
         # Contradictions are looked for in the whole cited text, not just the best window:

@@ -47,6 +47,7 @@ def test_names_elsewhere_in_the_cited_text_cost_less() -> None:
     assert _penalty(["entity:jane,smith"], named) == ELSEWHERE_PENALTY
     assert _penalty(["entity:bob"], named) == HARD_PENALTY
     assert _penalty(["number", "entity:jane"], named) == HARD_PENALTY
+    assert _penalty(["number", "entity:jane"], named, numbered=True) == ELSEWHERE_PENALTY
 
 
 def test_clause_coverage_counts_words_anywhere_in_the_sources() -> None:
