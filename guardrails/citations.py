@@ -26,7 +26,9 @@ Rules, per sentence of the answer (see ``guardrails.claims`` for the helpers):
   Last, graded partial support: the score is scaled by the square of the claim's mean
   clause coverage (share of each clause's words the cited text mentions anywhere,
   relative to ``FULL_COVER``) without changing the verdict -- a supported claim keeps at
-  least ``THRESHOLD`` -- so the score ranks how fully the sources mention the claim.
+  least ``THRESHOLD`` -- so the score ranks how fully the sources mention the claim; a
+  flagged claim failing in several ways (names, numbers, partial, ...) also gets
+  ``KIND_FACTOR`` per kind beyond the first.
 
 Binding and parts (``guardrails.frames``): each atomic part of the claim must have its
 values bound to the same qualifier as in the cited source ("45 EUR" with "within", not
@@ -103,6 +105,8 @@ _PREFILTER = 2  # lexically best windows per cited source that get embedded
 #: Mean clause coverage (share of each clause's words the cited text mentions) that counts
 #: as full; below it the score falls with the square of the shortfall (``_cover_factor``).
 FULL_COVER = 0.9
+#: Each kind of failure beyond the first scales a flagged score by this (verdicts unchanged).
+KIND_FACTOR = 0.6
 
 
 @dataclass
@@ -405,7 +409,8 @@ def _score(pending: Sequence[tuple[CitedSentence, str, list[str]]], encoder: Any
             evidence = srcs[cid][span[1]:span[2]]
         if against:
             best = (best[0] * HARD_PENALTY, best[1], [*best[2], *against])
-        score = _graded(best[0], _cover_factor(cover), threshold)
+        kinds = {r.split(":")[0] for r in best[2]}
+        score = _graded(best[0], _cover_factor(cover) * KIND_FACTOR ** max(0, len(kinds) - 1), threshold)
         score = score if np.isfinite(score) else 0.0
         item.score, item.evidence, item.reasons = round(float(score), 4), evidence, best[2]
         item.span = span

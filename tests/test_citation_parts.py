@@ -62,3 +62,11 @@ def test_a_long_claim_from_two_sentences_far_apart_is_supported() -> None:
     added = verify_citations(claim.replace("in 2010", "and moved to Paris in 2010"),
                              {"1": " ".join(SENTS)}).sentences[0]
     assert added.score < got.score
+
+
+def test_more_kinds_of_failure_rank_a_flagged_claim_lower() -> None:
+    src = {"1": " ".join(SENTS)}
+    one = verify_citations("Jane Smith won the Davy Medal in 2012 [1].", src).sentences[0]
+    two = verify_citations("Jane Smith won the Nobel Medal in 2012 [1].", src).sentences[0]
+    assert one.verdict == two.verdict == "unsupported"
+    assert two.score < one.score
