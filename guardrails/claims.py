@@ -17,7 +17,7 @@ __all__ = ["STOP", "content_stems", "entities", "has_antonym_clash", "is_claim",
 _MARKER = re.compile(r"\[\s*([A-Za-z_]*\d+(?:\s*[,;\-–]\s*[A-Za-z_]*\d+)*)\s*\]")
 _MARKERS_RUN = re.compile(r"(?:\s*\[\s*[A-Za-z_]*\d+(?:\s*[,;\-–]\s*[A-Za-z_]*\d+)*\s*\])+")
 _ABBREV = {"e.g", "i.e", "dr", "mr", "mrs", "ms", "prof", "st", "vs", "etc", "inc", "ltd", "jr",
-           "sr", "co", "corp", "approx", "no", "fig", "al", "u.s", "u.k", "mt", "ca", "cf", "ft",
+           "sr", "co", "corp", "approx", "no", "fig", "al", "u.s", "u.k", "mt", "ca", "c", "cf", "ft",
            "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
 _NEVER_END = {"e.g", "i.e", "dr", "mr", "mrs", "ms", "prof", "st", "vs", "cf", "mt", "approx", "fig"}
 _END = re.compile(r"[.!?]+[\"'”’)]*")

@@ -70,3 +70,10 @@ def test_more_kinds_of_failure_rank_a_flagged_claim_lower() -> None:
     two = verify_citations("Jane Smith won the Nobel Medal in 2012 [1].", src).sentences[0]
     assert one.verdict == two.verdict == "unsupported"
     assert two.score < one.score
+
+
+def test_circa_before_a_year_does_not_end_the_sentence() -> None:
+    from guardrails.claims import split_sentences
+
+    assert split_sentences("The panel dates from c. 1491–1510. [1]") == [
+        "The panel dates from c. 1491–1510. [1]"]
