@@ -228,9 +228,10 @@ def _cover_factor(cover: Sequence[tuple[str, int, float]]) -> float:
 
 
 def _graded(score: float, factor: float, threshold: float) -> float:
-    """``score`` scaled by the cover factor without changing the verdict: a supported claim
-    keeps at least ``threshold``, but the score still ranks how fully the sources mention it."""
-    return score * factor if score < threshold else max(threshold, score * factor)
+    """A flagged ``score`` scaled by the cover factor: it ranks how far from supported a
+    failing claim is. A supported score stays as measured: post-hoc attribution asks for a
+    margin above ``threshold`` (a clamp to the threshold halved its recall)."""
+    return score * factor if score < threshold else score
 
 
 def _penalty(reasons: Sequence[str], named: set[str], numbered: bool = False) -> float:

@@ -39,6 +39,8 @@ def test_graded_score_never_changes_the_verdict(score: float) -> None:
     got = _graded(score, 0.25, THRESHOLD)
     assert (got >= THRESHOLD) == (score >= THRESHOLD)
     assert got <= score
+    # A supported score is kept as measured: attribution's margin above the threshold reads it.
+    assert score < THRESHOLD or got == score
 
 
 def test_names_elsewhere_in_the_cited_text_cost_less() -> None:
