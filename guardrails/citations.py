@@ -274,7 +274,8 @@ def _encoder() -> Any:
 #: A wh-question and its verb ("What is", "How much does", "Which"): what is left is the
 #: frame the answer fills. A yes/no question is no frame: "No [1]" to "Is it 45 EUR?" does
 #: not state 45 EUR.
-_WH = re.compile(r"^\s*(?:(?:and|so|but|also|ok(?:ay)?|then|now|well)\b[\s,]*)*(?:what|which|who|whom|whose|when|where|how(?:\s+(?:much|many|long|far|often|"
+_WH = re.compile(r"^\s*(?:(?:and|so|but|also|ok(?:ay)?|then|now|well)\b[\s,]*)*"
+                 r"(?:what|which|who|whom|whose|when|where|how(?:\s+(?:much|many|long|far|often|"
                  r"old|big|large|high))?)(?:'s|\s+(?:is|are|was|were|do|does|did|will|would|can|could|"
                  r"should|shall|may|has|have|had))?\b\s*", re.IGNORECASE)
 #: A question longer than this is no frame for a bare answer (its core would be the claim).
