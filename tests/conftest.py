@@ -28,8 +28,11 @@ from assistant.testing import loopback_only
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Each test process its own Gradio upload cache: two xdist workers uploading the same
 # bytes would otherwise share (and clean up) one content-hashed folder under /tmp/gradio.
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-os.environ.setdefault("GRADIO_TEMP_DIR", f"/tmp/gradio-{_WORKER}-{os.getpid()}")
+# A worker always sets its own: it inherits the controller's value, and keeping that
+# made every worker share one cache again (a test's discarded upload was another's).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER or "GRADIO_TEMP_DIR" not in os.environ:
+    os.environ["GRADIO_TEMP_DIR"] = f"/tmp/gradio-{_WORKER or 'main'}-{os.getpid()}"
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 PG_ADMIN_URL = os.environ.get("LASTMILE_TEST_POSTGRES_URL",
