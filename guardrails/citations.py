@@ -16,7 +16,8 @@ Rules, per sentence of the answer (see ``guardrails.claims`` for the helpers):
   coverage is the share of the claim's content words (light stemming) found in the
   window. Hard checks per window: every number in the claim is in the window, bound to
   the same unit ("1,000" = "1000", "5%" = "5 percent", "twenty-six" = 26; within 5% after
-  "about"), every capitalised name or acronym appears, and no antonym or direction swap
+  "about"; an ISO date "2018-06-30" also reads "30 June 2018"), every capitalised name
+  or acronym appears, and no antonym or direction swap
   ("rose" vs "fell", "raised" vs "held at"). A window failing one scores
   ``soft * HARD_PENALTY`` (``ELSEWHERE_PENALTY`` when its only failures are names or
   numbers the cited text has in another sentence); the best window is the evidence. Then,
@@ -247,10 +248,22 @@ def _penalty(reasons: Sequence[str], named: set[str], numbered: bool = False) ->
     return HARD_PENALTY
 
 
+_ISO_DATE = re.compile(r"\b((?:1[5-9]|20)\d\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:T[\d:.]+Z?)?\b")
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December")
+
+
+def spell_dates(text: str) -> str:
+    """ISO dates also written out ("2018-06-30" -> "30 June 2018"): a page's metadata dates
+    it that way, a claim says "in June 2018"."""
+    return _ISO_DATE.sub(lambda m: f"{int(m[3])} {_MONTH_NAMES[int(m[2]) - 1]} {m[1]}", text)
+
+
 def _hard_failures(claim: str, window: str, known: set[str], lead: str = "") -> list[str]:
     """Why ``window`` cannot support ``claim``; names may also come from ``lead`` (the cited
     sources' first sentences), since later sentences say "she" / "it" for the subject."""
     reasons = []
+    window, lead = spell_dates(window), spell_dates(lead)
     if not numbers_match(claim, window) and not numbers_match(claim, f"{window} {lead}"):
         reasons.append("number")
     have = {stem(t) for t in tokens(window + " " + lead)}

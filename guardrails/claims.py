@@ -37,13 +37,25 @@ def parse_markers(text: str) -> tuple[str, list[str]]:
     return re.sub(r"\s{2,}", " ", clean).strip(), list(dict.fromkeys(ids))
 
 
+_INITIALISM = re.compile(r"(?:[a-z]\.)+[a-z]")  # "u.s", "a.v", "d.c" (the last dot is the match's)
+
+
+def _opens_sentence(rest: str) -> bool:
+    """After an abbreviation ("U.S.", "Co."), does ``rest`` start a new sentence? A name
+    ("the U.S. Supreme Court", "Allen and Co. Sun Valley") does not; a function word or a
+    pronoun ("... to the U.S. The next year", "... & Co. He") does."""
+    word = re.match(r"\s*[\"'“‘(]*([A-Za-z]+)", rest)
+    return not word or word.group(1).lower() in _STOP
+
+
 def split_sentences(text: str) -> list[str]:
     """Split into sentences, keeping citation markers with the sentence they follow.
 
     A boundary is ``.``/``!``/``?`` followed by whitespace (or end) and then an uppercase
     letter, digit, quote, bracket or bullet -- so decimals (3.5), "e.g. x", "Dr. Smith"
-    and initials stay inside. Markers placed after the period ("... 1953. [2] Next")
-    belong to the sentence before. Newlines always end a sentence.
+    and initials stay inside; after "U.S." or "Co." only a function word or pronoun ("The",
+    "He") starts a new sentence, a name ("Supreme Court") does not. Markers placed after
+    the period ("... 1953. [2] Next") belong to the sentence before. Newlines always end a sentence.
     """
     out: list[str] = []
     for block in re.split(r"\n\s*", text):
@@ -63,7 +75,8 @@ def split_sentences(text: str) -> list[str]:
             if nxt and not (nxt.isupper() or nxt.isdigit() or nxt in "\"'“‘([*-•"):
                 continue
             abbrev = (w in _NEVER_END or (len(w) == 1 and nxt.isupper())
-                      or (w in _ABBREV and not nxt.isupper()))
+                      or ((w in _ABBREV or _INITIALISM.fullmatch(w)) and not (
+                          nxt.isupper() and _opens_sentence(rest))))
             if m.group(0) == "." and nxt and not run and abbrev:
                 continue
             piece = block[start:end].strip()

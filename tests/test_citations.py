@@ -209,3 +209,25 @@ def test_the_last_question_of_a_message_frames_the_answer() -> None:
     asked = "Thanks, that helps! And what is the per diem outside the EU?"
     got = verify_citations("45 EUR [1]", PER_DIEM, question=asked).sentences[0]
     assert got.status == "not_supported" and "binding:@out" in got.reasons
+
+
+@pytest.mark.parametrize(("text", "parts"), [
+    ("In 1980 the U.S. Supreme Court ruled on it [1].", 1),  # a name goes on after "U.S."
+    ("He spoke at the Allen and Co. Sun Valley conference.", 1),
+    ("Annie Zaleski of The A.V. Club praised it.", 1),
+    ("He moved to the U.S. The next year he left.", 2),  # a function word opens a sentence
+    ("It was founded as Smith & Co. He sold it in 1990.", 2),
+    ("It is in Washington, D.C. It has 5 rooms.", 2),
+])
+def test_an_abbreviation_ends_a_sentence_only_before_a_new_one(text: str, parts: int) -> None:
+    # A split inside "the U.S. Supreme Court ruled ... [1]" leaves the front as an uncited
+    # claim and checks only the tail against the source.
+    assert len(split_sentences(text)) == parts
+
+
+def test_a_month_in_a_claim_matches_a_sources_iso_date() -> None:
+    src = {"1": "PUBLISHED: 2018-06-30T07:00:00Z. The museum reopened after a two-year renovation."}
+    ok = verify_citations("The museum reopened in June 2018 after a renovation [1].", src).sentences[0]
+    wrong = verify_citations("The museum reopened in July 2018 after a renovation [1].", src).sentences[0]
+    assert ok.status == "supported", ok.reasons
+    assert wrong.status != "supported" and any(r.startswith("entity:") for r in wrong.reasons)
