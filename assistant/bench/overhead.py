@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -112,10 +111,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         backend_url = stack.start_echo()
         targets = {"backend": Target("backend direct", backend_url, "echo")}
         if args.against == "litellm":
-            exe = litellm_executable()
+            exe = litellm_executable(args.litellm)
             if exe is None:
                 result["notes"].append("LiteLLM is not installed (pip install -e '.[bench]', or "
-                                       "LASTMILE_BENCH_LITELLM=/path/to/bin/litellm): no LiteLLM rows")
+                                       "--litellm /path/to/bin/litellm): no LiteLLM rows")
             else:
                 litellm_url, master = stack.start_litellm(backend_url, exe)
                 targets["litellm"] = Target("LiteLLM proxy", litellm_url, "echo",
@@ -246,11 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="fresh,big", help="fresh, big, or both")
     parser.add_argument("--big-turns", type=int, default=10_000, help="stored turns of the big user")
     parser.add_argument("--documents", type=int, default=50, help="the big user's corpus size")
-    parser.add_argument("--postgres-url", default=os.environ.get("LASTMILE_BENCH_POSTGRES", DEFAULT_PG),
+    parser.add_argument("--postgres-url", default=DEFAULT_PG,
                         help="admin URL; a scratch database is created and dropped")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get(
-        "XDG_CACHE_HOME", Path.home() / ".cache")) / "lastmile" / "bench-overhead",
-        help="where the seeded data directory is kept between runs (with a template database)")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "lastmile" / "bench-overhead",
+                        help="where the seeded data lives between runs (with a template database)")
+    parser.add_argument("--litellm", metavar="PATH",
+                        help="the litellm CLI (default: beside this Python, .venv-litellm, then PATH)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     try:

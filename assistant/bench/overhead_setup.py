@@ -214,11 +214,10 @@ def seeded_copy(admin_url: str, data_dir: Path, user: str, *, turns: int, docume
     return url, took
 
 
-def litellm_executable() -> str | None:
-    """The ``litellm`` proxy CLI: ``LASTMILE_BENCH_LITELLM``, else next to this Python, else
+def litellm_executable(explicit: str | None = None) -> str | None:
+    """The ``litellm`` proxy CLI: ``explicit`` (``--litellm``), else next to this Python, else
     the repository's ``.venv-litellm`` (``make bench-overhead`` makes it: LiteLLM's pins
     conflict with lastmile's, so it gets a virtualenv of its own), else ``PATH``."""
-    explicit = os.environ.get("LASTMILE_BENCH_LITELLM")
     if explicit:
         return explicit if Path(explicit).exists() else None
     beside = Path(__file__).resolve().parents[2] / ".venv-litellm" / "bin" / "litellm"

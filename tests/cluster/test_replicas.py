@@ -125,10 +125,12 @@ def test_b_a_forgotten_fact_never_reaches_bs_prompt_again(cluster_env: Env, pair
 
 
 def _burst(node: Node, key: str, session_prefix: str, stop: threading.Event,
-           acked: list[str], failed: list[str]) -> None:
+           acked: list[str], failed: list[str], sent: list[str] | None = None) -> None:
     i = 0
     while not stop.is_set():
         nonce = f"{session_prefix}-{i}-{_nonce()}"
+        if sent is not None:
+            sent.append(nonce)
         try:
             _say(node, key, f"note {nonce}: I work as a carpenter", f"{session_prefix}-{i % 3}")
             acked.append(nonce)
@@ -136,6 +138,12 @@ def _burst(node: Node, key: str, session_prefix: str, stop: threading.Event,
             failed.append(f"{nonce}: {type(exc).__name__}: {str(exc)[:160]}")
             return
         i += 1
+
+
+def _stored(env: Env, nonces: list[str]) -> bool:
+    """Is every user message holding one of ``nonces`` stored?"""
+    rows = env.sql("SELECT content FROM messages WHERE role = 'user'")
+    return all(any(n in content for (content,) in rows) for n in list(nonces))
 
 
 def _done(env: Env, nonces: list[str]) -> tuple[int, int]:
@@ -174,14 +182,19 @@ def test_c_kill_9_mid_burst_loses_no_follow_up_work(cluster_env: Env, pair) -> N
 def test_d_sigterm_mid_burst_finishes_in_flight_turns_and_exits_0(cluster_env: Env, pair) -> None:
     victim = cluster_env.replica("d-victim")
     key = cluster_env.api_key(f"u-d-{_nonce()}")
-    stop, acked, failed = threading.Event(), [], []
-    threads = [threading.Thread(target=_burst, args=(victim, key, f"d{t}", stop, acked, failed))
+    stop, acked, failed, sent = threading.Event(), [], [], []
+    threads = [threading.Thread(target=_burst, args=(victim, key, f"d{t}", stop, acked, failed, sent))
                for t in range(3)]
     for t in threads:
         t.start()
     time.sleep(3)
-    stop.set()  # no thread sends another turn; the turns already sent are in flight ...
-    time.sleep(0.1)  # ... and reach the server (a request sent after SIGTERM may be refused)
+    stop.set()  # no thread sends another turn; the turns already sent are in flight once
+    # the server has them (stored before any model call). A request still on its way at
+    # SIGTERM may be refused, so wait for that rather than a fixed pause (racy under load).
+    deadline = time.monotonic() + 15
+    while not _stored(cluster_env, sent):
+        assert time.monotonic() < deadline, "the turns sent before the stop never reached the server"
+        time.sleep(0.05)
     code = victim.proc.stop(signal.SIGTERM, timeout=90)
     for t in threads:
         t.join(60)
