@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "packaged_file", "quiet_third_parties"]
+__all__ = ["Settings", "child_environment", "packaged_file", "quiet_third_parties"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful, honest assistant. Answer concisely. "
@@ -31,6 +32,15 @@ def quiet_third_parties() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a lastmile child process (a replica, a seeding job): this
+    process's, minus its ``LASTMILE_*`` settings -- the child gets exactly the ones in
+    ``overrides``, not whatever the parent's shell happened to set -- plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LASTMILE_")}
+    env.update(overrides or {})
+    return env
 
 
 def packaged_file(package: str, relative: str) -> Path | None:

@@ -44,3 +44,14 @@ def test_bad_values_fail_validation(monkeypatch: pytest.MonkeyPatch, name: str, 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_a_child_process_gets_only_the_lastmile_settings_it_is_given(monkeypatch) -> None:
+    from assistant.settings import child_environment
+
+    monkeypatch.setenv("LASTMILE_DATABASE_URL", "sqlite:///parent.db")
+    monkeypatch.setenv("LASTMILE_TEST_PROBE", "1")
+    env = child_environment({"LASTMILE_DATABASE_URL": "sqlite:///child.db", "OPENBLAS_NUM_THREADS": "1"})
+    assert env["LASTMILE_DATABASE_URL"] == "sqlite:///child.db"
+    assert "LASTMILE_TEST_PROBE" not in env and env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["PATH"]  # the rest of the parent's environment is kept

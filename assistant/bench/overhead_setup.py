@@ -9,7 +9,6 @@ its 10,000 turns are indexed the way served turns are and the server starts cold
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.settings import child_environment
 from assistant.testing.cluster import Cluster, Proc, free_port
 
 __all__ = ["BIG_SESSIONS", "Stack", "drop_database", "litellm_executable", "scratch_database",
@@ -140,9 +140,8 @@ def seed_in_subprocess(url: str, data_dir: Path, user: str, *, turns: int, docum
                        log: Path) -> float:
     """``seed_big_user`` in a child process with one BLAS thread per process, as the
     served processes run (threads oversubscribing two cores made ingest 5x slower)."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "ANONYMIZED_TELEMETRY": "False"}
-    env = {k: v for k, v in env.items() if not k.startswith("LASTMILE_")}
+    env = child_environment({"OPENBLAS_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                             "ANONYMIZED_TELEMETRY": "False"})
     with open(log, "ab") as out:
         done = subprocess.run([sys.executable, "-m", "assistant.bench.overhead_setup", url,
                                str(data_dir), user, str(turns), str(documents)],

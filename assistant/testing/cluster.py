@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -25,6 +24,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from assistant.settings import child_environment
 
 __all__ = ["Cluster", "Proc", "free_port", "rss_mb"]
 
@@ -109,8 +110,7 @@ class Cluster:
     # -- processes ---------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str], url: str | None) -> Proc:
         log = self.workdir / f"{name}.log"
-        full = {k: v for k, v in os.environ.items() if not k.startswith("LASTMILE_")}
-        full.update(env)
+        full = child_environment(env)
         with open(log, "ab") as out:
             popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full,
                                      cwd=self.workdir, start_new_session=True)
