@@ -30,6 +30,7 @@ from assistant.reply_record import ReplyRecord
 from assistant.settings import Settings
 from guardrails.base import GuardChain, GuardContext
 from guardrails.grounding import BAD_VERDICTS, CitationGuard, failures_prompt
+from guardrails.judging import Judge
 from guardrails.review_gate import worth_review
 
 __all__ = ["SAMPLE_COLLECTION", "assess", "citation_guard", "default_documents", "reask_once",
@@ -75,14 +76,17 @@ def _any_documents(engine: Any) -> bool:
         return conn.execute(select(Chunk.id).limit(1)).first() is not None
 
 
-def citation_guard(chain: GuardChain, settings: Settings) -> CitationGuard:
-    """The chain's citation guard; one with the configured policy and post-hoc attribution
-    (``LASTMILE_CITATION_POLICY``, ``LASTMILE_ATTRIBUTE_CITATIONS``) is appended when it has
-    none, so grounded answers are always checked (pass your own to configure it)."""
+def citation_guard(chain: GuardChain, settings: Settings, judge: Judge | None = None) -> CitationGuard:
+    """The chain's citation guard; one with the configured policy, post-hoc attribution
+    and judge (``LASTMILE_CITATION_POLICY``, ``LASTMILE_ATTRIBUTE_CITATIONS``,
+    ``LASTMILE_VERIFY_*``) is appended when it has none, so grounded answers are always
+    checked (pass your own to configure it)."""
     found = [g for g in chain.guards if isinstance(g, CitationGuard)]
     if found:
         return found[0]
-    guard = CitationGuard(settings.citation_policy, attribute=settings.attribute_citations)
+    guard = CitationGuard(settings.citation_policy, attribute=settings.attribute_citations, judge=judge,
+                          judge_band=(settings.verify_band_low, settings.verify_band_high),
+                          judge_max_calls=settings.verify_max_calls)
     chain.guards.append(guard)
     return guard
 

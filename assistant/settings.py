@@ -331,6 +331,18 @@ class Settings(BaseSettings):
         "mark", pattern="^(mark|panel|off)$",
         description="Uncited sentences a shown source supports: cite it for the model and add "
                     "[n] to the text (mark), list it only with the citations (panel), or not (off).")
+    # a judge for unsure citations (issue 13; guardrails.judging, assistant.judge)
+    verify_model: str = Field(
+        "off", pattern="^(off|auto|chat)$",
+        description="A second opinion on cited sentences the local checker is unsure about "
+                    "(ledger purpose 'verify'): 'off' nobody, 'auto' the chat model when a remote "
+                    "provider leads the chain and none was injected, 'chat' the chat model always.")
+    verify_band_low: float = Field(
+        0.25, ge=0, lt=0.55, description="Lowest checker score a judge is asked about.")
+    verify_band_high: float = Field(
+        0.8, ge=0.55, le=1, description="Highest checker score a judge is asked about.")
+    verify_max_calls: int = Field(
+        4, ge=0, le=50, description="Most sentences judged per answer (nearest the threshold first).")
     # extractive answers on a small model (issue 13)
     extractive_answers: str = Field(
         "auto", pattern="^(auto|on|off)$",

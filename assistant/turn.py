@@ -79,6 +79,8 @@ class TurnState:
     groundedness: float | None = None
     citations_attributed: int | None = None
     citations_stripped: int | None = None
+    #: How many cited sentences the citation judge re-scored (None: no judge ran).
+    citations_judged: int | None = None
     #: How many unsupported sentences a re-ask asked the model to correct.
     reasked: int | None = None
     validation_errors: list[str] = field(default_factory=list)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from assistant import grounding, telemetry
 from assistant.errors import LastmileError
 from assistant.extract import extract as extract_structured
+from assistant.judge import ModelJudge
 from assistant.layers.ledger import LedgerModel, open_accounting
 from assistant.layers.safemode import RETRIEVAL_LABEL
 from assistant.protocols import Documents, MessageStore, Recall, TurnRecorder
@@ -205,7 +206,7 @@ def build(settings: Settings, *, model: ChatModel | None = None,
     recorder = recorder if recorder is not None else outbox
     if documents is None and built_store:
         documents = grounding.default_documents(settings, engine)
-    citations = grounding.citation_guard(chain, settings)
+    citations = grounding.citation_guard(chain, settings, _judge(settings, chat, tunables))
     tunables.follow(citations)
     parts = Parts(
         settings=settings, store=store, chat=chat, memory=memory, recorder=recorder,
@@ -286,6 +287,22 @@ def _fact_memory(settings: Settings, jobs: JobQueue | None, worker: Workers | No
         chroma = None
     return open_fact_memory(jobs, worker, chroma, guards=guards, settings=settings,
                             source=chat, injected=chat.injected, extract=extract_structured)
+
+
+def _judge(settings: Settings, chat: LazyModel, tunables: Tunables) -> ModelJudge | None:
+    """The citation judge per ``LASTMILE_VERIFY_MODEL`` (``assistant.judge``); under
+    ``auto`` it asks only while a remote provider leads the chain (re-read per call, so an
+    admin's change of chain takes effect) and never an embedder's injected model."""
+    mode = settings.verify_model
+    if mode == "off":
+        return None
+
+    def model() -> ChatModel | None:
+        if mode == "auto" and (chat.injected or not remote_first(tunables.current())):
+            return None
+        return chat.model
+
+    return ModelJudge(model)
 
 
 def _summaries(settings: Settings, engine: Any, chat: LazyModel,

@@ -172,9 +172,10 @@ def _status(s: CitedSentence) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")
 
 
-def _unreadable(text: str) -> str | None:
-    """Why ``text`` cannot be checked as a sentence (None: it can)."""
-    if len(text.split()) > MAX_CLAIM_WORDS:
+def _unreadable(text: str, *, claim: bool = True) -> str | None:
+    """Why ``text`` cannot be checked as a sentence, or (``claim=False``) read as a
+    source (None: it can). Only a claim has a length limit: a source is long."""
+    if claim and len(text.split()) > MAX_CLAIM_WORDS:
         return f"not_checkable:longer than {MAX_CLAIM_WORDS} words"
     if text and len(_CONTROL.findall(text)) > 0.02 * len(text):
         return "not_checkable:binary text"
@@ -332,7 +333,7 @@ def verify_citations(answer: str, sources: Mapping[str, str], *, encoder: Any = 
             items.append(CitedSentence(text, cited, "invalid_citation", 0.0,
                                        reasons=["unknown id:" + ",".join(bad)]))
             continue
-        readable = any(_unreadable(srcs[c][:20_000]) is None for c in cited)
+        readable = any(_unreadable(srcs[c][:20_000], claim=False) is None for c in cited)
         why = _unreadable(text) or (None if readable else "not_checkable:no sentence in the sources")
         if why:
             items.append(CitedSentence(text, cited, "unsupported", 0.0, reasons=[why]))

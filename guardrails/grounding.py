@@ -37,6 +37,7 @@ from assistant.reply import Citation, SentenceCheck
 from guardrails.attribution import MODES, Attribution, attribute
 from guardrails.base import Guard, GuardContext
 from guardrails.citations import CitationReport, verify_citations
+from guardrails.judging import BAND, MAX_CALLS, Judge, judged, refine
 
 __all__ = ["BAD_VERDICTS", "LABELS", "POLICIES", "CitationGuard", "failures_prompt", "groundedness",
            "mark_attributed", "summarise"]
@@ -187,13 +188,16 @@ class CitationGuard(Guard):
     name = "citations"
 
     def __init__(self, policy: str = "annotate", *, attribute: str = "mark",
-                 verify: Callable[..., CitationReport] = verify_citations) -> None:
+                 verify: Callable[..., CitationReport] = verify_citations, judge: Judge | None = None,
+                 judge_band: tuple[float, float] = BAND, judge_max_calls: int = MAX_CALLS) -> None:
         if policy not in POLICIES:
             raise ValueError(f"citation policy must be one of {POLICIES}, got {policy!r}")
         if attribute not in MODES:
             raise ValueError(f"citation attribution must be one of {MODES}, got {attribute!r}")
         self.policy, self.attribute = policy, attribute
         self.verify = verify
+        #: A second opinion on unsure cited sentences (``guardrails.judging``; None: off).
+        self.judge, self.judge_band, self.judge_max_calls = judge, judge_band, judge_max_calls
 
     def check(self, ctx: GuardContext, text: str) -> tuple[list[Citation], list[SentenceCheck]] | None:
         """Verify ``text`` against the turn's sources (cached per text); None: no sources."""
@@ -207,6 +211,11 @@ class CitationGuard(Guard):
         # ``verify(answer, sources, question=...)``: the question frames bare answers.
         verify = functools.partial(self.verify, question=ctx.question or None)
         report = verify(text, texts)
+        if self.judge is not None:
+            report = refine(report, texts, self.judge, band=self.judge_band, max_calls=self.judge_max_calls,
+                            question=ctx.question or None,
+                            metadata={"user_id": ctx.user_id, "session_id": ctx.session_id})
+            ctx.citations_judged = judged(report.sentences)
         found: list[Attribution] = []
         if self.attribute != "off":
             try:
