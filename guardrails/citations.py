@@ -254,10 +254,16 @@ _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", 
                 "September", "October", "November", "December")
 
 
+_MONTH_ABBR = re.compile(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b\.?(\s*)(?=\d)")
+
+
 def spell_dates(text: str) -> str:
-    """ISO dates also written out ("2018-06-30" -> "30 June 2018"): a page's metadata dates
-    it that way, a claim says "in June 2018"."""
-    return _ISO_DATE.sub(lambda m: f"{int(m[3])} {_MONTH_NAMES[int(m[2]) - 1]} {m[1]}", text)
+    """Dates also written out: ISO ("2018-06-30" -> "30 June 2018": a page's metadata dates
+    it that way, a claim says "in June 2018") and abbreviated months before a day or year
+    ("Nov 10, 2018" -> "November 10, 2018")."""
+    text = _ISO_DATE.sub(lambda m: f"{int(m[3])} {_MONTH_NAMES[int(m[2]) - 1]} {m[1]}", text)
+    return _MONTH_ABBR.sub(lambda m: next(n for n in _MONTH_NAMES if n.startswith(m[1][:3])) + (m[2] or " "),
+                           text)
 
 
 def _hard_failures(claim: str, window: str, known: set[str], lead: str = "") -> list[str]:
@@ -382,8 +388,9 @@ def _score(pending: Sequence[tuple[CitedSentence, str, list[str]]], encoder: Any
         q = vecs[index[claim]]
         lead = " ".join(leads[c] for c in item.cited)
         cited_text = " ".join(srcs[c] for c in item.cited)
-        named = {stem(t) for t in tokens(cited_text)}
-        numbered = numbers_match(claim, cited_text)
+        spelled = spell_dates(cited_text)
+        named = {stem(t) for t in tokens(spelled)}
+        numbered = numbers_match(claim, spelled)
         best: tuple[float, str, list[str]] = (-1.0, "", [])
         for w in cands:
             cos = float(vecs[index[w]] @ q)

@@ -16,7 +16,9 @@ status follow the score as everywhere else. The checker's exact findings stay bi
 sentence with a wrong value, binding, negation, antonym or role swap (``HARD``) may be
 demoted by a judge, never promoted -- a persuasive model cannot turn "45 EUR outside the
 EU" green. A judge that fails, times out or answers nothing usable leaves the sentence as
-the checker left it (``judge:failed`` in its reasons), never the turn.
+the checker left it (``judge:failed`` in its reasons), never the turn. Cited text that
+reads as a prompt injection (``guardrails.injection.scan``) is never sent to a judge
+(``judge:skipped:injection``): a document must not talk its own claims green.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from guardrails.citations import THRESHOLD, CitationReport, CitedSentence
+from guardrails.injection import THRESHOLD as INJECTION_THRESHOLD
+from guardrails.injection import scan
 
 __all__ = ["BAND", "HARD", "JUDGE_VERDICTS", "MAX_CALLS", "MAX_EVIDENCE_CHARS", "Judge", "evidence_for",
            "judged", "judged_score", "refine"]
@@ -97,8 +101,11 @@ def refine(report: CitationReport, sources: Mapping[str, str], judge: Judge, *,
 
     def ask(i: int) -> str | None:
         s = report.sentences[i]
+        evidence = evidence_for(s, sources)
+        if scan(evidence).score >= INJECTION_THRESHOLD:
+            return _SKIPPED
         try:
-            verdict = judge(s.text, evidence_for(s, sources), question=question, metadata=metadata)
+            verdict = judge(s.text, evidence, question=question, metadata=metadata)
         except Exception:  # noqa: BLE001 - a judge is advice; the checker's verdict stands
             log.warning("citation judge failed; the checker's verdict stands", exc_info=True)
             return None
@@ -110,7 +117,12 @@ def refine(report: CitationReport, sources: Mapping[str, str], judge: Judge, *,
                            for i, s in enumerate(report.sentences)])
 
 
+_SKIPPED = "skipped:injection"
+
+
 def _apply(item: CitedSentence, verdict: str | None, band: tuple[float, float]) -> CitedSentence:
+    if verdict == _SKIPPED:
+        return replace(item, reasons=[*item.reasons, f"judge:{verdict}"])
     if verdict is None:
         return replace(item, reasons=[*item.reasons, "judge:failed"])
     if verdict != "not_supported" and any(r.startswith(HARD) for r in item.reasons):
@@ -126,4 +138,5 @@ def _apply(item: CitedSentence, verdict: str | None, band: tuple[float, float]) 
 
 def judged(sentences: Sequence[CitedSentence]) -> int:
     """How many sentences a judge re-scored."""
-    return sum(any(r.startswith("judge:") and r != "judge:failed" for r in s.reasons) for s in sentences)
+    return sum(any(r.startswith("judge:") and r not in ("judge:failed", f"judge:{_SKIPPED}")
+                   for r in s.reasons) for s in sentences)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.citations import answer_for, evaluate, load_cases
-from guardrails.citations import VERDICTS, CitationReport, verify_citations
+from guardrails.citations import VERDICTS, CitationReport, spell_dates, verify_citations
 from guardrails.claims import numbers_match, parse_markers, split_sentences
 
 SRC = {"1": "Marie Curie was born in Warsaw in 1867. She was the first woman to win a Nobel Prize, "
@@ -231,3 +231,14 @@ def test_a_month_in_a_claim_matches_a_sources_iso_date() -> None:
     wrong = verify_citations("The museum reopened in July 2018 after a renovation [1].", src).sentences[0]
     assert ok.status == "supported", ok.reasons
     assert wrong.status != "supported" and any(r.startswith("entity:") for r in wrong.reasons)
+
+
+def test_an_abbreviated_month_in_a_source_reads_as_the_month() -> None:
+    # News pages date themselves "Nov 10, 2018" / "Jan. 27, 2019"; the claim says "November".
+    src = {"1": "Nov 10, 2018 at 8:26 PM\nThe former congresswoman died on Saturday. She was 78."}
+    ok = verify_citations("The former congresswoman died on November 10, 2018, aged 78 [1].", src).sentences[0]
+    wrong = verify_citations("The former congresswoman died on December 10, 2018, aged 78 [1].",
+                             src).sentences[0]
+    assert ok.status == "supported", ok.reasons
+    assert wrong.status != "supported" and wrong.score < ok.score
+    assert spell_dates("Sept. 3 1999, Dec.5, the Jan team") == "September 3 1999, December 5, the Jan team"
