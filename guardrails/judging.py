@@ -106,7 +106,7 @@ def refine(report: CitationReport, sources: Mapping[str, str], judge: Judge, *,
             return _SKIPPED
         try:
             verdict = judge(s.text, evidence, question=question, metadata=metadata)
-        except Exception:  # noqa: BLE001 - a judge is advice; the checker's verdict stands
+        except Exception:  # a judge is advice: the checker's verdict stands
             log.warning("citation judge failed; the checker's verdict stands", exc_info=True)
             return None
         return verdict if verdict in JUDGE_VERDICTS else None
