@@ -86,7 +86,8 @@ def citation_guard(chain: GuardChain, settings: Settings, judge: Judge | None = 
         return found[0]
     guard = CitationGuard(settings.citation_policy, attribute=settings.attribute_citations, judge=judge,
                           judge_band=(settings.verify_band_low, settings.verify_band_high),
-                          judge_max_calls=settings.verify_max_calls)
+                          judge_max_calls=settings.verify_max_calls,
+                          judge_timeout_s=settings.verify_timeout_s)
     chain.guards.append(guard)
     return guard
 

@@ -342,7 +342,9 @@ class Settings(BaseSettings):
     verify_band_high: float = Field(
         0.8, ge=0.55, le=1, description="Highest checker score a judge is asked about.")
     verify_max_calls: int = Field(
-        4, ge=0, le=50, description="Most sentences judged per answer (nearest the threshold first).")
+        4, ge=0, le=16, description="Most sentences judged per answer (nearest the threshold first).")
+    verify_timeout_s: float = Field(
+        20.0, gt=0, le=300, description="Longest an answer waits for its judgements (late ones are ignored).")
     # extractive answers on a small model (issue 13)
     extractive_answers: str = Field(
         "auto", pattern="^(auto|on|off)$",

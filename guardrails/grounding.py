@@ -37,7 +37,8 @@ from assistant.reply import Citation, SentenceCheck
 from guardrails.attribution import MODES, Attribution, attribute
 from guardrails.base import Guard, GuardContext
 from guardrails.citations import CitationReport, verify_citations
-from guardrails.judging import BAND, MAX_CALLS, Judge, judged, refine
+from guardrails.injection import THRESHOLD as INJECTION_THRESHOLD
+from guardrails.judging import BAND, MAX_CALLS, TIMEOUT_S, Judge, check_band, judged, refine
 
 __all__ = ["BAD_VERDICTS", "LABELS", "POLICIES", "CitationGuard", "failures_prompt", "groundedness",
            "mark_attributed", "summarise"]
@@ -189,7 +190,8 @@ class CitationGuard(Guard):
 
     def __init__(self, policy: str = "annotate", *, attribute: str = "mark",
                  verify: Callable[..., CitationReport] = verify_citations, judge: Judge | None = None,
-                 judge_band: tuple[float, float] = BAND, judge_max_calls: int = MAX_CALLS) -> None:
+                 judge_band: tuple[float, float] = BAND, judge_max_calls: int = MAX_CALLS,
+                 judge_timeout_s: float = TIMEOUT_S) -> None:
         if policy not in POLICIES:
             raise ValueError(f"citation policy must be one of {POLICIES}, got {policy!r}")
         if attribute not in MODES:
@@ -197,7 +199,8 @@ class CitationGuard(Guard):
         self.policy, self.attribute = policy, attribute
         self.verify = verify
         #: A second opinion on unsure cited sentences (``guardrails.judging``; None: off).
-        self.judge, self.judge_band, self.judge_max_calls = judge, judge_band, judge_max_calls
+        self.judge, self.judge_band, self.judge_max_calls = judge, check_band(judge_band), judge_max_calls
+        self.judge_timeout_s = judge_timeout_s
 
     def check(self, ctx: GuardContext, text: str) -> tuple[list[Citation], list[SentenceCheck]] | None:
         """Verify ``text`` against the turn's sources (cached per text); None: no sources."""
@@ -212,8 +215,12 @@ class CitationGuard(Guard):
         verify = functools.partial(self.verify, question=ctx.question or None)
         report = verify(text, texts)
         if self.judge is not None:
+            # A chunk marked as a possible injection (at ingest, or by a guard that kept it)
+            # is never read by the judge: it must not talk its own claims green.
+            suspect = {sid for sid, ref in sources.items()
+                       if (ref.injection_score or 0) >= INJECTION_THRESHOLD}
             report = refine(report, texts, self.judge, band=self.judge_band, max_calls=self.judge_max_calls,
-                            question=ctx.question or None,
+                            question=ctx.question or None, suspect=suspect, timeout_s=self.judge_timeout_s,
                             metadata={"user_id": ctx.user_id, "session_id": ctx.session_id})
             ctx.citations_judged = judged(report.sentences)
         found: list[Attribution] = []
