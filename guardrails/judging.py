@@ -167,7 +167,7 @@ def refine(report: CitationReport, sources: Mapping[str, str], judge: Judge, *,
         claim, evidence = pending[i]
         try:
             verdict = judge(claim, evidence, question=question, metadata=metadata)
-            return verdict if isinstance(verdict, str) and verdict in JUDGE_VERDICTS else _FAILED
+            return verdict if type(verdict) is str and verdict in JUDGE_VERDICTS else _FAILED
         except (Exception, asyncio.CancelledError):  # a judge is advice: the checker's verdict stands
             log.warning("citation judge failed; the checker's verdict stands", exc_info=True)
             return _FAILED
@@ -202,4 +202,4 @@ def _apply(item: CitedSentence, verdict: str, band: tuple[float, float]) -> Cite
 def judged(sentences: Sequence[CitedSentence]) -> int:
     """How many sentences a judge re-scored."""
     return sum(any(r.startswith("judge:") and r not in (f"judge:{_FAILED}", f"judge:{_SKIPPED}")
-                   for r in s.reasons) for s in sentences)
+                   and not r.endswith(":overruled") for r in s.reasons) for s in sentences)

@@ -26,7 +26,7 @@ from assistant.judge import ModelJudge
 from assistant.testing import Fault, FaultServer
 from guardrails.citations import THRESHOLD, CitationReport, CitedSentence, verify_citations
 from guardrails.grounding import CitationGuard
-from guardrails.judging import BAND, JUDGE_VERDICTS, judged_score, refine, steers_a_judge
+from guardrails.judging import BAND, JUDGE_VERDICTS, judged, judged_score, refine, steers_a_judge
 from memory.corpus import Corpus
 from memory.db import open_engine
 from memory.vectors import open_chroma
@@ -90,9 +90,16 @@ def test_a_judge_demotes_but_never_promotes_over_an_exact_finding() -> None:
     wrong.score = 0.5  # as if it had landed in the band
     out = refine(CitationReport([wrong]), {"1": POLICY}, Recorder("supported")).sentences[0]
     assert (out.verdict, out.status) == ("unsupported", wrong.status)
-    assert "judge:supported:overruled" in out.reasons
+    assert "judge:supported:overruled" in out.reasons and judged([out]) == 0  # nothing moved
     demoted = refine(CitationReport([_sentence(0.7)]), {"1": CURIE}, Recorder("partial")).sentences[0]
     assert (demoted.verdict, demoted.status) == ("unsupported", "partial") and demoted.score < THRESHOLD
+
+
+class _Sneaky(str):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
 
 
 class _Weird:
@@ -103,7 +110,7 @@ class _Weird:
 
 
 @pytest.mark.parametrize("answer", [RuntimeError("provider down"), asyncio.CancelledError(), None, "maybe", 7,
-                                    " supported", np.array(["a", "b"]), _Weird()])
+                                    " supported", np.array(["a", "b"]), _Weird(), _Sneaky("x")])
 def test_a_judge_that_fails_leaves_the_checker_verdict(answer: Any) -> None:
     item = _sentence(0.6)
     out = refine(CitationReport([item]), {"1": CURIE}, Recorder(answer)).sentences[0]
