@@ -7,6 +7,7 @@ Why a separate module: these rules are the cheap, explainable half of
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Set as AbstractSet
 
@@ -126,6 +127,14 @@ _NUM = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(?:\s*(st|nd|rd|th
                   r"(?:\s*(thousand|million|billion|trillion)\b|(bn|mn|tn|k)\b)?", re.IGNORECASE)
 _HEDGE = re.compile(r"\b(about|around|roughly|approximately|nearly|almost|over|some|more than|"
                     r"less than|under|up to|close to|just over|just under|~)\s*[$€£]?\s*$", re.IGNORECASE)
+
+
+def _hedged(text: str, at: int) -> bool:
+    """Is the number starting at ``at`` hedged ("about 40")? Only the words just before it
+    are read: searching the whole prefix made a long source quadratic in its numbers."""
+    return _HEDGE.search(text, max(0, at - 40), at) is not None
+
+
 _ANTONYMS = [("increase", "decrease"), ("rise", "fall"), ("rose", "fell"), ("raise", "lower"),
              ("higher", "lower"), ("more", "less"), ("gain", "loss"), ("before", "after"),
              ("above", "below"), ("larger", "smaller"), ("maximum", "minimum"), ("first", "last"),
@@ -173,8 +182,10 @@ def tokens(text: str) -> list[str]:
     return re.findall(r"[A-Za-zÀ-ÿ0-9]+(?:[’'][A-Za-z]+)?", text)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
-    """Very light English stemmer: lowercase, drop possessive and common suffixes."""
+    """Very light English stemmer: lowercase, drop possessive and common suffixes (cached:
+    every check stems the same source words again)."""
     w = re.sub(r"[’']s$", "", word.lower())
     for suf, rep, min_len in (("ies", "y", 5), ("ing", "", 6), ("ied", "y", 5), ("ed", "", 5),
                               ("es", "", 5), ("s", "", 4), ("ly", "", 5)):
@@ -199,14 +210,14 @@ def numbers(text: str) -> list[tuple[float, bool]]:
     for m in _NUM.finditer(text):
         val = float(m.group(1).replace(",", ""))
         scale = (m.group(3) or m.group(4) or "").lower()
-        out.append((val * _SCALE.get(scale, 1.0), bool(_HEDGE.search(text[: m.start()]))))
+        out.append((val * _SCALE.get(scale, 1.0), _hedged(text, m.start())))
     for m in re.finditer(r"\b(" + "|".join(_WORDNUM) + r")\b", text, re.IGNORECASE):
         w = m.group(1).lower()
         val = float(_WORDNUM[w])
         nxt = re.match(r"\s+(thousand|million|billion|trillion)\b", text[m.end():], re.IGNORECASE)
         if nxt and w not in ("thousand",):
             val *= _SCALE[nxt.group(1).lower()]
-        out.append((val, bool(_HEDGE.search(text[: m.start()]))))
+        out.append((val, _hedged(text, m.start())))
     return out
 
 
@@ -282,7 +293,7 @@ def _units(text: str) -> list[tuple[float, bool, bool, str]]:
         percent = (word.startswith(("%", "p")) and "cent" in word) or word == "%"
         nxt = [] if not unit or word in _STOP else ["%" if percent else word]
         for val, hedged in numbers(m.group(0) + (scale.group(0) if scale else "")) or [(0.0, False)]:
-            out.append((val, hedged or bool(_HEDGE.search(text[: m.start()])), not m.group(0)[0].isdigit(),
+            out.append((val, hedged or _hedged(text, m.start()), not m.group(0)[0].isdigit(),
                         stem(nxt[0]) if nxt else ""))
     return out
 

@@ -38,7 +38,16 @@ from guardrails.attribution import MODES, Attribution, attribute
 from guardrails.base import Guard, GuardContext
 from guardrails.citations import CitationReport, verify_citations
 from guardrails.injection import THRESHOLD as INJECTION_THRESHOLD
-from guardrails.judging import BAND, MAX_CALLS, TIMEOUT_S, Judge, check_band, judged, refine
+from guardrails.judging import (
+    BAND,
+    MAX_CALLS,
+    TIMEOUT_S,
+    Judge,
+    check_band,
+    check_judge_limits,
+    judged,
+    refine,
+)
 
 __all__ = ["BAD_VERDICTS", "LABELS", "POLICIES", "CitationGuard", "failures_prompt", "groundedness",
            "mark_attributed", "summarise"]
@@ -199,8 +208,8 @@ class CitationGuard(Guard):
         self.policy, self.attribute = policy, attribute
         self.verify = verify
         #: A second opinion on unsure cited sentences (``guardrails.judging``; None: off).
-        self.judge, self.judge_band, self.judge_max_calls = judge, check_band(judge_band), judge_max_calls
-        self.judge_timeout_s = judge_timeout_s
+        self.judge, self.judge_band = judge, check_band(judge_band)
+        self.judge_max_calls, self.judge_timeout_s = check_judge_limits(judge_max_calls, judge_timeout_s)
 
     def check(self, ctx: GuardContext, text: str) -> tuple[list[Citation], list[SentenceCheck]] | None:
         """Verify ``text`` against the turn's sources (cached per text); None: no sources."""

@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -38,8 +38,9 @@ from guardrails.citations import THRESHOLD, CitationReport, CitedSentence
 from guardrails.injection import THRESHOLD as INJECTION_THRESHOLD
 from guardrails.injection import scan
 
-__all__ = ["BAND", "HARD", "JUDGE_VERDICTS", "MAX_CALLS", "MAX_EVIDENCE_CHARS", "TIMEOUT_S", "Judge",
-           "check_band", "evidence_for", "judged", "judged_score", "refine", "steers_a_judge"]
+__all__ = ["BAND", "HARD", "JUDGE_VERDICTS", "MAX_CALLS", "MAX_CALLS_LIMIT", "MAX_EVIDENCE_CHARS",
+           "MAX_TIMEOUT_S", "TIMEOUT_S", "Judge", "check_band", "check_judge_limits", "evidence_for",
+           "judged", "judged_score", "refine", "steers_a_judge"]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ JUDGE_VERDICTS = ("supported", "partial", "not_supported")
 #: The checker's scores a judge is asked about (calibrated on WiCE dev; see docs/benchmarks.md).
 BAND = (0.25, 0.8)
 MAX_CALLS = 4
+MAX_CALLS_LIMIT = 16  # a judge is a few calls per answer, not one per sentence of a long one
 #: Most seconds an answer waits for its judgements (each call also has the provider's timeouts).
 TIMEOUT_S = 20.0
+MAX_TIMEOUT_S = 300.0
 #: Most characters of cited text a judge reads per claim, all cited sources together.
 MAX_EVIDENCE_CHARS = 6000
 _MAX_SOURCES = 8  # cited sources a judge reads per claim
@@ -92,6 +95,18 @@ def check_band(band: tuple[float, float], threshold: float = THRESHOLD) -> tuple
         raise ValueError(f"a judge's band must straddle the threshold: 0 <= low < {threshold} <= high <= 1, "
                          f"got {band!r}")
     return lo, hi
+
+
+def check_judge_limits(max_calls: int, timeout_s: float) -> tuple[int, float]:
+    """``(max_calls, timeout_s)`` checked: ValueError unless 0 <= max_calls <= ``MAX_CALLS_LIMIT``
+    (an int) and 0 < timeout_s <= ``MAX_TIMEOUT_S`` -- the bounds the settings enforce, also
+    for a guard built in code."""
+    if type(max_calls) is not int or not 0 <= max_calls <= MAX_CALLS_LIMIT:
+        raise ValueError(f"a judge's max_calls must be an int in [0, {MAX_CALLS_LIMIT}], got {max_calls!r}")
+    if (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+            or not 0 < timeout_s <= MAX_TIMEOUT_S):
+        raise ValueError(f"a judge's timeout_s must be seconds in (0, {MAX_TIMEOUT_S:g}], got {timeout_s!r}")
+    return max_calls, float(timeout_s)
 
 
 def judged_score(score: float, verdict: str, band: tuple[float, float] = BAND,
@@ -173,14 +188,37 @@ def refine(report: CitationReport, sources: Mapping[str, str], judge: Judge, *,
             return _FAILED
 
     if pending:
-        pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(pending))), thread_name_prefix="judge")
-        futures = {i: pool.submit(ask, i) for i in pending}
-        wait(futures.values(), timeout=timeout_s)
-        pool.shutdown(wait=False, cancel_futures=True)  # a late judge is not waited for
-        for i, future in futures.items():
-            verdicts[i] = future.result() if future.done() and not future.cancelled() else _FAILED
+        verdicts.update(_ask_all(ask, list(pending), workers=workers, timeout_s=timeout_s))
     return CitationReport([_apply(s, verdicts[i], band) if i in verdicts else s
                            for i, s in enumerate(report.sentences)])
+
+
+def _ask_all(ask: Any, keys: list[int], *, workers: int, timeout_s: float) -> dict[int, str]:
+    """``ask(key)`` for every key on at most ``workers`` daemon threads, for at most
+    ``timeout_s`` seconds in all; a key not answered by then is ``failed``. Daemon threads,
+    not an executor: a hung provider call must delay neither this answer nor the process's
+    exit (an executor's workers are joined at interpreter shutdown)."""
+    todo, done, lock = list(keys), {}, threading.Lock()
+    finished = threading.Event()
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not todo or finished.is_set():
+                    return
+                key = todo.pop(0)
+            verdict = ask(key)
+            with lock:
+                done[key] = verdict
+                if len(done) == len(keys):
+                    finished.set()
+
+    for n in range(max(1, min(workers, len(keys)))):
+        threading.Thread(target=work, name=f"judge-{n}", daemon=True).start()
+    finished.wait(max(0.0, timeout_s))
+    with lock:
+        finished.set()  # workers still running drop what is left; their late verdicts are ignored
+        return {key: done.get(key, _FAILED) for key in keys}
 
 
 def _apply(item: CitedSentence, verdict: str, band: tuple[float, float]) -> CitedSentence:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,7 +29,16 @@ from assistant.judge import ModelJudge
 from assistant.testing import Fault, FaultServer
 from guardrails.citations import THRESHOLD, CitationReport, CitedSentence, verify_citations
 from guardrails.grounding import CitationGuard
-from guardrails.judging import BAND, JUDGE_VERDICTS, judged, judged_score, refine, steers_a_judge
+from guardrails.judging import (
+    BAND,
+    JUDGE_VERDICTS,
+    MAX_CALLS_LIMIT,
+    MAX_TIMEOUT_S,
+    judged,
+    judged_score,
+    refine,
+    steers_a_judge,
+)
 from memory.corpus import Corpus
 from memory.db import open_engine
 from memory.vectors import open_chroma
@@ -175,6 +187,53 @@ def test_a_slow_judge_is_not_waited_for() -> None:
     out = refine(CitationReport([_sentence(0.5, ["low similarity"])]), {"1": CURIE}, slow,
                  timeout_s=0.2).sentences[0]
     assert time.perf_counter() - t0 < 2 and out.verdict == "unsupported" and out.reasons[-1] == "judge:failed"
+
+
+def test_a_hung_judge_delays_neither_the_answer_nor_the_process_exit() -> None:
+    script = textwrap.dedent("""
+        import threading, time
+        from guardrails.citations import CitationReport, CitedSentence
+        from guardrails.judging import refine
+        def hung(*_a, **_k):
+            threading.Event().wait()  # a provider call that never returns
+        item = CitedSentence("Curie won.", ["1"], "unsupported", 0.5, reasons=["low similarity"])
+        out = refine(CitationReport([item]), {"1": "Marie Curie won the Nobel Prize."}, hung, timeout_s=0.3)
+        print(out.sentences[0].reasons[-1])
+    """)
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "judge:failed" and time.perf_counter() - t0 < 30
+
+
+def test_many_sentences_share_the_workers_and_each_gets_its_own_verdict() -> None:
+    verdicts = {"a": "supported", "b": "not_supported", "c": "partial", "d": "nonsense"}
+
+    def judge(claim: str, *_: Any, **__: Any) -> str:
+        time.sleep(0.05)
+        return verdicts[claim[0]]
+    items = [CitedSentence(f"{k} claim about Curie.", ["1"], "unsupported", 0.5, reasons=["low similarity"])
+             for k in verdicts]
+    out = refine(CitationReport(items), {"1": CURIE}, judge, workers=2).sentences
+    assert [s.reasons[-1] for s in out] == ["judge:supported", "judge:not_supported", "judge:partial",
+                                           "judge:failed"]
+
+
+@pytest.mark.parametrize("kwargs", [{"judge_max_calls": -1}, {"judge_max_calls": 17},
+                                    {"judge_max_calls": 2.5}, {"judge_timeout_s": 0},
+                                    {"judge_timeout_s": float("nan")}, {"judge_timeout_s": "fast"}])
+def test_a_guard_refuses_judge_limits_that_make_no_sense(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="judge"):
+        CitationGuard(judge=Recorder("supported"), **kwargs)
+
+
+def test_the_settings_bound_the_judge_as_the_guard_does() -> None:
+    def bounds(name: str) -> dict[str, Any]:
+        return {k: getattr(m, k) for m in Settings.model_fields[name].metadata
+                for k in ("ge", "gt", "le") if hasattr(m, k)}
+    assert bounds("verify_max_calls") == {"ge": 0, "le": MAX_CALLS_LIMIT}
+    assert bounds("verify_timeout_s") == {"gt": 0, "le": MAX_TIMEOUT_S}
 
 
 def test_nothing_readable_to_judge_and_bands_that_miss_the_threshold() -> None:
