@@ -152,7 +152,20 @@ _ANTONYMS = [("increase", "decrease"), ("rise", "fall"), ("rose", "fell"), ("rai
              ("included", "excluded"), ("possible", "impossible"), ("cheap", "expensive"),
              ("longest", "shortest"), ("long", "short"), ("wide", "narrow"), ("best", "worst"),
              ("easy", "difficult"), ("common", "rare"), ("success", "failure"), ("internal", "external"),
-             ("same", "different"), ("ancient", "modern"), ("simple", "complex"), ("light", "dark")]
+             ("same", "different"), ("ancient", "modern"), ("simple", "complex"), ("light", "dark"),
+             ("indoors", "outdoors"), ("indoor", "outdoor"), ("interior", "exterior"), ("inner", "outer"),
+             ("domestic", "international"), ("permitted", "prohibited"), ("allowed", "prohibited"),
+             ("allowed", "forbidden"), ("permitted", "forbidden"), ("required", "optional"),
+             ("mandatory", "optional"), ("paid", "unpaid"), ("online", "offline"), ("weekday", "weekend"),
+             ("weekdays", "weekends"), ("upper", "lower")]
+#: Words on the same side of a pair: evidence saying "within" does not contradict "inside".
+_SAME_SIDE = {"inside": {"within", "indoors", "inner", "internal", "interior"},
+              "outside": {"beyond", "outdoors", "outer", "external", "exterior"},
+              "indoors": {"inside"}, "outdoors": {"outside"}, "prohibited": {"forbidden", "banned"},
+              "forbidden": {"prohibited", "banned"}, "banned": {"prohibited", "forbidden"},
+              "allowed": {"permitted"}, "permitted": {"allowed"}, "required": {"mandatory", "compulsory", "must"},
+              "mandatory": {"required", "compulsory", "must"}}
+_NEGATORS = {"not", "no", "never", "cannot", "nor"}
 _TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
 _UNITS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 _COMPOUND_WORD = re.compile(rf"\b({_TENS})[- ]({'|'.join(_UNITS)})\b", re.IGNORECASE)
@@ -251,13 +264,24 @@ def name_stems(text: str) -> set[str]:
     return {stem(t) for t in tokens(text) if t[0].isupper() and t.lower() not in _STOP}
 
 
+def _words_and_negated(text: str) -> tuple[set[str], set[str]]:
+    """(lowercase words, the words a "not"/"no"/"never" just before negates)."""
+    toks = [t.lower() for t in tokens(text)]
+    negated = {t for i, t in enumerate(toks) if any(
+        w in _NEGATORS or w.endswith("n't") for w in toks[max(0, i - 2):i])}
+    return set(toks), negated
+
+
 def has_antonym_clash(claim: str, evidence: str) -> bool:
-    """The claim uses one side of an antonym pair, the evidence only the other side."""
-    c = {t.lower() for t in tokens(claim)}
-    e = {t.lower() for t in tokens(evidence)}
+    """The claim uses one side of an antonym pair, the evidence only the other side --
+    unless either side is negated ("not allowed" is "prohibited"; the negation check
+    reads those) or the evidence has the claim's side in other words ("within" / "inside")."""
+    c, c_neg = _words_and_negated(claim)
+    e, e_neg = _words_and_negated(evidence)
     for a, b in _ANTONYMS:
         for x, y in ((a, b), (b, a)):
-            if x in c and x not in e and y in e and y not in c:
+            if (x in c and x not in e and y in e and y not in c and not _SAME_SIDE.get(x, set()) & e
+                    and x not in c_neg and y not in e_neg):
                 return True
     return False
 

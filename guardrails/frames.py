@@ -121,6 +121,10 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
     low = re.sub(r"\bat least\b|\bor more\b|\band (?:over|above|up)\b|\bor longer\b", " least ", low)
     low = re.sub(r"\bwithin(?=\s+(?:\d|one|two|three|four|five|six|seven|eight|nine|ten|a |an ))",
                  "within_n", low)
+    # "beyond 6 hours" (or "beyond that", a value just named) bounds a value; "beyond the
+    # EU" is outside it.
+    low = re.sub(r"\bbeyond\b(?!\s+(?:\d|one|two|three|four|five|six|seven|eight|nine|ten|a |an |that|this|it|them|those))",
+                 "outside", low)
     values: set[str] = set()
     plain: set[str] = set()
     for found in _TIME.findall(low):

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.citations import answer_for, evaluate, load_cases
 from guardrails.citations import VERDICTS, CitationReport, spell_dates, verify_citations
-from guardrails.claims import numbers_match, parse_markers, split_sentences
+from guardrails.claims import has_antonym_clash, numbers_match, parse_markers, split_sentences
 
 SRC = {"1": "Marie Curie was born in Warsaw in 1867. She was the first woman to win a Nobel Prize, "
             "receiving the physics prize in 1903. In 1911 she won a second Nobel Prize, this time in "
@@ -242,3 +242,24 @@ def test_an_abbreviated_month_in_a_source_reads_as_the_month() -> None:
     assert ok.status == "supported", ok.reasons
     assert wrong.status != "supported" and wrong.score < ok.score
     assert spell_dates("Sept. 3 1999, Dec.5, the Jan team") == "September 3 1999, December 5, the Jan team"
+
+
+@pytest.mark.parametrize(("claim", "evidence", "clash"), [
+    ("Pets are permitted indoors.", "Pets are permitted outdoors only.", True),
+    ("The course is optional.", "The course is mandatory for all new staff.", True),
+    ("Parental leave is unpaid.", "Parental leave is paid for 14 weeks.", True),
+    ("Drones are allowed in the park.", "Drones are prohibited in the park.", True),
+    ("The desk is open on weekends.", "The desk is open on weekdays.", True),
+    # the same side in other words is no clash
+    ("Smoking is allowed inside the terminal.", "Smoking is allowed within the terminal only, never outside.",
+     False),
+    ("Drones are forbidden in the park.", "Drones are prohibited in the park.", False),
+    ("The training is required.", "The training is mandatory, not optional.", False),
+    ("Masks are mandatory in the east wing.", "Visitors must wear a mask in the east wing; masks are optional "
+     "elsewhere.", False),
+    # a negated side is the other side: the negation check reads those
+    ("Smoking is not allowed indoors.", "Smoking is prohibited indoors.", False),
+    ("Pets are prohibited in the rooms.", "Pets are not allowed in the rooms.", False),
+])
+def test_opposite_words_clash_and_same_side_words_do_not(claim: str, evidence: str, clash: bool) -> None:
+    assert has_antonym_clash(claim, evidence) is clash

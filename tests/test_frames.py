@@ -178,3 +178,14 @@ def test_a_second_predicate_of_one_subject_is_no_rival() -> None:
 def test_most_of_them_tail_stays_with_its_clause() -> None:
     source = "The museum had 2 million visitors last year, most of them from abroad."
     assert len(units(source)) == 1
+
+
+def test_beyond_a_place_is_outside_it_beyond_a_number_is_over_it() -> None:
+    rival = units("The daily per diem is 45 EUR within the EU and 60 EUR outside the EU.")
+    assert check_binding("Beyond the EU the per diem is 45 EUR", rival) is not None
+    assert check_binding("Beyond the EU the per diem is 60 EUR", rival) is None
+    flights = units("Economy class is booked for flights under 6 hours and business class for longer flights.")
+    assert check_binding("Business class is booked for flights beyond 6 hours", flights) is None
+    # "beyond that": beyond the value just named, a bound
+    delivery = units("Delivery is free within 5 km of the store and costs 3 EUR per km beyond that.")
+    assert check_binding("Delivery costs 3 EUR per km beyond 5 km", delivery) is None
