@@ -163,7 +163,8 @@ _SAME_SIDE = {"inside": {"within", "indoors", "inner", "internal", "interior"},
               "outside": {"beyond", "outdoors", "outer", "external", "exterior"},
               "indoors": {"inside"}, "outdoors": {"outside"}, "prohibited": {"forbidden", "banned"},
               "forbidden": {"prohibited", "banned"}, "banned": {"prohibited", "forbidden"},
-              "allowed": {"permitted"}, "permitted": {"allowed"}, "required": {"mandatory", "compulsory", "must"},
+              "allowed": {"permitted"}, "permitted": {"allowed"},
+              "required": {"mandatory", "compulsory", "must"},
               "mandatory": {"required", "compulsory", "must"}}
 _NEGATORS = {"not", "no", "never", "cannot", "nor"}
 _TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
@@ -188,7 +189,7 @@ _OPINION = re.compile(r"\b(?:in my (?:view|opinion)|i think|i believe|i feel|per
 _SUBJECTIVE = re.compile(r"\b(?:amazing|fascinating|remarkable|incredible|wonderful|interesting|awesome|"
                          r"beautiful|impressive|exciting|worth|may want|might want|it depends|"
                          r"every (?:situation|case) is different|you should consider)\b", re.IGNORECASE)
-_COMPOUND = re.compile(r"(?<![\d.])(\d+)\s*([-–:])\s*(\d+)(?:\s*:\s*(\d+))?(?![\d.])")
+_COMPOUND = re.compile(r"(?<![\d.])(\d+)\s*([-–:])\s*(\d+)(?:\s*:\s*(\d+))?(?!\d|\.\d)")
 
 
 def tokens(text: str) -> list[str]:
@@ -327,6 +328,21 @@ def _compounds(text: str) -> set[str]:
             for m in _COMPOUND.finditer(text)}
 
 
+_CLOCK = re.compile(r"\b(1[0-2]|0?[1-9])(?:[:.]([0-5]\d))?\s*([ap])\.?\s?m\b|\b(noon|midday)\b",
+                    re.IGNORECASE)
+
+
+def clock_24h(text: str) -> str:
+    """Clock times on a 12-hour clock written on a 24-hour one ("6 pm" -> "18:00", "8:30 am"
+    -> "8:30", "noon" -> "12:00"): opening hours are written both ways, and "6" is no "18"."""
+    def to24(m: re.Match[str]) -> str:
+        if m[4]:
+            return "12:00"
+        hour = int(m[1]) % 12 + (12 if m[3].lower() == "p" else 0)
+        return f"{hour}:{m[2] or '00'}"
+    return _CLOCK.sub(to24, text)
+
+
 def numbers_match(claim: str, evidence: str) -> bool:
     """Every number in the claim occurs in the evidence (within 5% when hedged: "about").
 
@@ -335,6 +351,7 @@ def numbers_match(claim: str, evidence: str) -> bool:
     *different* number for the same unit. Scores and times ("4-3", "2:00:35") must match
     as a whole when the evidence has any.
     """
+    claim, evidence = clock_24h(claim), clock_24h(evidence)
     have = _units(evidence)
     for val, hedged, word, unit in _units(claim):
         tol = 0.05 * abs(val) if hedged else 1e-9 * max(1.0, abs(val))

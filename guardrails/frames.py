@@ -123,7 +123,8 @@ def _terms(text: str) -> tuple[set[str], set[str]]:
                  "within_n", low)
     # "beyond 6 hours" (or "beyond that", a value just named) bounds a value; "beyond the
     # EU" is outside it.
-    low = re.sub(r"\bbeyond\b(?!\s+(?:\d|one|two|three|four|five|six|seven|eight|nine|ten|a |an |that|this|it|them|those))",
+    low = re.sub(r"\bbeyond\b(?!\s+(?:\d|one|two|three|four|five|six|seven|eight|nine|ten|a |an |"
+                 r"that|this|it|them|those))",
                  "outside", low)
     values: set[str] = set()
     plain: set[str] = set()

@@ -26,9 +26,12 @@ from guardrails.claims import (
 __all__ = ["acronym_of", "clause_coverage", "clauses", "direction_clash", "negation_clash",
            "role_swaps", "uncovered_clauses"]
 
-_CLAUSE = re.compile(r"(?<=[.!?])\s+|[;:,()]|\s[–—-]\s|\b(?:and|but|while|whereas|although|though|because|"
+# A comma between digits ("1,000", "1,5 kg") is part of a number, not a clause break.
+_CLAUSE = re.compile(r"(?<=[.!?])\s+|[;:()]|(?<!\d),|,(?!\d)|"
+                     r"\s[–—-]\s|\b(?:and|but|while|whereas|although|though|because|"
                      r"which|who|after|before|when|so)\b", re.IGNORECASE)
 _NEG_CUE = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|without|unable to|fail(?:s|ed)? to|"
+                      r"except(?:\s+for)?|excluding|other than|"
                       r"instead of|rather than|\w+n[’']t)\b", re.IGNORECASE)
 _SCOPE = 1  # content words a negation cue governs: its head ("does not *require*")
 _ROLE_SPLIT = re.compile(r"(?<=[.!?])\s+|[;:,()]|\s[–—-]\s|\b(?:but|while|whereas|which|who)\b")

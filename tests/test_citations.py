@@ -255,11 +255,31 @@ def test_an_abbreviated_month_in_a_source_reads_as_the_month() -> None:
      False),
     ("Drones are forbidden in the park.", "Drones are prohibited in the park.", False),
     ("The training is required.", "The training is mandatory, not optional.", False),
-    ("Masks are mandatory in the east wing.", "Visitors must wear a mask in the east wing; masks are optional "
-     "elsewhere.", False),
+    ("Masks are mandatory in the east wing.",
+     "Visitors must wear a mask in the east wing; masks are optional elsewhere.", False),
     # a negated side is the other side: the negation check reads those
     ("Smoking is not allowed indoors.", "Smoking is prohibited indoors.", False),
     ("Pets are prohibited in the rooms.", "Pets are not allowed in the rooms.", False),
 ])
 def test_opposite_words_clash_and_same_side_words_do_not(claim: str, evidence: str, clash: bool) -> None:
     assert has_antonym_clash(claim, evidence) is clash
+
+
+@pytest.mark.parametrize(("claim", "evidence", "match"), [
+    ("The desk closes at 6 pm.", "The desk is open from 8:00 to 18:00.", True),
+    ("Check-in begins at 15:00.", "Check-in starts at 3 p.m.", True),
+    ("The desk opens at 8:30 am.", "The desk opens at 8:30.", True),
+    ("Lunch is served at noon.", "Lunch is served at 12:00.", True),
+    ("The desk closes at 5 pm.", "The desk is open from 8:00 to 18:00.", False),
+    ("The gym closes at 10 am.", "The gym closes at 10 pm.", False),
+    ("Check-in begins at 14:00.", "Check-in starts at 3 pm.", False),
+])
+def test_a_12_hour_clock_time_is_its_24_hour_time(claim: str, evidence: str, match: bool) -> None:
+    assert numbers_match(claim, evidence) is match
+
+
+def test_a_thousands_comma_does_not_cut_a_clause_and_except_negates() -> None:
+    src = {"1": "Loans of less than 1,000 EUR carry a 5% fee. The library is open every day except Sunday."}
+    assert one("Loans below 1,000 EUR carry a 5% fee [1].", src).verdict == "supported"
+    assert "negation" in one("The library is open on Sunday [1].", src).reasons
+    assert one("The library is open on Monday [1].", src).verdict != "supported"  # no Monday named

@@ -184,7 +184,8 @@ def test_beyond_a_place_is_outside_it_beyond_a_number_is_over_it() -> None:
     rival = units("The daily per diem is 45 EUR within the EU and 60 EUR outside the EU.")
     assert check_binding("Beyond the EU the per diem is 45 EUR", rival) is not None
     assert check_binding("Beyond the EU the per diem is 60 EUR", rival) is None
-    flights = units("Economy class is booked for flights under 6 hours and business class for longer flights.")
+    flights = units("Economy class is booked for flights under 6 hours and business class for longer "
+                    "flights.")
     assert check_binding("Business class is booked for flights beyond 6 hours", flights) is None
     # "beyond that": beyond the value just named, a bound
     delivery = units("Delivery is free within 5 km of the store and costs 3 EUR per km beyond that.")
